@@ -1,0 +1,1 @@
+"""cspine-tui engine: everything a study needs, usable from scripts; no UI imports."""

@@ -1,0 +1,7 @@
+"""Subcommands of `cspine-tui`, one module per area; each exposes register(subparsers)."""
+
+# Modules registered in cli.py, in the order their commands appear in --help.
+COMMAND_MODULES = [
+    "cspine_tui.commands.study",
+    "cspine_tui.commands.jobs",
+]

@@ -181,6 +181,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0007_audit_nearest_prescreen",
+        """
+        -- Each synthetic image's nearest real image (any split) and nearest training image, per audit.
+        CREATE TABLE audit_nearest (
+            audit_id VARCHAR NOT NULL, synthetic_id VARCHAR NOT NULL,
+            real_id VARCHAR NOT NULL, similarity DOUBLE NOT NULL,
+            train_id VARCHAR, train_similarity DOUBLE,
+            PRIMARY KEY (audit_id, synthetic_id)
+        );
+        -- The plausibility pre-screen's latest score per synthetic image (higher = more likely rejected).
+        CREATE TABLE prescreen_scores (
+            image_id VARCHAR PRIMARY KEY, score DOUBLE NOT NULL, distance DOUBLE, classifier DOUBLE,
+            embedding VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL,
+            computed_at TIMESTAMP DEFAULT current_timestamp
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -221,6 +239,12 @@ class Tx:
     def column(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[Any]:
         cur = self._con.execute(sql, params) if params is not None else self._con.execute(sql)
         return [r[0] for r in cur.fetchall()]
+
+    def fetch_numpy(self, sql: str, params: Sequence[Any] | dict | None = None) -> dict[str, Any]:
+        """Columns as numpy arrays: the fast path for bulk numeric data (a FLOAT[] column comes back as an
+        object array of float32 arrays; np.stack it)."""
+        cur = self._con.execute(sql, params) if params is not None else self._con.execute(sql)
+        return cur.fetchnumpy()
 
 
 class Store:
@@ -291,6 +315,10 @@ class Store:
     def column(self, sql: str, params: Sequence[Any] | dict | None = None) -> list[Any]:
         with self.connect() as tx:
             return tx.column(sql, params)
+
+    def fetch_numpy(self, sql: str, params: Sequence[Any] | dict | None = None) -> dict[str, Any]:
+        with self.connect() as tx:
+            return tx.fetch_numpy(sql, params)
 
     def execute(self, sql: str, params: Sequence[Any] | dict | None = None) -> None:
         with self.connect() as tx:

@@ -1,0 +1,152 @@
+"""The Textual app: a dashboard of the study and one screen per step of the study.
+
+Registering a screen (each area does this once): add a ScreenEntry to SCREENS below. The screen class lives
+in cspine_tui/screens/<area>.py and is imported only when first opened. A screen can offer commands to the
+command palette by defining ``palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]``
+(title, help, callback); they are listed while that screen is active.
+
+Conventions for screens: `self.app.study` (core.study.Study), `self.app.reviewer` (who decides),
+`self.app.image_protocol` (for cspine_tui.widgets.preview.ImagePreview); database work in thread workers
+(`@work(thread=True, exclusive=True, group=...)`) that hand results back with `self.app.call_from_thread`
+or by posting a Message; user-caused errors (core.errors.CspineError) go to `self.app.report_error(exc)`,
+which shows them in one line and keeps the app running.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+from textual.app import App
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.worker import Worker, WorkerState
+
+from core.errors import CspineError
+from core.study import Study
+
+
+@dataclass(frozen=True)
+class ScreenEntry:
+    name: str
+    target: str          # "module:Class"
+    key: str             # key on the dashboard
+    title: str
+    description: str
+
+    def load(self) -> Any:
+        module, cls = self.target.split(":")
+        return getattr(importlib.import_module(module), cls)()
+
+
+SCREENS: list[ScreenEntry] = [
+    ScreenEntry("dashboard", "cspine_tui.screens.dashboard:DashboardScreen", "0", "Dashboard",
+                "the study at a glance"),
+]
+
+
+class CspineCommands(Provider):
+    """Command palette: open any screen, plus the commands of the screen in front."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        app: CspineApp = self.app  # type: ignore[assignment]
+        commands = [(f"Open {e.title}", e.description, partial(app.open_screen, e.name)) for e in SCREENS]
+        commands.append(("Help", "keys and commands", app.action_help))
+        screen_commands = getattr(app.screen, "palette_commands", None)
+        if callable(screen_commands):
+            commands.extend(screen_commands())
+        return commands
+
+    async def discover(self) -> Hits:
+        for title, help_text, callback in self._commands():
+            yield Hit(1.0, title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, callback in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+
+
+class CspineApp(App):
+    TITLE = "cspine-tui"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {CspineCommands}
+    BINDINGS = [
+        Binding("question_mark", "help", "Help"),
+        Binding("ctrl+p", "command_palette", "Commands", show=True),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, study: Study, *, reviewer: str, image_protocol: str = "auto") -> None:
+        super().__init__()
+        self.study = study
+        self.reviewer = reviewer
+        self.image_protocol = image_protocol
+        self.sub_title = f"{study.root}  ·  reviewer {reviewer}"
+        for entry in SCREENS:
+            self.install_screen(partial(entry.load), entry.name)  # built when first opened
+
+    def on_mount(self) -> None:
+        self.push_screen("dashboard")
+
+    def open_screen(self, name: str) -> None:
+        """Bring a registered screen to the front: back to it if it is open, else open it over the current."""
+        target = self.get_screen(name)
+        if target in self.screen_stack:
+            while self.screen is not target:
+                self.pop_screen()
+        else:
+            self.push_screen(target)
+
+    def action_help(self) -> None:
+        from cspine_tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def report_error(self, exc: BaseException) -> None:
+        """Show an error in one line and keep running; unexpected errors also go to the log."""
+        if isinstance(exc, CspineError):
+            message = str(exc)
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+            self.log.error(message)
+        self.notify(message.splitlines()[0] if message else type(exc).__name__, title="error",
+                    severity="error", timeout=10)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.report_error(event.worker.error)
+
+    def _handle_exception(self, error: Exception) -> None:
+        # A user-caused error raised in a handler is shown, not fatal.
+        if isinstance(error, CspineError):
+            self.report_error(error)
+            return
+        super()._handle_exception(error)
+
+
+def configure_terminal() -> None:
+    """Use 24-bit colour where the terminal has it (SSH does not forward COLORTERM; tmux hides it)."""
+    truecolor_terms = ("xterm-kitty", "wezterm", "alacritty", "xterm-ghostty", "foot", "xterm-direct")
+    if os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit") or \
+            os.environ.get("TERM", "") in truecolor_terms or os.environ.get("CSPINE_TRUECOLOR") == "1":
+        os.environ.setdefault("TEXTUAL_COLOR_SYSTEM", "truecolor")
+
+
+def run_app(study_path: Path | str, *, reviewer: str | None = None, image_protocol: str = "auto") -> int:
+    from cspine_tui.cli import default_reviewer
+
+    configure_terminal()
+    if image_protocol != "off":
+        import cspine_tui.widgets.preview  # noqa: F401  (textual-image probes the terminal at import)
+        import textual_image.widget  # noqa: F401
+    study = Study.open_or_create(study_path)
+    CspineApp(study, reviewer=reviewer or default_reviewer(), image_protocol=image_protocol).run()
+    return 0

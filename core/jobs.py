@@ -47,6 +47,7 @@ STATUS_MIN_INTERVAL_S = 0.5
 # kind -> "module:function". Each area registers its runner here.
 RUNNERS: dict[str, str] = {
     "selftest": "core.jobs:_selftest_runner",
+    "audit": "core.audit:run_audit_job",
 }
 
 ProgressCallback = Callable[[int, int, str], None]

@@ -79,7 +79,6 @@ class CspineApp(App):
     COMMANDS = App.COMMANDS | {CspineCommands}
     BINDINGS = [
         Binding("question_mark", "help", "Help"),
-        Binding("ctrl+p", "command_palette", "Commands", show=True),
         Binding("q", "quit", "Quit"),
     ]
 

@@ -4,4 +4,5 @@
 COMMAND_MODULES = [
     "cspine_tui.commands.study",
     "cspine_tui.commands.jobs",
+    "cspine_tui.commands.audit",
 ]

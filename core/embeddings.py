@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -149,7 +150,9 @@ class TorchScriptEncoder(Encoder):
 
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         try:
-            self._module = torch.jit.load(str(self.path), map_location=self._device).eval()
+            with warnings.catch_warnings():  # torch >= 2.9 calls TorchScript deprecated; users' files still load
+                warnings.simplefilter("ignore", FutureWarning)
+                self._module = torch.jit.load(str(self.path), map_location=self._device).eval()
         except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
             raise CspineError(f"{self.path} is not a loadable TorchScript module ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}); save your encoder with "

@@ -199,6 +199,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0009_screening_events_adjudication",
+        """
+        -- Screening events get a unique id (journal replay is idempotent by it), a batch (one grid page's
+        -- accept-the-rest is one undo step), what an undo undid, and whether a simulated reviewer made it.
+        ALTER TABLE review_events ADD COLUMN event_id VARCHAR;
+        ALTER TABLE review_events ADD COLUMN batch VARCHAR;
+        ALTER TABLE review_events ADD COLUMN undoes VARCHAR;
+        ALTER TABLE review_events ADD COLUMN simulated BOOLEAN DEFAULT FALSE;
+        -- An adjudicator's final word on an image the reviewers disagree on (rule "adjudicated").
+        CREATE TABLE review_adjudications (
+            image_id VARCHAR PRIMARY KEY, adjudicator VARCHAR NOT NULL,
+            decision VARCHAR NOT NULL,          -- accept | reject
+            reason VARCHAR, note VARCHAR, decided_at TIMESTAMP DEFAULT current_timestamp
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -4,5 +4,8 @@
 COMMAND_MODULES = [
     "cspine_tui.commands.study",
     "cspine_tui.commands.jobs",
+    "cspine_tui.commands.ingest",
     "cspine_tui.commands.audit",
+    "cspine_tui.commands.survey",
+    "cspine_tui.commands.screening",
 ]

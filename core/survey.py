@@ -170,29 +170,13 @@ def png_chunks(data: bytes) -> list[str]:
 
 
 def accepted_synthetic(study: Study, step: int) -> list[dict[str, Any]]:
-    """Accepted images of one checkpoint (excluded if any reviewer rejects; accepted if reviewed, none rejects).
+    """Accepted images of one checkpoint under the study's final screening rule (core/screening_rules.py)."""
+    from core.screening_rules import accepted_image_ids
 
-    Uses core.screening.accepted_image_ids when the screening module provides it, so the rule lives in
-    one place; the SQL below is the same rule (core/status.py) for studies screened before it existed.
-    """
-    try:
-        from core.screening import accepted_image_ids  # type: ignore[attr-defined]
-    except ImportError:
-        accepted_image_ids = None
-    with study.store.connect() as tx:
-        rows = tx.query(
-            """
-            WITH final AS (SELECT image_id, bool_or(decision = 'reject') AS any_reject
-                           FROM reviews GROUP BY image_id)
-            SELECT s.id, s.path, f.image_id IS NOT NULL AND NOT f.any_reject AS accepted
-            FROM synthetic_images s JOIN synthetic_runs r ON r.id = s.run_id
-            LEFT JOIN final f ON f.image_id = s.id
-            WHERE r.checkpoint_step = ? ORDER BY s.id
-            """, [int(step)])
-    if accepted_image_ids is not None:
-        ids = set(accepted_image_ids(study, checkpoint_step=int(step)))
-        return [{"id": r["id"], "path": r["path"]} for r in rows if r["id"] in ids]
-    return [{"id": r["id"], "path": r["path"]} for r in rows if r["accepted"]]
+    ids = set(accepted_image_ids(study, checkpoint_step=int(step)))
+    rows = study.store.query("SELECT s.id, s.path FROM synthetic_images s JOIN synthetic_runs r ON r.id = s.run_id "
+                             "WHERE r.checkpoint_step = ? ORDER BY s.id", [int(step)])
+    return [{"id": r["id"], "path": r["path"]} for r in rows if r["id"] in ids]
 
 
 def available_checkpoints(study: Study) -> dict[str, int]:

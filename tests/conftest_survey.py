@@ -76,7 +76,7 @@ def _png(path: Path, seed: int, size: int = 48, mode: str = "L") -> None:
     if mode == "RGB":
         im = im.convert("RGB")
     elif mode == "I;16":
-        im = Image.fromarray((img.astype(np.uint16) * 257), "I;16")
+        im = Image.fromarray(img.astype(np.uint16) * 257)  # 16-bit grayscale
     # A metadata chunk that blinding must strip.
     from PIL.PngImagePlugin import PngInfo
 

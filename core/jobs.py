@@ -48,6 +48,7 @@ STATUS_MIN_INTERVAL_S = 0.5
 RUNNERS: dict[str, str] = {
     "selftest": "core.jobs:_selftest_runner",
     "audit": "core.audit:run_audit_job",
+    "release": "core.release:run_release_job",
 }
 
 ProgressCallback = Callable[[int, int, str], None]

@@ -151,7 +151,7 @@ def analyze(study: Study, pack: str | Path | None = None, *, kappa_coding: str =
     log = log or (lambda _m: None)
     spec = load_pack(study, pack)
     raters, picks, ratings = _load(study, spec, include_simulated)
-    result = compute(spec, raters, picks, ratings, kappa_coding=kappa_coding)
+    result = _finite(compute(spec, raters, picks, ratings, kappa_coding=kappa_coding))
     analysis_id = f"analysis-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     out = Path(report_dir).expanduser() if report_dir else study.exports_dir / f"report-{analysis_id}"
     if out.exists() and any(out.iterdir()):
@@ -188,6 +188,17 @@ def _figures(result: dict[str, Any], spec: PackSpec, out: Path) -> dict[str, str
                                    ylabel="realism rating (1-4)", annotations=notes, points=False)
     return {"rater_means_png": png.name, "rater_means_svg": svg.name, "ratings_png": png2.name,
             "ratings_svg": svg2.name}
+
+
+def _finite(value: Any) -> Any:
+    """NaN (e.g. R's NA p-value when all differences are zero) becomes None, so the result is valid JSON."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def latest_analysis(study: Study, pack_id: str | None = None) -> dict[str, Any] | None:

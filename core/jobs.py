@@ -7,6 +7,7 @@ A job is a row in the ``jobs`` table plus files the job owns (it never holds the
     log.txt        the job's log
     metrics.jsonl  one complete JSON line per measurement (ingested idempotently by sync_metrics)
     cancel         present when a user asked to cancel
+    pause          present when a user or a batch-scheduler script asked the job to pause at a safe point
 
 A job runs in the foreground (``run_foreground``) or detached (``start_detached``: new session, stdin from
 /dev/null, output to log.txt) so it survives SSH drops and the TUI closing. SIGTERM/SIGUSR1/SIGINT (a user,
@@ -49,6 +50,13 @@ RUNNERS: dict[str, str] = {
     "selftest": "core.jobs:_selftest_runner",
     "audit": "core.audit:run_audit_job",
     "release": "core.release:run_release_job",
+    "train": "core.train:run",
+}
+
+# kind -> "module:function(study, job_id) -> command" for kinds whose restart command must be rebuilt
+# (a multi-process launcher needs a fresh rendezvous port); others restart with the stored command.
+RELAUNCHERS: dict[str, str] = {
+    "train": "core.train_launch:relaunch",
 }
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -200,6 +208,8 @@ class JobContext:
             self.request_stop(f"time limit of {limit:.0f} s reached")
         if self.cancel_requested:
             self.request_stop("cancelled by the user")
+        if (self.dir / "pause").exists():
+            self.request_stop("pause requested")
         return self._stop_reason is not None
 
     @property
@@ -308,6 +318,8 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
             on_progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Run a job in this process until it succeeds, fails, pauses or is cancelled; returns its record."""
     record = job_record(study, job_id)
+    if not is_main_process():  # a non-zero rank of a multi-process job: rank 0 does the bookkeeping
+        return _run_secondary_rank(study, record, foreground)
     if record["state"] == "running" and process_alive(record["pid"], _start_ticks(study, job_id)):
         raise CspineError(f"job {job_id} is already running (pid {record['pid']})")
     if record["state"] in ("succeeded", "cancelled"):
@@ -316,6 +328,7 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
                      foreground=foreground, on_progress=on_progress,
                      resumed=record["started_at"] is not None)
     (ctx.dir / "cancel").unlink(missing_ok=True)
+    (ctx.dir / "pause").unlink(missing_ok=True)
     runner = _resolve_runner(record["kind"])
 
     handlers = {}
@@ -364,6 +377,35 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
     return job_record(study, job_id)
 
 
+def _run_secondary_rank(study: Study, record: dict[str, Any], foreground: bool) -> dict[str, Any]:
+    """Run a non-zero rank: no state changes, files or signal-driven bookkeeping; the outcome is local.
+
+    Signals still request a stop, which the runner agrees on with rank 0 at its next step boundary.
+    """
+    ctx = JobContext(study=study, job_id=record["id"], kind=record["kind"], params=record["params"],
+                     foreground=foreground, resumed=True)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+            signal.signal(sig, lambda s, _f: ctx.request_stop(f"signal {signal.Signals(s).name}"))
+    state, error, result = "succeeded", None, None
+    try:
+        result = _resolve_runner(record["kind"])(ctx)
+    except JobPaused as exc:
+        state, error = "paused", str(exc)
+    except Exception as exc:  # noqa: BLE001 - reported by rank 0; the exit code tells the launcher
+        state, error = "failed", f"{type(exc).__name__}: {exc}"
+    return {**record, "state": state, "error": error, "result": result}
+
+
+def request_pause(study: Study, job_id: str) -> dict[str, Any]:
+    """Ask a running job to checkpoint and end paused at its next safe point (resumable)."""
+    record = reconcile(study, job_record(study, job_id))
+    if record["state"] not in ACTIVE_STATES:
+        raise CspineError(f"job {record['id']} is {record['state']}, not running; nothing to pause")
+    (run_dir(study, record["id"]) / "pause").touch()
+    return record
+
+
 def _heartbeat(ctx: JobContext, stop: threading.Event) -> None:
     while not stop.wait(HEARTBEAT_S):
         with ctx._lock:
@@ -381,6 +423,10 @@ def job_command(study: Study, job_id: str) -> list[str]:
 
 def resume_command(study: Study, job_id: str) -> list[str]:
     """The command a job was launched with (a multi-process launcher, say), to start it again."""
+    kind = (read_json(run_dir(study, job_id) / "job.json") or {}).get("kind")
+    if kind in RELAUNCHERS:
+        module_name, func_name = RELAUNCHERS[kind].split(":")
+        return getattr(importlib.import_module(module_name), func_name)(study, job_id)
     return (read_json(run_dir(study, job_id) / "job.json") or {}).get("command") or job_command(study, job_id)
 
 
@@ -518,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     study = Study.open(args.study)
     record = run_job(study, args.job_id, foreground=False)
-    return 0 if record["state"] in ("succeeded", "paused") else 1
+    # A pause or a cancel is a clean end: a multi-process launcher must not tear down the other ranks.
+    return 0 if record["state"] in ("succeeded", "paused", "cancelled") else 1
 
 
 if __name__ == "__main__":

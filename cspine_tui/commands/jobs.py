@@ -73,11 +73,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
     record = jobs.reconcile(study, jobs.job_record(study, args.job))
     if record["state"] not in ("paused", "failed", "queued"):
         raise CspineError(f"job {record['id']} is {record['state']}; only paused, failed or queued jobs resume")
+    command = jobs.resume_command(study, record["id"])
     if args.detach:
-        pid = jobs.start_detached(study, record["id"], jobs.resume_command(study, record["id"]))
+        pid = jobs.start_detached(study, record["id"], command)
         print(f"resumed {record['id']} in the background (pid {pid})", file=sys.stderr)
         print(record["id"])
         return 0
+    if command[:3] != jobs.job_command(study, record["id"])[:3]:  # a launcher (multi-process) runs the job
+        from cspine_tui.commands.train import run_launched_foreground
+
+        return finish(run_launched_foreground(study, record["id"], command))
     return finish(run_foreground(study, record["id"]))
 
 

@@ -1,0 +1,172 @@
+"""Launching training jobs: one process, N processes through ``accelerate launch``, or a Slurm script.
+
+* One process runs ``python -m core.jobs run --study S JOB`` (core/jobs.py).
+* N processes run the same module under ``accelerate launch --multi_gpu --num_processes N`` (DDP: NCCL on
+  GPUs, gloo on CPUs where the runner passes ``cpu=True`` and ``ACCELERATE_USE_CPU`` is set, see
+  reference/cluster.md). Rank 0 does the bookkeeping; every rank agrees on stopping. The rendezvous port is
+  picked free at each (re)launch, so two runs on one machine do not collide.
+* ``--sbatch`` writes ``runs/<job>/train.sbatch``: it requests the GPUs, asks Slurm for ``USR1`` some minutes
+  before the time limit (``--signal=B:USR1@N``), and its trap asks the job to pause (``runs/<job>/pause``),
+  waits for the checkpoint, and requeues itself when the job ended paused; ``--open-mode=append`` keeps the
+  output of every restart. Each restart runs the same command, which resumes from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from core import jobs
+from core.errors import CspineError
+from core.study import Study
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+
+
+def launch_command(study: Study, job_id: str, num_processes: int | None = None, *,
+                   port: int | None = None, cpu: bool | None = None) -> list[str]:
+    """The command that runs (or resumes) a training job with its number of processes."""
+    record = jobs.job_record(study, job_id)
+    n = int(num_processes or record["params"].get("num_processes") or 1)
+    base = ["-m", "core.jobs", "run", "--study", str(study.root.resolve()), record["id"]]
+    if n <= 1:
+        return [sys.executable, *base]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
+                "--num_machines", "1", "--dynamo_backend", "no", "--main_process_port", str(port or free_port())]
+    if (not _cuda_available()) if cpu is None else cpu:
+        launcher = ["env", "ACCELERATE_USE_CPU=true", *launcher, "--mixed_precision", "no"]
+    return [*launcher, *base]
+
+
+def relaunch(study: Study, job_id: str) -> list[str]:
+    """Hook for core.jobs.resume_command: a fresh command (a new free port) for the same process count."""
+    return launch_command(study, job_id)
+
+
+def start(study: Study, job_id: str, *, detach: bool, on_status: Callable[[dict[str, Any]], None] | None = None
+          ) -> dict[str, Any] | None:
+    """Run a job through its launch command: detached (returns None) or in the foreground."""
+    command = launch_command(study, job_id)
+    if detach:
+        jobs.start_detached(study, job_id, command)
+        return None
+    return run_launcher(study, job_id, command, on_status=on_status)
+
+
+def run_launcher(study: Study, job_id: str, command: list[str], *,
+                 on_status: Callable[[dict[str, Any]], None] | None = None, poll_s: float = 0.5) -> dict[str, Any]:
+    """Run a launcher subprocess in the foreground, reporting status.json until it exits; the final record."""
+    folder = jobs.run_dir(study, job_id)
+    job_json = jobs.read_json(folder / "job.json") or {}
+    jobs.write_json_atomic(folder / "job.json", {**job_json, "command": command})
+    with open(folder / "log.txt", "a") as log:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        while proc.poll() is None:
+            if on_status:
+                on_status(jobs.job_status(study, job_id))
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        (folder / "pause").touch()  # every rank sees it at its next step and the job pauses
+        proc.wait()
+    return settle_after_launcher(study, job_id, proc.returncode)
+
+
+def settle_after_launcher(study: Study, job_id: str, returncode: int) -> dict[str, Any]:
+    """After the launcher exits: a job rank 0 never finished (launcher error, crash) is recorded failed."""
+    record = jobs.job_record(study, job_id)
+    if record["state"] in jobs.ACTIVE_STATES:
+        record = jobs.reconcile(study, record)
+    if record["state"] in jobs.ACTIVE_STATES:  # never started: the launcher itself failed
+        tail = " | ".join(jobs.tail_log(study, job_id, 3))
+        error = f"the launcher exited with code {returncode} before the job started: {tail}"
+        study.store.execute("UPDATE jobs SET state = 'failed', error = ? WHERE id = ?", [error, job_id])
+        record = jobs.job_record(study, job_id)
+    return record
+
+
+SBATCH_TEMPLATE = """#!/bin/bash
+#SBATCH --job-name=cspine-{short}
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --gres=gpu:{gpus}
+#SBATCH --cpus-per-task={cpus}
+#SBATCH --time={time}
+#SBATCH --signal=B:USR1@{lead}
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --output={run}/slurm-%j.out
+{partition}
+# Written by `cspine-tui train --sbatch` for job {job}. Submit with: sbatch {script}
+# Slurm sends USR1 to this script {lead} s before the time limit: the job is asked to checkpoint and pause,
+# and the script requeues itself; each (re)start resumes from the newest checkpoint of runs/{job}/.
+set -u
+cd {cwd}
+RUN={run}
+CHILD=""
+
+on_usr1() {{
+    echo "$(date +%T) USR1: asking job {job} to checkpoint and pause"
+    touch "$RUN/pause"
+    [ -n "$CHILD" ] && wait "$CHILD"
+    state=$({python} -c 'import json, sys; print(json.load(open(sys.argv[1])).get("state", ""))' "$RUN/status.json")
+    echo "$(date +%T) job {job} is $state"
+    if [ "$state" = "paused" ]; then
+        scontrol requeue "$SLURM_JOB_ID"
+    fi
+    exit 0
+}}
+trap on_usr1 USR1
+
+echo "$(date +%T) starting job {job} on $(hostname) (restart ${{SLURM_RESTART_COUNT:-0}})"
+{command} &
+CHILD=$!
+wait "$CHILD"
+rc=$?
+wait "$CHILD" 2>/dev/null
+exit $rc
+"""
+
+
+def write_sbatch(study: Study, job_id: str, *, gpus: int, time_limit: str = "24:00:00", signal_lead_s: int = 300,
+                 partition: str | None = None, cpus_per_gpu: int = 8) -> Path:
+    """Write runs/<job>/train.sbatch and return its path (the job stays queued until Slurm starts it)."""
+    if gpus < 1:
+        raise CspineError("--sbatch needs at least one GPU (--num-processes N asks for N)")
+    if signal_lead_s < 30:
+        raise CspineError("the USR1 lead must be at least 30 s: Slurm checks time limits every 30 s")
+    record = jobs.job_record(study, job_id)
+    folder = jobs.run_dir(study, record["id"]).resolve()
+    port = 29500 + int(hashlib.sha256(record["id"].encode()).hexdigest(), 16) % 1000
+    command = launch_command(study, record["id"], gpus, port=port, cpu=False)  # it runs on a GPU node
+    script = folder / "train.sbatch"
+    script.write_text(SBATCH_TEMPLATE.format(
+        short=record["id"][-9:], gpus=gpus, cpus=cpus_per_gpu * gpus, time=time_limit, lead=signal_lead_s,
+        run=shlex.quote(str(folder)), partition=f"#SBATCH --partition={partition}" if partition else "",
+        job=record["id"], script=shlex.quote(str(script)), cwd=shlex.quote(str(Path.cwd().resolve())),
+        python=shlex.quote(sys.executable), command=shlex.join(command)))
+    script.chmod(0o700)
+    job_json = jobs.read_json(folder / "job.json") or {}
+    jobs.write_json_atomic(folder / "job.json", {**job_json, "command": command, "sbatch": str(script)})
+    return script

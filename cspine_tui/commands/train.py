@@ -1,0 +1,164 @@
+"""train, checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cspine_tui.commands.common import add_job_options, add_json, add_study, open_study, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the DDPM (a resumable job; --detach, --num-processes, --sbatch)",
+                       description="Train a DDPM on the study's real images. Settings: preset, then study.toml "
+                                   "[train], then these flags.")
+    add_study(p)
+    add_json(p)
+    add_job_options(p)
+    p.add_argument("--preset", default=None, help="paper, small or tiny (default: study.toml [train] preset)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps in total (paper 160000)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint + validation loss interval")
+    p.add_argument("--fid-every", type=int, default=None, help="FID/KID interval in steps (0 = never)")
+    p.add_argument("--fid-samples", type=int, default=None, help="synthetic images per FID (paper 7250)")
+    p.add_argument("--data", choices=["train", "all"], default="train",
+                   help="train: the train split, validation loss on val (default); all: every image (FID monitors)")
+    p.add_argument("--seed", type=int, default=None, help="seed of initialisation, data order and noise")
+    p.add_argument("--num-processes", type=int, default=1, help="processes (GPUs) through accelerate launch")
+    p.add_argument("--sbatch", action="store_true",
+                   help="write a Slurm script for this run instead of running it (see --sbatch-time)")
+    p.add_argument("--sbatch-time", default="24:00:00", help="Slurm --time of each allocation")
+    p.add_argument("--signal-lead", type=int, default=300, help="seconds before the time limit to checkpoint")
+    p.add_argument("--partition", default=None, help="Slurm partition")
+    g = p.add_argument_group("model and optimisation overrides")
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--grad-accum", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None, help="learning rate")
+    g.add_argument("--image-size", type=int, default=None)
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips (the paper had them)")
+    g = p.add_argument_group("run settings")
+    g.add_argument("--keep-last", type=int, default=None, help="checkpoints kept besides those marked kept")
+    g.add_argument("--deterministic", action="store_true", help="deterministic kernels (exact resume on CPU)")
+    g.add_argument("--precision", choices=["auto", "no", "bf16", "fp16"], default=None,
+                   help="auto: bf16 on GPUs that have it, else fp16 with a scaler; CPU float32")
+    g.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA only)")
+    g.add_argument("--fid-extractor", choices=["inception", "proxy", "auto"], default=None,
+                   help="inception (default; local weights), proxy (labelled stand-in), auto")
+    g.add_argument("--inception-weights", default=None, help="path of pt_inception-2015-12-05-6726825d.pth")
+    g.add_argument("--fid-sampler", default=None, help="sampler of in-training FID samples (default ddim)")
+    g.add_argument("--fid-steps", type=int, default=None, help="sampler steps for in-training FID (default 50)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("checkpoints", help="list training checkpoints with their losses and FID")
+    add_study(p)
+    add_json(p)
+    p.add_argument("--job", default=None, help="only this training job")
+    p.add_argument("--all", action="store_true", help="include checkpoints deleted by the keep-last limit")
+    p.add_argument("--keep", metavar="JOB:STEP", default=None, help="protect a checkpoint from deletion")
+    p.add_argument("--unkeep", metavar="JOB:STEP", default=None, help="lift the protection")
+    p.set_defaults(func=cmd_checkpoints)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from core import jobs, train_launch
+    from core.errors import CspineError
+    from core.train import train_params
+
+    from cspine_tui.commands.common import finish, run_as_job
+
+    study = open_study(args)
+    overrides = {"max_steps": args.steps, "checkpoint_every": args.checkpoint_every, "fid_every": args.fid_every,
+                 "fid_samples": args.fid_samples, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
+                 "learning_rate": args.lr, "image_size": args.image_size, "horizontal_flip": args.flip}
+    if args.num_processes < 1:
+        raise CspineError("--num-processes must be at least 1")
+    params = train_params(
+        study, preset=args.preset, overrides=overrides, data=args.data, seed=args.seed,
+        keep_last=args.keep_last, deterministic=args.deterministic or None, mixed_precision=args.precision,
+        compile=args.compile or None, fid_extractor=args.fid_extractor, inception_weights=args.inception_weights,
+        fid_sampler=args.fid_sampler, fid_steps=args.fid_steps, num_processes=args.num_processes)
+    if args.sbatch:
+        if args.time_limit:
+            params["time_limit_s"] = args.time_limit
+        job_id = jobs.create_job(study, "train", params, argv=sys.argv[1:])
+        script = train_launch.write_sbatch(study, job_id, gpus=args.num_processes, time_limit=args.sbatch_time,
+                                           signal_lead_s=args.signal_lead, partition=args.partition)
+        print(f"wrote {script}; submit it with `sbatch {script}` (the job stays queued until it starts)",
+              file=sys.stderr)
+        if args.json:
+            print_json({"job": job_id, "sbatch": str(script)})
+        print(job_id)
+        return 0
+    if args.num_processes == 1:
+        record = run_as_job(args, study, "train", params)
+    else:
+        if args.time_limit:
+            params["time_limit_s"] = args.time_limit
+        job_id = jobs.create_job(study, "train", params, argv=sys.argv[1:])
+        if args.detach:
+            train_launch.start(study, job_id, detach=True)
+            print(f"started train job with {args.num_processes} processes in the background; follow it with "
+                  f"`cspine-tui logs {job_id} --follow --study {study.root}`", file=sys.stderr)
+            print(job_id)
+            return 0
+        record = run_launched_foreground(study, job_id, train_launch.launch_command(study, job_id))
+    return finish(record, record["result"] if record else None, as_json=args.json)
+
+
+def run_launched_foreground(study, job_id: str, command: list[str]) -> dict:
+    """Run a job through a launcher subprocess (multi-process), with a progress bar from its status.json."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from core import train_launch
+
+    from cspine_tui.commands.common import _stderr_console
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[message]}"))
+    with Progress(*columns, console=_stderr_console()) as bar:
+        task = bar.add_task(job_id.split("-")[0], total=None, message="starting processes")
+
+        def on_status(status: dict) -> None:
+            if status.get("total"):
+                bar.update(task, completed=status.get("done") or 0, total=status["total"],
+                           message=str(status.get("message") or "")[:60])
+
+        record = train_launch.run_launcher(study, job_id, command, on_status=on_status)
+    if record["state"] == "failed":
+        print(f"error: {record['error']}", file=sys.stderr)
+    elif record["state"] == "paused":
+        print(f"paused: {record['error']}; continue with `cspine-tui resume {job_id} --study {study.root}`",
+              file=sys.stderr)
+    return record
+
+
+def cmd_checkpoints(args: argparse.Namespace) -> int:
+    from core.checkpoints import list_checkpoints, set_kept
+    from core.errors import CspineError
+
+    study = open_study(args)
+    for spec, kept in ((args.keep, True), (args.unkeep, False)):
+        if spec:
+            job, _, step = spec.rpartition(":")
+            if not job or not step.isdigit():
+                raise CspineError(f"--keep/--unkeep takes JOB:STEP (e.g. train-20260101-120000-ab12:40000), "
+                                  f"not {spec!r}")
+            set_kept(study, job, int(step), kept)
+    rows = list_checkpoints(study, args.job, include_deleted=args.all)
+    if args.json:
+        print_json(rows)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("job", "step", "train loss", "val loss", "FID", "kept", "resumable", "path")
+
+    def fmt(v, spec=".4f"):
+        return "" if v is None else format(v, spec)
+
+    for r in rows:
+        fid = fmt(r["fid"], ".2f") + (" (proxy)" if r["fid_extractor"] == "proxy" else "")
+        table.add_row(r["job"], str(r["step"]), fmt(r["train_loss"]), fmt(r["val_loss"]), fid,
+                      "yes" if r["kept"] else "", "yes" if r["resumable"] else "", r["path"])
+    Console().print(table)
+    return 0

@@ -1,0 +1,188 @@
+"""Training: presets and settings, a short run with checkpoints plain diffusers loads, exact resume after
+SIGKILL, time limit, divergence, pruning, and the CLI listing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from core import jobs
+from core.errors import CspineError
+from core.train import resolve_config, train_params
+from tests.conftest_train import TINY, add_real_images, train_study  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _run(study, **kw):
+    overrides = {**TINY, **kw.pop("overrides", {})}
+    params = train_params(study, preset="tiny", overrides=overrides, **kw)
+    job_id = jobs.create_job(study, "train", params)
+    return jobs.run_job(study, job_id)
+
+
+def _weights(study, job_id, step, sub="unet"):
+    from safetensors.torch import load_file
+
+    return load_file(jobs.run_dir(study, job_id) / "checkpoints" / f"step-{step}" / sub /
+                     "diffusion_pytorch_model.safetensors")
+
+
+def _max_diff(a, b) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def test_presets_say_how_they_differ_and_settings_layer(study):
+    from core.model import PRESETS
+
+    for name, cfg in PRESETS.items():
+        assert cfg.differences, f"preset {name} must list how it differs from the reference"
+    paper = resolve_config(study, "paper")
+    assert (paper.batch_size, paper.grad_accum, paper.learning_rate, paper.ema_decay) == (8, 2, 5e-5, 0.995)
+    assert paper.prediction_type == "v_prediction" and paper.beta_schedule == "lucidrains_sigmoid"
+    # study.toml [train] overrides the preset; flags override study.toml.
+    study.set("train", "learning_rate", 2e-4)
+    assert resolve_config(study, "small").learning_rate == 2e-4
+    assert resolve_config(study, "small", {"learning_rate": 3e-4}).learning_rate == 3e-4
+    study.set("train", "keep_last", 7)
+    assert train_params(study, preset="tiny")["keep_last"] == 7
+    assert train_params(study, preset="tiny", keep_last=2)["keep_last"] == 2
+    study.set("train", "lerning_rate", 1.0)
+    with pytest.raises(CspineError, match="unknown settings"):
+        resolve_config(study, "tiny")
+    with pytest.raises(CspineError, match="unknown preset"):
+        resolve_config(study, "huge")
+
+
+def test_short_run_writes_checkpoints_plain_diffusers_loads(train_study):
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    from core.checkpoints import list_checkpoints, set_kept
+
+    study = train_study
+    rec = _run(study, overrides={"max_steps": 6, "checkpoint_every": 2, "fid_every": 6, "fid_samples": 6},
+               fid_extractor="proxy", fid_steps=4, keep_last=1, deterministic=True)
+    assert rec["state"] == "succeeded", rec["error"]
+    job = rec["id"]
+    assert rec["result"]["output"].endswith("checkpoints/step-6") and rec["result"]["steps"] == 6
+    folder = study.abs(rec["result"]["output"])
+    unet = UNet2DModel.from_pretrained(folder, subfolder="unet")
+    ema = UNet2DModel.from_pretrained(folder, subfolder="unet_ema")
+    assert unet.config.in_channels == 1 and unet.config.sample_size == 32
+    sched = DDPMScheduler.from_pretrained(folder, subfolder="scheduler")
+    assert sched.config.prediction_type == "v_prediction" and sched.config.trained_betas is not None
+    images = DDPMPipeline(unet=ema, scheduler=sched)(batch_size=1, num_inference_steps=3, output_type="np").images
+    assert images.shape == (1, 32, 32, 1)
+    assert (folder / "state").is_dir()  # the full accelerate state for resuming
+
+    # keep_last=1: step-2 and step-4 were deleted (rows marked), step-6 stays.
+    rows = list_checkpoints(study, job, include_deleted=True)
+    assert [(r["step"], r["deleted"]) for r in rows] == [(2, True), (4, True), (6, False)]
+    live = list_checkpoints(study, job)
+    assert len(live) == 1 and live[0]["resumable"]
+    r = live[0]
+    assert r["train_loss"] > 0 and r["val_loss"] > 0 and r["fid"] > 0 and r["fid_extractor"] == "proxy"
+    fid = study.store.query_one("SELECT details FROM metrics WHERE job_id = ? AND name = 'fid'", [job])
+    details = json.loads(fid["details"])
+    assert details["extractor"] == "proxy" and "NOT Inception" in details["note"]
+    assert details["sampler"] == "ddim" and details["sampler_steps"] == 4 and details["n"] == 6
+    names = set(study.store.column("SELECT DISTINCT name FROM metrics WHERE job_id = ?", [job]))
+    assert {"train_loss", "val_loss", "val_loss_ema", "fid", "kid"} <= names
+    set_kept(study, job, 6)
+    assert list_checkpoints(study, job)[0]["kept"]
+    with pytest.raises(CspineError, match="already deleted"):
+        set_kept(study, job, 2)
+
+
+def test_validation_loss_uses_fixed_timesteps_and_noise(train_study):
+    from core.data import ValPlan, load_images
+    from core.model import build_unet, get_preset, training_scheduler
+    from core.train_eval import validation_loss
+
+    cfg = get_preset("tiny", **TINY)
+    val = load_images(train_study, "val", 32)
+    plan = ValPlan(len(val), cfg.num_train_timesteps, (1, 32, 32))
+    assert len(plan) >= 96 and int(plan.timesteps.min()) < 100 and int(plan.timesteps.max()) > 900
+    torch.manual_seed(0)
+    net = build_unet(cfg)
+    ac = training_scheduler(cfg).alphas_cumprod
+    a = validation_loss(net, cfg, ac, val, plan, torch.device("cpu"))
+    b = validation_loss(net, cfg, ac, val, ValPlan(len(val), cfg.num_train_timesteps, (1, 32, 32)),
+                        torch.device("cpu"))
+    assert a == b  # same pairs, same noise: bit-identical
+    # Split over 2 "processes", the sums add up to the single-process value.
+    parts = [validation_loss(net, cfg, ac, val, plan, torch.device("cpu"), rank=r, world=2) for r in (0, 1)]
+    assert sum(p[1] for p in parts) == a[1]
+    assert sum(p[0] for p in parts) == pytest.approx(a[0], rel=1e-9)
+
+
+def test_exact_resume_after_sigkill_matches_uninterrupted_run(train_study):
+    study = train_study
+    common = {"overrides": {"max_steps": 6, "checkpoint_every": 3, "ema_update_after_step": 1}, "seed": 3,
+              "deterministic": True}
+    ref = _run(study, **common)
+    assert ref["state"] == "succeeded", ref["error"]
+
+    params = train_params(study, preset="tiny", overrides={**TINY, **common["overrides"]}, seed=3,
+                          deterministic=True, _test_sigkill_at_step=4)
+    job = jobs.create_job(study, "train", params)
+    jobs.start_detached(study, job)
+    dead = jobs.wait_for(study, job, timeout=240)
+    assert dead["state"] == "failed" and "died" in dead["error"]  # recognised as a dead process
+    assert (jobs.run_dir(study, job) / "checkpoints" / "step-3" / "state").is_dir()
+    assert not (jobs.run_dir(study, job) / "checkpoints" / "step-6").exists()
+    done = jobs.run_job(study, job)  # resume
+    assert done["state"] == "succeeded", done["error"]
+    assert "resumed from step-3" in "\n".join(jobs.tail_log(study, job, 50))
+    for sub in ("unet", "unet_ema"):
+        assert _max_diff(_weights(study, ref["id"], 6, sub), _weights(study, job, 6, sub)) <= 1e-6
+    # The metrics of the steps that ran twice were replaced, not duplicated.
+    steps = [json.loads(line)["step"] for line in
+             (jobs.run_dir(study, job) / "metrics.jsonl").read_text().splitlines() if "train_loss" in line]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_time_limit_pauses_with_a_checkpoint_and_resume_continues(train_study):
+    study = train_study
+    params = train_params(study, preset="tiny", overrides={**TINY, "max_steps": 100000, "checkpoint_every": 100000})
+    params["time_limit_s"] = 2.0
+    job = jobs.create_job(study, "train", params)
+    first = jobs.run_job(study, job)
+    assert first["state"] == "paused" and "time limit" in first["error"]
+    step1 = jobs.job_status(study, job)["step"]
+    assert step1 >= 1 and (jobs.run_dir(study, job) / "checkpoints" / f"step-{step1}" / "state").is_dir()
+    second = jobs.run_job(study, job)
+    assert second["state"] == "paused"
+    assert jobs.job_status(study, job)["step"] > step1
+
+
+def test_non_finite_loss_fails_naming_step_and_last_checkpoint(train_study):
+    rec = _run(train_study, overrides={"max_steps": 40, "checkpoint_every": 2, "learning_rate": 1e12})
+    assert rec["state"] == "failed"
+    assert "diverged" in rec["error"] and " at step " in rec["error"]
+    assert "last good checkpoint is runs/" in rec["error"] or "none (no checkpoint yet)" in rec["error"]
+
+
+def test_train_requires_a_split_or_data_all(tmp_path):
+    from core.study import Study
+
+    study = Study.create(tmp_path / "s")
+    rec = _run(study, overrides={"max_steps": 1})
+    assert rec["state"] == "failed" and "ingest" in rec["error"]
+
+
+def test_checkpoints_cli_json(train_study, capsys):
+    from cspine_tui.cli import main
+
+    rec = _run(train_study, overrides={"max_steps": 2, "checkpoint_every": 1})
+    assert rec["state"] == "succeeded"
+    capsys.readouterr()
+    assert main(["checkpoints", "--study", str(train_study.root), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert {"job", "step", "path", "train_loss", "val_loss", "fid"} <= rows[0].keys()
+    assert main(["checkpoints", "--study", str(train_study.root), "--keep", f"{rec['id']}:2"]) == 0
+    assert main(["checkpoints", "--study", str(train_study.root), "--keep", "nonsense"]) == 2

@@ -29,9 +29,17 @@ def stage_phantoms(study: Study, log: Log) -> None:
                      formats=("png", "jpeg", "tiff", "dicom"), bit_depths=(8, 16), size_range=(600, 900))
 
 
+def stage_reader_study(study: Study, log: Log) -> None:
+    """Blinded pack from 3 checkpoints, 8 SIMULATED raters as a Qualtrics CSV through the import, analysis."""
+    from core.survey_sim import demo_reader_study
+
+    demo_reader_study(study, log)
+
+
 # Stages run in this order; each later area appends its own.
 STAGES: list[tuple[str, Callable[[Study, Log], None]]] = [
     ("phantoms", stage_phantoms),
+    ("reader-study", stage_reader_study),  # needs screened samples of 3 checkpoints: keep after them
 ]
 
 

@@ -40,7 +40,7 @@ from core.study import Study
 LETTERS = "ABCD"
 IMAGE_URL_PLACEHOLDER = "https://REPLACE-WITH-YOUR-IMAGE-HOST.invalid/images/"
 RATER_CODE_TAG = "rater_code"
-PNG_COMPRESS_LEVEL = 9
+PNG_COMPRESS_LEVEL = 6  # zlib default; the same for every image
 SCALE = {1: "1 - unrealistic", 2: "2 - somewhat unrealistic", 3: "3 - mostly realistic", 4: "4 - fully realistic"}
 
 Log = Callable[[str], None]

@@ -41,7 +41,7 @@ def simulate_raters(spec: PackSpec, n_raters: int = 8, seed: int = 0, *,
     rng = np.random.default_rng(seed)
     steps = spec.checkpoints
     levels = levels or {"real": 3.35, **{s: 3.2 + 0.05 * i for i, s in enumerate(steps)}}
-    image_effect = {(i.quartet, i.position): rng.normal(0.0, 0.3) for i in spec.items}
+    image_effect = {(i.quartet, i.position): rng.normal(0.0, 0.15) for i in spec.items}
     start = datetime(2025, 1, 6, 9, 0, 0)
     out = []
     for r in range(n_raters):
@@ -156,3 +156,52 @@ def write_qualtrics_csv(path: Path | str, spec: PackSpec, responses: list[Simula
     with open(path, "w", newline="", encoding="utf-8-sig") as fh:
         csv.writer(fh).writerows(rows)
     return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# The demo's reader study
+
+DEMO_QUARTETS = 50
+DEMO_RATERS = 8
+
+
+def demo_reader_study(study, log) -> None:
+    """Build a pack from three checkpoints' accepted images, import 8 simulated raters' Qualtrics CSV, analyse.
+
+    Idempotent: the pack, the import (same file -> same hash) and the analysis are each done once.
+    """
+    from core.analysis import analyze, latest_analysis
+    from core.responses import import_ratings
+    from core.survey import available_checkpoints, build_pack, list_packs, load_pack
+
+    pack_id = study.get("survey", "demo_pack")
+    if pack_id and any(p["id"] == pack_id for p in list_packs(study)):
+        spec = load_pack(study, pack_id)
+    else:
+        have = available_checkpoints(study)
+        ready = [s for s, n in sorted(have.items(), key=lambda kv: int(kv[0])) if n >= DEMO_QUARTETS]
+        n_real = int(study.store.scalar("SELECT count(*) FROM real_images"))
+        if len(ready) < 3 or n_real < DEMO_QUARTETS:
+            log(f"reader study skipped: it needs {DEMO_QUARTETS} real images (have {n_real}) and 3 checkpoints "
+                f"with >= {DEMO_QUARTETS} accepted images (have "
+                + (", ".join(f"{s}: {n}" for s, n in have.items()) or "none") + ")")
+            return
+        chosen = [ready[0], ready[len(ready) // 2], ready[-1]] if len(ready) > 3 else ready
+        out = study.exports_dir / "demo-pack"
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)  # a pack that was never recorded (interrupted build)
+        spec = build_pack(study, out, checkpoints=chosen, count=DEMO_QUARTETS, seed=2510, log=log)
+        study.set("survey", "demo_pack", spec.pack_id)
+    csv_path = study.exports_dir / "demo-pack-SIMULATED-qualtrics-responses.csv"
+    sims = simulate_raters(spec, DEMO_RATERS, seed=2510) + preview_and_partial(spec)
+    write_qualtrics_csv(csv_path, spec, sims)
+    summary = import_ratings(study, csv_path, spec.pack_id, simulated=True)
+    if not summary.get("already_imported_as"):
+        log(f"imported {summary['used']} SIMULATED raters (excluded: preview {summary['excluded']['preview']}, "
+            f"incomplete {summary['excluded']['incomplete']}) from {csv_path.name}")
+    if latest_analysis(study, spec.pack_id) is None:
+        res = analyze(study, spec.pack_id, log=log)
+        log(f"reader study (SIMULATED raters): accuracy {100 * res['accuracy']:.1f}%, Fleiss' kappa "
+            f"{res['fleiss_kappa']:.3f}; report {res['report']['html']}")

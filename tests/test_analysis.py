@@ -131,3 +131,21 @@ def test_one_rater_has_no_kappa(tmp_path):
     assert res["fleiss_kappa"] is None and "at least two raters" in " ".join(res["warnings"])
     assert all(t["p"] is None and t["p_holm"] is None for t in res["wilcoxon"])  # all zero: R gives NA
     assert "n/a" in open(res["report"]["markdown"]).read()
+
+
+def test_demo_stage_skips_clearly_then_runs_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(survey_sim, "DEMO_QUARTETS", 6)
+    logs: list[str] = []
+    small = tiny_study(tmp_path / "small", n_real=8, per_ckpt=4, reject_every=1000)
+    survey_sim.demo_reader_study(small, logs.append)
+    assert "reader study skipped" in logs[-1] and "2000: 4" in logs[-1]
+    assert small.store.scalar("SELECT count(*) FROM quartet_packs") == 0
+    study = tiny_study(tmp_path / "ok", n_real=8, per_ckpt=8, reject_every=1000)
+    logs.clear()
+    survey_sim.demo_reader_study(study, logs.append)
+    assert any("8 SIMULATED raters" in m for m in logs) and "report" in logs[-1]
+    survey_sim.demo_reader_study(study, logs.append)  # idempotent: nothing new
+    for table, n in (("quartet_packs", 1), ("rating_imports", 1), ("raters", 8), ("analyses", 1)):
+        assert study.store.scalar(f"SELECT count(*) FROM {table}") == n
+    assert study.store.scalar("SELECT bool_and(simulated) FROM raters")
+    assert study.store.scalar("SELECT min(label) FROM raters").startswith("simulated-rater-")

@@ -66,7 +66,7 @@ def train_params(study: Study, *, preset: str | None = None, overrides: dict[str
         raise CspineError(f"--data must be train or all, not {data!r}")
     toml = study.settings.get("train", {})
     defaults = {"keep_last": 5, "log_every": 10 if cfg.max_steps > 2000 else 1, "fid_extractor": "inception",
-                "fid_sampler": "ddim", "fid_steps": 50, "inception_weights": None, "mixed_precision": "auto",
+                "fid_sampler": None, "fid_steps": None, "inception_weights": None, "mixed_precision": "auto",
                 "compile": False, "deterministic": False, "val_repeats": None, "num_processes": 1}
     settings = {k: run.get(k) if run.get(k) is not None else toml.get(k, v) for k, v in defaults.items()}
     settings["inception_weights"] = settings["inception_weights"] or study.get("fid", "inception_weights")
@@ -233,7 +233,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     if fid_on:  # fail now, not at step 20,000, when the Inception weights are missing
         extractor = metrics.get_extractor(params.get("fid_extractor", "inception"), device,
                                           weights=params.get("inception_weights"))
-        sampler = resolve_sampler(params.get("fid_sampler", "ddim"), int(params.get("fid_steps", 50)))
+        sampler = resolve_sampler(params.get("fid_sampler"), params.get("fid_steps"))
 
     model = build_unet(cfg).to(memory_format=mem_fmt)
     ema = EMA(model, cfg.ema_decay, cfg.ema_update_every, cfg.ema_update_after_step, cfg.ema_power)

@@ -4,7 +4,8 @@ The loss is the reference's: per-sample MSE on the prediction target (v for the 
 SNR/(SNR+1) = alpha_bar_t (lucidrains' ``loss_weight`` for ``pred_v`` without min-SNR), averaged.
 
 In-training FID samples the EMA model with a sampler that is recorded with every value. The sampling
-module (core/sample.py) provides the samplers when it is installed; until then this module's own DDIM
+module (core/sample.py ``generate_batch``, core/samplers.py) provides the samplers and the fast default
+(DPM-Solver++); without it this module's own DDIM
 (eta 0, trailing timesteps including t = T-1, x0 clipped, as the reference's ``ddim_sample``) and ancestral
 DDPM (the 1000-step ``p_sample_loop``) are used. Each synthetic image i starts from its own seeded noise, so
 the set does not depend on the batch size or the number of processes.
@@ -103,17 +104,23 @@ def _external_sampler() -> Callable[..., torch.Tensor] | None:
     return getattr(sample, "generate_batch", None)
 
 
-def resolve_sampler(name: str, steps: int) -> SamplerSpec:
+def resolve_sampler(name: str | None, steps: int | None) -> SamplerSpec:
+    """The in-training FID sampler: core.sample's fast default when installed, else DDIM-50 from here."""
     from core.errors import CspineError
 
-    external = _external_sampler()
-    if external is not None:
-        return SamplerSpec(name, steps, "core.sample")
+    if _external_sampler() is not None:
+        from core.samplers import DEFAULT_FAST_SAMPLER, DEFAULT_STEPS, SAMPLERS as EXTERNAL
+
+        name = name or DEFAULT_FAST_SAMPLER
+        if name not in EXTERNAL:
+            raise CspineError(f"unknown in-training FID sampler {name!r}; use one of {', '.join(EXTERNAL)}")
+        return SamplerSpec(name, int(steps or DEFAULT_STEPS[name]), "core.sample")
+    name = name or "ddim"
     if name not in SAMPLERS:
         raise CspineError(f"unknown in-training FID sampler {name!r}; use one of {', '.join(SAMPLERS)}")
     if name == "ddpm":
-        steps = 0  # ancestral sampling always walks every trained timestep
-    return SamplerSpec(name, steps, "core.train_eval")
+        return SamplerSpec(name, 0, "core.train_eval")  # ancestral sampling walks every trained timestep
+    return SamplerSpec(name, int(steps or 50), "core.train_eval")
 
 
 def initial_noise(indices: list[int], seed: int, shape: tuple[int, int, int]) -> torch.Tensor:

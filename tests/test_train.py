@@ -64,7 +64,7 @@ def test_short_run_writes_checkpoints_plain_diffusers_loads(train_study):
 
     study = train_study
     rec = _run(study, overrides={"max_steps": 6, "checkpoint_every": 2, "fid_every": 6, "fid_samples": 6},
-               fid_extractor="proxy", fid_steps=4, keep_last=1, deterministic=True)
+               fid_extractor="proxy", fid_sampler="ddim", fid_steps=4, keep_last=1, deterministic=True)
     assert rec["state"] == "succeeded", rec["error"]
     job = rec["id"]
     assert rec["result"]["output"].endswith("checkpoints/step-6") and rec["result"]["steps"] == 6
@@ -89,6 +89,7 @@ def test_short_run_writes_checkpoints_plain_diffusers_loads(train_study):
     details = json.loads(fid["details"])
     assert details["extractor"] == "proxy" and "NOT Inception" in details["note"]
     assert details["sampler"] == "ddim" and details["sampler_steps"] == 4 and details["n"] == 6
+    assert details["sampler_source"] == "core.sample"  # the sampling module provides the samplers
     names = set(study.store.column("SELECT DISTINCT name FROM metrics WHERE job_id = ?", [job]))
     assert {"train_loss", "val_loss", "val_loss_ema", "fid", "kid"} <= names
     set_kept(study, job, 6)

@@ -48,15 +48,19 @@ STATUS_MIN_INTERVAL_S = 0.5
 # kind -> "module:function". Each area registers its runner here.
 RUNNERS: dict[str, str] = {
     "selftest": "core.jobs:_selftest_runner",
+    "ingest": "core.ingest:run",
     "audit": "core.audit:run_audit_job",
-    "release": "core.release:run_release_job",
     "train": "core.train:run",
+    "release": "core.release:run_release_job",
+    "sample": "core.sample:run",
+    "add_synthetic": "core.synthetic:run_add_synthetic",
 }
 
 # kind -> "module:function(study, job_id) -> command" for kinds whose restart command must be rebuilt
 # (a multi-process launcher needs a fresh rendezvous port); others restart with the stored command.
 RELAUNCHERS: dict[str, str] = {
     "train": "core.train_launch:relaunch",
+    "sample": "core.train_launch:relaunch",
 }
 
 ProgressCallback = Callable[[int, int, str], None]

@@ -1,0 +1,136 @@
+"""Job machinery: states, dead processes (pid reuse included), cancel, pause, time limit, resume, logs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from core import jobs
+from core.errors import CspineError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _poll(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _mark_running(study, job_id: str, pid: int, start_ticks: int | None) -> None:
+    folder = jobs.run_dir(study, job_id)
+    jobs.write_json_atomic(folder / "job.json", {**jobs.read_json(folder / "job.json"), "pid": pid,
+                                                 "start_ticks": start_ticks})
+    study.store.execute("UPDATE jobs SET state = 'running', pid = ? WHERE id = ?", [pid, job_id])
+
+
+def test_foreground_job_runs_to_success_with_status_and_output(study):
+    job = jobs.create_job(study, "selftest", {"n": 5})
+    assert jobs.job_record(study, job)["state"] == "queued"
+    record = jobs.run_job(study, job)
+    assert record["state"] == "succeeded" and record["result"]["counted"] == 5
+    status = jobs.job_status(study, job)
+    assert status["state"] == "succeeded" and status["done"] == 5 and status["progress"] == 1.0
+    listed = {j["id"]: j for j in jobs.list_jobs(study)}[job]
+    assert listed["output"].endswith("count.txt") and listed["step"] == 5
+    with pytest.raises(CspineError, match="succeeded"):
+        jobs.run_job(study, job)
+
+
+def test_dead_process_is_recognised_as_failed_and_resumable(study):
+    job = jobs.create_job(study, "selftest", {"n": 3})
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    ticks = _poll(lambda: jobs.process_start_ticks(proc.pid) or None, what="start ticks") if proc.poll() is None \
+        else None
+    proc.wait()
+    _mark_running(study, job, proc.pid, ticks)
+    listed = {j["id"]: j for j in jobs.list_jobs(study)}[job]
+    assert listed["state"] == "failed" and "died" in listed["error"] and "resume" in listed["error"]
+    assert jobs.run_job(study, job)["state"] == "succeeded"  # a died job resumes
+
+
+def test_reused_pid_is_not_mistaken_for_the_job(study):
+    job = jobs.create_job(study, "selftest", {"n": 3})
+    me = os.getpid()
+    real_ticks = jobs.process_start_ticks(me)
+    _mark_running(study, job, me, real_ticks)
+    assert jobs.reconcile(study, jobs.job_record(study, job))["state"] == "running"  # alive: our own process
+    _mark_running(study, job, me, real_ticks - 1)  # same pid, another process's start time
+    assert jobs.reconcile(study, jobs.job_record(study, job))["state"] == "failed"
+
+
+def test_cancel_queued_and_ended_jobs(study):
+    job = jobs.create_job(study, "selftest", {"n": 3})
+    assert jobs.cancel_job(study, job)["state"] == "cancelled"
+    with pytest.raises(CspineError, match="already ended"):
+        jobs.cancel_job(study, job)
+    with pytest.raises(CspineError, match="no job"):
+        jobs.cancel_job(study, "nope")
+
+
+def test_time_limit_pauses_and_resume_continues(study):
+    job = jobs.create_job(study, "selftest", {"n": 300, "sleep": 0.01, "time_limit_s": 1.0})
+    record = jobs.run_job(study, job)
+    assert record["state"] == "paused" and "time limit" in record["error"]
+    first = int((jobs.run_dir(study, job) / "count.txt").read_text())
+    assert 0 < first < 300
+    record = jobs.run_job(study, job)
+    second = int((jobs.run_dir(study, job) / "count.txt").read_text())
+    assert second > first  # continued, did not restart
+
+
+def test_detached_job_pause_resume_and_cancel(study):
+    job = jobs.create_job(study, "selftest", {"n": 100000, "sleep": 0.01})
+    pid = jobs.start_detached(study, job)
+    assert pid > 0
+    _poll(lambda: (jobs.job_status(study, job).get("done") or 0) >= 3, what="the job to count")
+    jobs.request_pause(study, job)
+    paused = jobs.wait_for(study, job, timeout=60)
+    assert paused["state"] == "paused" and "pause requested" in paused["error"]
+    count = jobs.job_status(study, job)["done"]
+    jobs.start_detached(study, job, jobs.resume_command(study, job))
+    _poll(lambda: (jobs.job_status(study, job).get("done") or 0) > count + 3, what="resumed counting")
+    assert jobs.job_record(study, job)["state"] == "running"
+    jobs.cancel_job(study, job)  # SIGTERM to the job: stops at its next safe point
+    assert jobs.wait_for(study, job, timeout=60)["state"] == "cancelled"
+    with pytest.raises(CspineError, match="not running"):
+        jobs.request_pause(study, job)
+
+
+def test_secondary_rank_leaves_bookkeeping_to_rank_zero(study, monkeypatch):
+    job = jobs.create_job(study, "selftest", {"n": 2})
+    monkeypatch.setenv("RANK", "1")
+    local = jobs.run_job(study, job)
+    assert local["state"] == "succeeded"  # its own outcome ...
+    monkeypatch.setenv("RANK", "0")
+    record = jobs.job_record(study, job)
+    assert record["state"] == "queued" and record["pid"] is None  # ... but the job's record is untouched
+    assert not (jobs.run_dir(study, job) / "log.txt").exists()
+
+
+def test_train_jobs_restart_with_a_fresh_launch_command(study):
+    job = jobs.create_job(study, "train", {"num_processes": 2})
+    a, b = jobs.resume_command(study, job), jobs.resume_command(study, job)
+    assert "--num_processes" in a and a[a.index("--num_processes") + 1] == "2"
+    assert a[-1] == job and a[a.index("--main_process_port") + 1] != b[b.index("--main_process_port") + 1] \
+        or a == b  # a fresh free port each time (rarely the same one twice)
+    single = jobs.create_job(study, "train", {"num_processes": 1})
+    assert jobs.resume_command(study, single)[1:3] == ["-m", "core.jobs"]
+
+
+def test_logs_follow_prints_until_the_job_ends(study, capsys):
+    from cspine_tui.cli import main
+
+    job = jobs.create_job(study, "selftest", {"n": 30, "sleep": 0.02})
+    jobs.start_detached(study, job)
+    assert main(["logs", job, "--follow", "--study", str(study.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"job {job} succeeded" in out

@@ -46,6 +46,10 @@ class ScreenEntry:
 SCREENS: list[ScreenEntry] = [
     ScreenEntry("dashboard", "cspine_tui.screens.dashboard:DashboardScreen", "0", "Dashboard",
                 "the study at a glance"),
+    ScreenEntry("survey", "cspine_tui.screens.survey:SurveyScreen", "7", "Reader study pack",
+                "blinded quartets and the Qualtrics survey; browse quartets"),
+    ScreenEntry("analysis", "cspine_tui.screens.analysis:AnalysisScreen", "8", "Reader study analysis",
+                "import Qualtrics ratings; accuracy, kappa, Wilcoxon, violin plot, report"),
 ]
 
 

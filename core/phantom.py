@@ -28,6 +28,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from core.errors import CspineError
+
 DEFECTS = ("airway_posterior", "elements_swapped", "missing_vertebra", "doubled_vertebra", "distortion")
 FORMATS = ("png", "jpeg", "tiff", "dicom")
 SUFFIXES = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "dicom": ".dcm"}
@@ -36,6 +38,12 @@ LABEL_COLUMNS = ("file", "seed", "facing", "negative", "bit_depth", "format", "w
                  "cobb_deg")
 LEVELS = ("C2", "C3", "C4", "C5", "C6", "C7", "T1")
 WORK_HEIGHT = 512          # anatomy is drawn at most this tall, then upsampled
+
+
+
+class PhantomError(CspineError, ValueError):
+    """A bad phantom parameter (the message names it and the allowed values)."""
+
 
 # purposes of the random streams (SeedSequence([seed, purpose]))
 _S_PARAMS, _S_ANATOMY, _S_TEXTURE, _S_NOISE, _S_WARP, _S_BATCH = 101, 202, 303, 404, 505, 606
@@ -68,30 +76,30 @@ class PhantomParams:
     def __post_init__(self) -> None:
         self.seed = int(self.seed)
         if self.seed < 0:
-            raise ValueError(f"phantom seed must be >= 0, got {self.seed}")
+            raise PhantomError(f"phantom seed must be >= 0, got {self.seed}")
         self.format = _FORMAT_ALIASES.get(str(self.format).lower(), str(self.format).lower())
         if self.format not in FORMATS:
-            raise ValueError(f"phantom format must be one of {FORMATS}, got {self.format!r}")
+            raise PhantomError(f"phantom format must be one of {FORMATS}, got {self.format!r}")
         if self.facing not in ("left", "right"):
-            raise ValueError(f"phantom facing must be 'left' or 'right', got {self.facing!r}")
+            raise PhantomError(f"phantom facing must be 'left' or 'right', got {self.facing!r}")
         self.bit_depth = int(self.bit_depth)
         if self.bit_depth not in (8, 16):
-            raise ValueError(f"phantom bit_depth must be 8 or 16, got {self.bit_depth}")
+            raise PhantomError(f"phantom bit_depth must be 8 or 16, got {self.bit_depth}")
         if self.format == "jpeg" and self.bit_depth != 8:
-            raise ValueError("JPEG phantoms are 8-bit; use png, tiff or dicom for 16-bit")
+            raise PhantomError("JPEG phantoms are 8-bit; use png, tiff or dicom for 16-bit")
         if self.defect == "":
             self.defect = None
         if self.defect is not None and self.defect not in DEFECTS:
-            raise ValueError(f"phantom defect must be None or one of {DEFECTS}, got {self.defect!r}")
+            raise PhantomError(f"phantom defect must be None or one of {DEFECTS}, got {self.defect!r}")
         if self.marker not in ("L", "R", ""):
-            raise ValueError(f"phantom marker must be 'L', 'R' or '', got {self.marker!r}")
+            raise PhantomError(f"phantom marker must be 'L', 'R' or '', got {self.marker!r}")
         if self.modality not in ("DX", "CR"):
-            raise ValueError(f"phantom modality must be 'DX' or 'CR', got {self.modality!r}")
+            raise PhantomError(f"phantom modality must be 'DX' or 'CR', got {self.modality!r}")
         if self.bits_stored not in (12, 14, 16):
-            raise ValueError(f"phantom bits_stored must be 12, 14 or 16, got {self.bits_stored}")
+            raise PhantomError(f"phantom bits_stored must be 12, 14 or 16, got {self.bits_stored}")
         self.height = int(self.height)
         if self.height < 16 or not 0.3 <= self.aspect <= 3.0:
-            raise ValueError(f"phantom size out of range: height={self.height}, aspect={self.aspect}")
+            raise PhantomError(f"phantom size out of range: height={self.height}, aspect={self.aspect}")
 
     @property
     def width(self) -> int:
@@ -110,7 +118,7 @@ class PhantomParams:
             raise TypeError(f"unknown PhantomParams field(s): {sorted(unknown)}")
         seed = int(seed)
         if seed < 0:
-            raise ValueError(f"phantom seed must be >= 0, got {seed}")
+            raise PhantomError(f"phantom seed must be >= 0, got {seed}")
         rng = np.random.default_rng([seed, _S_PARAMS])
         d: dict = {"seed": seed}
         d["height"] = int(rng.integers(900, 2501))
@@ -718,13 +726,13 @@ def _process(v: np.ndarray, a: "_Anatomy", mm: float) -> np.ndarray:
 def _warp(img: np.ndarray, rng, a: _Anatomy, cv: _Canvas) -> np.ndarray:
     """Gross, smooth warp plus 'melting' around the column."""
     h, w = img.shape
-    fields = []
+    parts = []
     for sigma, amp in ((0.06, 0.08), (0.02, 0.03)):
         sh = (max(4, int(h / 8)), max(4, int(w / 8)))
         f = ndimage.gaussian_filter(rng.standard_normal((2,) + sh), (0, sigma * sh[0], sigma * sh[0]))
         f /= np.abs(f).max() + 1e-9
-        fields.append(np.stack([_resize(f[0], h, w), _resize(f[1], h, w)]) * amp * h)
-    disp = fields[0] + fields[1]
+        parts.append(np.stack([_resize(f[0], h, w), _resize(f[1], h, w)]) * amp * h)
+    disp = parts[0] + parts[1]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     xc = float(np.interp(a.H * 0.5, a.py, a.px)) / cv.sx
     env = np.exp(-(((xx - xc) / (0.25 * w)) ** 2))
@@ -822,6 +830,8 @@ def render_canonical(seed: int, size: int = 64, facing: str = "left", defect: st
     """A small square positive film (uint8 size x size) rendered directly at that size, like the canonical
     256x256 images of a study; left-facing unless told. 'right' is the exact mirror of 'left' (the side
     marker mirrored too, as in a digitally flipped film)."""
+    if facing not in ("left", "right"):
+        raise PhantomError(f"facing must be 'left' or 'right', got {facing!r}")
     p = PhantomParams.random(seed, facing="left", defect=defect, height=max(16, int(size)))
     v, a = _film(p, size, size)
     _collimate(v, a)
@@ -831,8 +841,6 @@ def render_canonical(seed: int, size: int = 64, facing: str = "left", defect: st
     out = np.round(v * 255).astype(np.uint8)
     if facing == "right":
         out = np.ascontiguousarray(out[:, ::-1])
-    elif facing != "left":
-        raise ValueError(f"facing must be 'left' or 'right', got {facing!r}")
     return out
 
 
@@ -1017,14 +1025,16 @@ def generate(out_dir: str | os.PathLike, count: int, seed: int, *, negative_frac
     formats = tuple(_FORMAT_ALIASES.get(f.lower(), f.lower()) for f in formats)
     bad = [f for f in formats if f not in FORMATS]
     if not formats or bad:
-        raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {tuple(formats)}")
+        raise PhantomError(f"formats must be a non-empty subset of {FORMATS}, got {tuple(formats)}")
     bit_depths = tuple(int(b) for b in bit_depths)
     if not bit_depths or any(b not in (8, 16) for b in bit_depths):
-        raise ValueError(f"bit_depths must be a non-empty subset of (8, 16), got {bit_depths}")
+        raise PhantomError(f"bit_depths must be a non-empty subset of (8, 16), got {bit_depths}")
     lo, hi = int(size_range[0]), int(size_range[1])
     if not 16 <= lo <= hi:
-        raise ValueError(f"size_range must be (min, max) heights with 16 <= min <= max, got {size_range}")
+        raise PhantomError(f"size_range must be (min, max) heights with 16 <= min <= max, got {size_range}")
     count = int(count)
+    if count < 0:
+        raise PhantomError(f"phantom count must be >= 0, got {count}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([int(seed), _S_BATCH])

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from core import phantom as ph
+from core.errors import CspineError
 
 SMALL = 220  # px tall: fast, still enough to see the anatomy
 
@@ -49,6 +50,8 @@ def test_params_random_is_deterministic_and_overridable():
         ph.PhantomParams.random(11, defect="two_heads")
     with pytest.raises(ValueError):
         ph.PhantomParams.random(-1)
+    with pytest.raises(CspineError, match="facing"):                 # the project's user-error type
+        ph.render_canonical(1, 64, facing="up")
     with pytest.raises(TypeError):
         ph.PhantomParams.random(11, colour="blue")
     draws = [ph.PhantomParams.random(s) for s in range(60)]

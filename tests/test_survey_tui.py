@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from textual.worker import WorkerCancelled
 
 from core import responses, survey, survey_sim
 from cspine_tui.app import CspineApp
@@ -20,7 +21,10 @@ async def _until(app, pilot, predicate, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         await pilot.pause()
-        await app.workers.wait_for_complete()
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:  # an exclusive worker replaced by a newer one
+            pass
         await pilot.pause()
         if predicate():
             return

@@ -43,7 +43,7 @@ def summary_table(r: dict[str, Any]) -> Table:
         t.add_row(f"mean realism {g}", stats.fmt(r["mean_realism"].get(g)),
                   PAPER["means"][i] if i < len(PAPER["means"]) else "-")
     for i, w in enumerate(r["wilcoxon"]):
-        t.add_row(f"real vs {w['group']}: V, p, Holm p",
+        t.add_row(f"real vs {w['group']}: V, p, Holm",
                   f"{stats.fmt(w['statistic_V'], 1)}, {stats.fmt_p(w['p'])}, {stats.fmt_p(w['p_holm'])}",
                   f"{PAPER['p'][i]}, {PAPER['p_holm'][i]}" if i < 3 else "-")
     return t
@@ -53,9 +53,12 @@ def raters_table(r: dict[str, Any]) -> Table:
     groups = r.get("groups") or list(r["mean_realism"])
     t = Table("rater", "correct", "accuracy", *[f"mean {g}" for g in groups], title="Raters", title_justify="left",
               expand=True)
+    t.columns[0].no_wrap = True
+    t.columns[0].min_width = 18
     for p in r["per_rater"]:
         means = r["per_rater_means"].get(p["rater"], {})
-        t.add_row(p["rater"] + (" (sim)" if p["simulated"] else ""), f"{p['correct']}/{p['trials']}",
+        t.add_row(p["rater"] + (" (sim)" if p["simulated"] and "simulated" not in p["rater"] else ""),
+                  f"{p['correct']}/{p['trials']}",
                   f"{stats.fmt(100 * p['accuracy'], 1) if p['accuracy'] is not None else 'n/a'}%",
                   *[stats.fmt(means.get(g)) for g in groups])
     return t

@@ -50,6 +50,7 @@ RUNNERS: dict[str, str] = {
     "selftest": "core.jobs:_selftest_runner",
     "ingest": "core.ingest:run",
     "audit": "core.audit:run_audit_job",
+    "prescreen": "core.prescreen:run_prescreen_job",
     "train": "core.train:run",
     "release": "core.release:run_release_job",
     "sample": "core.sample:run",

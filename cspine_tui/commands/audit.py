@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                          "screener rejects them")
     add_study(p)
     add_json(p)
-    p.add_argument("--embedding", default=None, help="pixel (default), pixel64, vit or a TorchScript path")
+    add_job_options(p)
     p.add_argument("--limit", type=int, default=20, help="rows in the table (most likely implausible first)")
     p.set_defaults(func=cmd_prescreen)
 
@@ -171,17 +171,20 @@ def cmd_verdicts(args: argparse.Namespace) -> int:
 
 
 def cmd_prescreen(args: argparse.Namespace) -> int:
-    from core.prescreen import prescreen_report
+    from core.prescreen import stored_report
 
     study = open_study(args)
-    report = prescreen_report(study, embedding=args.embedding)
-    if args.json:
-        print_json(report)
-        return 0
-    print(f"pre-screen ({report['embedding']}, {report['mode']}): {report['n_scored']} synthetic images scored; "
-          f"{report['n_labelled']} screening decisions ({report['n_rejected']} rejects) used"
-          + (f"; cross-validated AUROC {report['cv_auroc']:.3f}" if report.get("cv_auroc") is not None else ""))
-    for row in report["ranking"][: args.limit]:
-        print(f"  {row['score']:.3f}  {row['image_id']}  {row.get('path', '')}"
-              + (f"  [{row['decision']}]" if row.get("decision") else ""))
-    return 0
+    record = run_as_job(args, study, "prescreen", {})
+    if record is None or record["state"] != "succeeded":
+        return finish(record)
+    summary = record["result"] or {}
+    report = {**summary, **stored_report(study, None if args.json else args.limit)}
+    if not args.json:
+        cv = summary.get("cv_auroc")
+        print(f"pre-screen ({report['mode']}): {summary.get('n_scored')} synthetic images scored; "
+              f"{summary.get('n_labelled')} screening decisions ({summary.get('n_rejected')} rejects) used"
+              + (f"; cross-validated AUROC {cv:.3f}" if cv is not None else ""), file=sys.stderr)
+        for row in report["ranking"]:
+            print(f"  {row['score']:.3f}  {row['image_id']}  {row.get('path') or ''}"
+                  + (f"  [{row['decision']}]" if row.get("decision") else ""), file=sys.stderr)
+    return finish(record, report, as_json=args.json)

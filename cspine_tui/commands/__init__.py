@@ -5,6 +5,7 @@ COMMAND_MODULES = [
     "cspine_tui.commands.study",
     "cspine_tui.commands.jobs",
     "cspine_tui.commands.train",
+    "cspine_tui.commands.sample",
     "cspine_tui.commands.ingest",
     "cspine_tui.commands.audit",
     "cspine_tui.commands.survey",

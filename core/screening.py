@@ -107,8 +107,11 @@ class QueueItem:
 
 
 def load_queue(study: Study, reviewer: str, *, run_id: str | None = None, checkpoint_step: int | None = None,
-               order: str = "index") -> list[QueueItem]:
+               order: str = "index", tx: Tx | None = None) -> list[QueueItem]:
     """Every synthetic image matching the filters, in screening order, with `reviewer`'s decision."""
+    if tx is None:
+        with study.store.connect() as tx:
+            return load_queue(study, reviewer, run_id=run_id, checkpoint_step=checkpoint_step, order=order, tx=tx)
     if order not in ORDERS:
         raise CspineError(f"unknown queue order {order!r}; use one of {', '.join(ORDERS)}")
     where, params = ["TRUE"], [reviewer]
@@ -120,7 +123,7 @@ def load_queue(study: Study, reviewer: str, *, run_id: str | None = None, checkp
         params.append(int(checkpoint_step))
     by_index = "r.checkpoint_step NULLS LAST, r.created_at, r.name, s.idx"
     order_sql = by_index if order == "index" else f"p.score DESC NULLS LAST, {by_index}"
-    rows = study.store.query(
+    rows = tx.query(
         f"""
         SELECT s.id, s.run_id, r.name AS run_name, r.source AS run_source, s.idx, s.seed, s.path, s.sha256,
                s.flipped, r.checkpoint_step, r.sampler, r.steps, r.weights, p.score AS prescreen,
@@ -141,16 +144,34 @@ def resume_position(items: list[QueueItem]) -> int:
     return max(0, len(items) - 1)
 
 
-def filter_choices(study: Study) -> dict[str, list[Any]]:
+def filter_choices(study: Study, tx: Tx | None = None) -> dict[str, list[Any]]:
     """Runs and checkpoints the queue can be filtered by, and whether pre-screen scores exist."""
-    with study.store.connect() as tx:
-        runs = tx.query("SELECT r.id, r.name, r.checkpoint_step, count(s.id) AS n FROM synthetic_runs r "
-                        "JOIN synthetic_images s ON s.run_id = r.id GROUP BY ALL "
-                        "ORDER BY r.checkpoint_step NULLS LAST, r.name")
-        steps = tx.column("SELECT DISTINCT r.checkpoint_step FROM synthetic_runs r JOIN synthetic_images s "
-                          "ON s.run_id = r.id WHERE r.checkpoint_step IS NOT NULL ORDER BY 1")
-        scored = bool(tx.scalar("SELECT count(*) FROM prescreen_scores"))
+    if tx is None:
+        with study.store.connect() as tx:
+            return filter_choices(study, tx)
+    runs = tx.query("SELECT r.id, r.name, r.checkpoint_step, count(s.id) AS n FROM synthetic_runs r "
+                    "JOIN synthetic_images s ON s.run_id = r.id GROUP BY ALL "
+                    "ORDER BY r.checkpoint_step NULLS LAST, r.name")
+    steps = tx.column("SELECT DISTINCT r.checkpoint_step FROM synthetic_runs r JOIN synthetic_images s "
+                      "ON s.run_id = r.id WHERE r.checkpoint_step IS NOT NULL ORDER BY 1")
+    scored = bool(tx.scalar("SELECT count(*) FROM prescreen_scores"))
     return {"runs": runs, "checkpoints": steps, "prescreen": scored}
+
+
+def screen_state(study: Study, reviewer: str, filters: dict[str, Any]) -> dict[str, Any]:
+    """Everything the screening screen loads, in one transaction: the queue, the filter choices, the other
+    reviewers' decisions and Table S1."""
+    from core.screening_rules import table_s1
+
+    with study.store.connect() as tx:
+        items = load_queue(study, reviewer, tx=tx, **filters)
+        choices = filter_choices(study, tx)
+        others: dict[str, list[tuple[str, str, str | None]]] = {}
+        for row in tx.query("SELECT image_id, reviewer, decision, reason FROM reviews WHERE reviewer <> ? "
+                            "ORDER BY reviewer", [reviewer]):
+            others.setdefault(row["image_id"], []).append((row["reviewer"], row["decision"], row["reason"]))
+        table = table_s1(study, tx=tx)
+    return {"items": items, "choices": choices, "others": others, "table": table}
 
 
 def reviewer_decisions(study: Study, image_id: str) -> list[dict[str, Any]]:

@@ -118,17 +118,19 @@ def checkpoint_counts(tx: Tx, study: Study, rule: str | None = None) -> dict[str
     return {r.pop("ckpt"): r for r in rows}
 
 
-def table_s1(study: Study, rule: str | None = None) -> dict[str, Any]:
+def table_s1(study: Study, rule: str | None = None, tx: Tx | None = None) -> dict[str, Any]:
     """The paper's Table S1: per run and checkpoint, images generated and the final count kept."""
-    with study.store.connect() as tx:
-        rule = final_rule(study, rule)
-        cte, params = final_cte(tx, study, rule)
-        rows = tx.query(
-            f"""WITH {cte}
-            SELECT r.id AS run_id, r.name AS run, r.source, r.checkpoint_step AS checkpoint, r.sampler, r.steps,
-                   {_COUNTS}
-            FROM synthetic_runs r JOIN synthetic_images s ON s.run_id = r.id LEFT JOIN final f ON f.image_id = s.id
-            GROUP BY ALL ORDER BY r.checkpoint_step NULLS LAST, min(r.created_at), r.name""", params)
+    if tx is None:
+        with study.store.connect() as tx:
+            return table_s1(study, rule, tx)
+    rule = final_rule(study, rule)
+    cte, params = final_cte(tx, study, rule)
+    rows = tx.query(
+        f"""WITH {cte}
+        SELECT r.id AS run_id, r.name AS run, r.source, r.checkpoint_step AS checkpoint, r.sampler, r.steps,
+               {_COUNTS}
+        FROM synthetic_runs r JOIN synthetic_images s ON s.run_id = r.id LEFT JOIN final f ON f.image_id = s.id
+        GROUP BY ALL ORDER BY r.checkpoint_step NULLS LAST, min(r.created_at), r.name""", params)
     keys = ("generated", "reviewed", "accepted", "rejected", "pending", "unreviewed")
     total = {k: sum(int(r[k]) for r in rows) for k in keys}
     return {"rule": rule, "rows": rows, "total": total}

@@ -46,6 +46,8 @@ class ScreenEntry:
 SCREENS: list[ScreenEntry] = [
     ScreenEntry("dashboard", "cspine_tui.screens.dashboard:DashboardScreen", "0", "Dashboard",
                 "the study at a glance"),
+    ScreenEntry("screening", "cspine_tui.screens.screening:ScreeningScreen", "5", "Screening",
+                "accept or reject synthetic images by keyboard"),
     ScreenEntry("survey", "cspine_tui.screens.survey:SurveyScreen", "7", "Reader study pack",
                 "blinded quartets and the Qualtrics survey; browse quartets"),
     ScreenEntry("analysis", "cspine_tui.screens.analysis:AnalysisScreen", "8", "Reader study analysis",
@@ -106,6 +108,10 @@ class CspineApp(App):
                 self.pop_screen()
         else:
             self.push_screen(target)
+
+    def action_open_screen(self, name: str) -> None:
+        """The action behind the dashboard's screen keys ("app.open_screen('name')")."""
+        self.open_screen(name)
 
     def action_help(self) -> None:
         from cspine_tui.screens.help import HelpScreen

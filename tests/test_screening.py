@@ -29,7 +29,7 @@ def test_queue_order_filters_and_resume(study, runs) -> None:
     assert [i.id for i in items] == runs[34] + runs[40]
     assert items[0].checkpoint_step == 34 and items[0].sampler == "ddim" and items[0].decision is None
     assert [i.id for i in screening.load_queue(study, "ann", checkpoint_step=40)] == runs[40]
-    assert [i.id for i in screening.load_queue(study, "ann", run_id="run-c40")] == runs[40]
+    assert [i.id for i in screening.load_queue(study, "ann", run_id="c40")] == runs[40]
     screening.decide(study, runs[34][0], "ann", "accept")
     screening.decide(study, runs[34][1], "ann", "reject", reason="1")
     items = screening.load_queue(study, "ann")

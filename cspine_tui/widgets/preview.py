@@ -28,6 +28,16 @@ def image_widget_class(protocol: str) -> type | None:
             "unicode": ti.UnicodeImage}[protocol]
 
 
+def resolved_protocol(protocol: str) -> str:
+    """The protocol 'auto' stands for in this terminal (textual-image decided at import), else itself."""
+    if protocol != "auto":
+        return protocol
+    from textual_image.renderable import Image as Auto, halfcell, sixel, tgp, unicode
+
+    return {halfcell.Image: "halfcell", sixel.Image: "sixel", tgp.Image: "kitty",
+            unicode.Image: "unicode"}.get(Auto, "auto")
+
+
 def load_preview(source: Path | str | PILImage.Image, max_side: int = 512) -> PILImage.Image:
     """Decode an image for display (grayscale kept, size bounded); safe to call from a worker thread."""
     img = source if isinstance(source, PILImage.Image) else PILImage.open(source)
@@ -68,6 +78,17 @@ class ImagePreview(Container):
         if caption is not None:
             self._caption = caption
         cls = image_widget_class(self.protocol)
+        if self._image is not None and resolved_protocol(self.protocol) == "halfcell":
+            # Fast path: one view kept mounted, strips rendered once per image and size (widgets/halfcell.py).
+            from cspine_tui.widgets.halfcell import HalfcellView
+
+            views = self.query(HalfcellView)
+            if not views:
+                self.remove_children()
+                self.mount(HalfcellView(classes="preview-image"))
+                views = self.query(HalfcellView)
+            views.first().show_image(self._image)
+            return
         self.remove_children()
         if self._image is None or cls is None:
             text = self._caption if self._image is None else f"{self._caption}\n(previews off)"

@@ -1,0 +1,534 @@
+"""The screening screen: a reviewer's queue of synthetic images, one key per decision.
+
+Speed: previews are rendered for the view's exact size on a background thread (widgets/halfcell.py) and the
+next images are prefetched, so a key only swaps pre-rendered strips. Decisions are appended to a journal file
+first and written to the database by one writer thread in order (core/screening.py), so a key never waits
+for the database and a crash loses nothing. Set CSPINE_TRACE_PAINT=<file> to log a timestamp each time a new
+preview is painted (benchmarks/bench_tui_keypress.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from core import screening
+from core.errors import CspineError
+from cspine_tui.widgets.halfcell import ZOOMS, HalfcellView, RenderCache, crop_zoom, decode, render_strips
+from cspine_tui.widgets.screening_parts import (DEFAULT_KEYS, KEY_LABELS, NoteModal, Thumb, facts_text, keymap,
+                                                reasons_text, table_s1_renderable)
+
+PREFETCH_AHEAD = 6
+PAGE = 9
+
+
+@dataclass
+class PreviewReady(Message):
+    key: tuple
+
+
+@dataclass
+class Written(Message):
+    applied: list[screening.Applied]
+
+
+@dataclass
+class WriteFailed(Message):
+    error: BaseException
+
+
+class ScreeningScreen(Screen):
+    HELP = ("Decide each synthetic image: accept, or reject and then press the reason's digit (9 asks for a note). "
+            "Decisions are saved as you make them; reopening continues at your first undecided image. "
+            "Grid mode shows 9 thumbnails: move with the arrows, reject with r + digit, and accept the rest of "
+            "the page with a. Zoom cycles whole / upper half / lower half. Flip mirrors the stored image "
+            "(recorded; undo mirrors back). Keys are remappable in study.toml [keys] (names: "
+            + ", ".join(DEFAULT_KEYS) + ").")
+    DEFAULT_CSS = """
+    ScreeningScreen #stage { width: 1fr; height: 1fr; }
+    ScreeningScreen #single { width: 1fr; height: 1fr; }
+    ScreeningScreen #grid { grid-size: 3 3; grid-gutter: 0; width: 1fr; height: 1fr; display: none; }
+    ScreeningScreen.-grid #grid { display: block; }
+    ScreeningScreen.-grid #single { display: none; }
+    ScreeningScreen #side { width: 44; height: 1fr; }
+    ScreeningScreen #facts { height: auto; }
+    ScreeningScreen #reasons { height: auto; display: none; border: round $error; padding: 0 1; }
+    ScreeningScreen.-rejecting #reasons { display: block; }
+    ScreeningScreen #counts { height: 1fr; }
+    ScreeningScreen #caption { height: 1; width: 1fr; content-align: center middle; color: $text-muted; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[screening.QueueItem] = []
+        self.others: dict[str, list[tuple[str, str, str | None]]] = {}
+        self.choices: dict[str, Any] = {"runs": [], "checkpoints": [], "prescreen": False}
+        self.pos = 0
+        self.grid_mode = False
+        self.zoom = 0
+        self.rejecting = False
+        self.filters: dict[str, Any] = {"checkpoint_step": None, "run_id": None, "order": "index"}
+        self.loaded = False
+        self.cache = RenderCache(capacity=128)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening-writer")
+        self._pending_writes = 0
+        self._write_failed = False
+        self._journal: screening.DecisionJournal | None = None
+        self._trace = os.environ.get("CSPINE_TRACE_PAINT")
+        self._counts_timer: Any = None
+        self.keys: dict[str, str] = dict(DEFAULT_KEYS)
+
+    # -- layout and keys ---------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with Vertical(id="stage"):
+                yield HalfcellView(id="single")
+                with Grid(id="grid"):
+                    for i in range(PAGE):
+                        yield Thumb(i, id=f"thumb-{i}")
+                yield Static("", id="caption")
+            with Vertical(id="side"):
+                yield Static("loading the queue…", id="facts", classes="panel")
+                yield Static(reasons_text(), id="reasons")
+                yield Static("", id="counts", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        try:
+            self.keys = keymap(self.app.study.settings.get("keys", {}))
+        except CspineError as exc:
+            self.app.report_error(exc)
+            self.keys = dict(DEFAULT_KEYS)
+        bindings = [Binding(self.keys[name], name, KEY_LABELS[name][0], show=KEY_LABELS[name][1])
+                    for name in DEFAULT_KEYS]
+        bindings += [Binding("up", "move(-3)", "up", show=False), Binding("down", "move(3)", "down", show=False),
+                     Binding("enter", "open_cursor", "open", show=False)]
+        bindings += [Binding(r.key, f"reason('{r.key}')", r.code, show=False) for r in screening.REASONS]
+        for b in bindings:
+            self._bindings.bind(b.key, b.action, b.description, show=b.show)
+        self.BINDINGS = bindings  # the help screen lists these
+        self._journal = screening.DecisionJournal(self.app.study, self.app.reviewer)
+        self.reload(replay=True)
+
+    def on_unmount(self) -> None:
+        self._writer.shutdown(wait=True)  # queued decisions reach the database before the app exits
+        self.cache.shutdown()
+        if self._journal is not None:
+            self._journal.close(applied=not self._write_failed)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "reason":
+            return self.rejecting
+        if action in ("move", "open_cursor"):
+            return self.grid_mode
+        return True
+
+    # -- loading -----------------------------------------------------------------------------------------
+    def reload(self, *, replay: bool = False, keep: str | None = None) -> None:
+        self._load(replay, keep)
+
+    @work(thread=True, exclusive=True, group="screening-load")
+    def _load(self, replay: bool, keep: str | None) -> None:
+        study, reviewer = self.app.study, self.app.reviewer
+        if replay:
+            screening.replay_journals(study)
+        state = screening.screen_state(study, reviewer, self.filters)
+        self.app.call_from_thread(self._loaded, state["items"], state["choices"], state["others"], state["table"],
+                                  keep)
+
+    def _loaded(self, items, choices, others, table, keep: str | None) -> None:
+        self.items, self.choices, self.others = items, choices, others
+        ids = [i.id for i in items]
+        self.pos = ids.index(keep) if keep in ids else screening.resume_position(items)
+        self.loaded = True
+        self._show_counts(table)
+        self.refresh_view()
+
+    @property
+    def current(self) -> screening.QueueItem | None:
+        return self.items[self.pos] if self.items and 0 <= self.pos < len(self.items) else None
+
+    # -- drawing -----------------------------------------------------------------------------------------
+    def refresh_view(self) -> None:
+        self.set_class(self.grid_mode, "-grid")
+        self.set_class(self.rejecting, "-rejecting")
+        item = self.current
+        facts = self.query_one("#facts", Static)
+        if item is None:
+            facts.update(Text("No synthetic images match this queue.\nRegister a run (`add-synthetic`) or "
+                              "change the filters (ctrl+p).", style="dim") if self.loaded else "loading…")
+            self.query_one("#single", HalfcellView).clear()
+            return
+        facts.update(facts_text(item, self.pos, self.items, self.others.get(item.id, []), self.filters,
+                                ZOOMS[self.zoom], self.app.reviewer))
+        if self.grid_mode:
+            self._draw_grid()
+        else:
+            self._draw_single(item)
+        self._prefetch()
+
+    def _key(self, item: screening.QueueItem, view: HalfcellView, zoom: int) -> tuple:
+        return (item.path, zoom, view.size.width, view.size.height)
+
+    def _render_item(self, item: screening.QueueItem, zoom: int, width: int, height: int) -> tuple:
+        img = crop_zoom(decode(self.app.study.abs(item.path)), zoom)
+        return render_strips(img, width, height), img
+
+    def _draw_single(self, item: screening.QueueItem) -> None:
+        view = self.query_one("#single", HalfcellView)
+        caption = self.query_one("#caption", Static)
+        caption.update(f"{item.id}  ·  {ZOOMS[self.zoom]}")
+        if view.size.width == 0:  # not laid out yet
+            self.call_after_refresh(self.refresh_view)
+            return
+        key = self._key(item, view, self.zoom)
+        if view.key == key:
+            return
+        self._put(view, key)
+
+    def _put(self, view: HalfcellView, key: tuple) -> None:
+        hit = self.cache.get(key)
+        if hit is None:
+            view.show_strips([], key=None)  # blank until the render lands (never decode on the UI thread)
+            self._request(key)
+            return
+        strips, img = hit
+        view.show_strips(strips, key=key, image=img)
+        if self._trace and view.id == "single":
+            image_id = self.current.id if self.current else "-"
+            self.call_after_refresh(self._write_trace, image_id)
+
+    def _write_trace(self, image_id: str) -> None:
+        with open(self._trace, "a") as fh:  # type: ignore[arg-type]
+            fh.write(f"{time.time():.6f} paint {image_id}\n")
+
+    def _request(self, key: tuple) -> None:
+        item_path, zoom, width, height = key
+        item = next((i for i in self.items if i.path == item_path), None)
+        if item is None:
+            return
+        fut = self.cache.prefetch(key, lambda: self._render_item(item, zoom, width, height))
+        if fut is not None:
+            fut.add_done_callback(lambda f, k=key: None if f.cancelled() or f.exception() else
+                                  self.post_message(PreviewReady(k)))
+        elif self.cache.get(key) is not None:
+            self.post_message(PreviewReady(key))
+
+    def on_preview_ready(self, message: PreviewReady) -> None:
+        views = [self.query_one("#single", HalfcellView)] + [t.view for t in self.query(Thumb)]
+        for view in views:
+            if view.key is None and getattr(view, "wanted", None) == message.key:
+                self._put(view, message.key)
+        single = self.query_one("#single", HalfcellView)
+        if not self.grid_mode and self.current is not None and single.size.width:
+            key = self._key(self.current, single, self.zoom)
+            if key == message.key and single.key != key:
+                self._put(single, key)
+
+    def _draw_grid(self) -> None:
+        start = (self.pos // PAGE) * PAGE
+        self.query_one("#caption", Static).update(
+            f"page {start // PAGE + 1}/{(len(self.items) + PAGE - 1) // PAGE}  ·  r+digit reject · "
+            f"{self.keys['accept']} accept the rest of the page · enter open")
+        for i, thumb in enumerate(self.query(Thumb)):
+            k = start + i
+            item = self.items[k] if k < len(self.items) else None
+            thumb.set_item(item, cursor=(k == self.pos))
+            if item is None or thumb.view.size.width == 0:
+                if item is not None:
+                    self.call_after_refresh(self._draw_grid)
+                continue
+            key = self._key(item, thumb.view, 0)
+            thumb.view.wanted = key  # type: ignore[attr-defined]
+            if thumb.view.key != key:
+                self._put(thumb.view, key)
+
+    def _prefetch(self) -> None:
+        if not self.items:
+            return
+        if self.grid_mode:
+            thumb = self.query_one("#thumb-0", Thumb).view
+            if thumb.size.width == 0:
+                return
+            start = (self.pos // PAGE + 1) * PAGE
+            for item in self.items[start:start + PAGE]:
+                self._prefetch_one(item, thumb, 0)
+            return
+        view = self.query_one("#single", HalfcellView)
+        if view.size.width == 0:
+            return
+        ahead = self.items[self.pos + 1:self.pos + 1 + PREFETCH_AHEAD]
+        behind = self.items[max(0, self.pos - 1):self.pos]
+        for item in ahead + behind:
+            self._prefetch_one(item, view, self.zoom)
+
+    def _prefetch_one(self, item: screening.QueueItem, view: HalfcellView, zoom: int) -> None:
+        key = self._key(item, view, zoom)
+        width, height = key[2], key[3]
+        self.cache.prefetch(key, lambda: self._render_item(item, zoom, width, height))
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.refresh_view)
+
+    def _show_counts(self, table: dict[str, Any]) -> None:
+        self.query_one("#counts", Static).update(table_s1_renderable(table, self.items, self.app.reviewer))
+
+    def _refresh_counts(self) -> None:
+        # Debounced: one database read after a burst of decisions, not one per key.
+        if self._counts_timer is not None:
+            self._counts_timer.stop()
+        self._counts_timer = self.set_timer(0.4, self._load_counts)
+
+    @work(thread=True, exclusive=True, group="screening-counts")
+    def _load_counts(self) -> None:
+        self._counts_timer = None
+        table = screening.table_s1(self.app.study)
+        self.app.call_from_thread(self._show_counts, table)
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def _submit(self, events: list[screening.ReviewEvent]) -> None:
+        """Journal first (survives a crash), then the database on the writer thread, in order."""
+        for event in events:
+            assert self._journal is not None
+            self._journal.append(event)
+        self._pending_writes += 1
+        study = self.app.study
+
+        def write() -> None:
+            try:
+                applied = screening.apply_events(study, events)
+            except BaseException as exc:  # noqa: BLE001 - shown to the user; the journal keeps the events
+                self.post_message(WriteFailed(exc))
+                return
+            self.post_message(Written(applied))
+
+        self._writer.submit(write)
+
+    def on_written(self, message: Written) -> None:
+        self._pending_writes -= 1
+        for applied in message.applied:
+            if applied.action == "undo" and not applied.skipped:
+                self._apply_undo(applied)
+            elif applied.action == "undo":
+                self.notify("nothing to undo", timeout=2)
+            elif applied.action == "flip":
+                self._apply_flips(applied.flips)
+                self.notify("orientation flipped (u undoes it)", timeout=2)
+                self.refresh_view()
+        self._refresh_counts()
+
+    def on_write_failed(self, message: WriteFailed) -> None:
+        self._pending_writes -= 1
+        self._write_failed = True
+        self.app.report_error(message.error)
+        self.reload(keep=self.current.id if self.current else None)  # show what is really stored
+
+    def _apply_undo(self, applied: screening.Applied) -> None:
+        by_id = {item.id: item for item in self.items}
+        for image_id, row in applied.images.items():
+            item = by_id.get(image_id)
+            if item is not None:
+                item.decision, item.reason, item.note = (row["decision"], row["reason"], row["note"]) if row \
+                    else (None, None, None)
+        self._apply_flips(applied.flips)
+        touched = list(applied.images) + list(applied.flips)
+        ids = [i.id for i in self.items]
+        if touched and touched[0] in ids:
+            self.pos = ids.index(touched[0])
+        self.notify(f"undone: {len(touched)} image{'s' if len(touched) != 1 else ''}", timeout=2)
+        self.refresh_view()
+
+    def _apply_flips(self, flips: dict[str, dict[str, Any]]) -> None:
+        for item in self.items:
+            state = flips.get(item.id)
+            if state is not None:
+                item.path, item.sha256, item.flipped = state["path"], state["sha256"], state["flipped"]
+
+    def _decide(self, item: screening.QueueItem, decision: str, reason: str | None = None,
+                note: str | None = None, batch: str | None = None) -> screening.ReviewEvent:
+        event = screening.ReviewEvent(decision, self.app.reviewer, item.id, reason, note, batch)
+        item.decision, item.reason, item.note = decision, event.reason, note
+        return event
+
+    def _advance(self) -> None:
+        """To the next undecided image after this one (or simply the next)."""
+        for k in range(self.pos + 1, len(self.items)):
+            if self.items[k].decision is None:
+                self.pos = k
+                return
+        self.pos = min(self.pos + 1, len(self.items) - 1)
+
+    # -- actions -----------------------------------------------------------------------------------------
+    def action_accept(self) -> None:
+        self.rejecting = False
+        if self.current is None:
+            return
+        if self.grid_mode:
+            start = (self.pos // PAGE) * PAGE
+            page = [i for i in self.items[start:start + PAGE] if i.decision is None]
+            if page:
+                batch = f"page-{uuid.uuid4().hex[:10]}"
+                self._submit([self._decide(i, "accept", batch=batch) for i in page])
+            self.pos = min(start + PAGE, len(self.items) - 1) if start + PAGE < len(self.items) else self.pos
+        else:
+            self._submit([self._decide(self.current, "accept")])
+            self._advance()
+        self.refresh_view()
+
+    def action_reject(self) -> None:
+        if self.current is None:
+            return
+        self.rejecting = not self.rejecting
+        self.refresh_view()
+
+    def action_reason(self, key: str) -> None:
+        item = self.current
+        if not self.rejecting or item is None:
+            return
+        self.rejecting = False
+        reason = screening.REASON_BY_KEY[key]
+        if reason.code in screening.NOTE_REQUIRED:
+            def done(note: str | None) -> None:
+                if note:
+                    self._submit([self._decide(item, "reject", reason.code, note)])
+                    self._after_reject()
+                self.refresh_view()
+
+            self.app.push_screen(NoteModal(item.id, reason.label), done)
+            return
+        self._submit([self._decide(item, "reject", reason.code)])
+        self._after_reject()
+        self.refresh_view()
+
+    def _after_reject(self) -> None:
+        if self.grid_mode:
+            self.pos = min(self.pos + 1, len(self.items) - 1)
+        else:
+            self._advance()
+
+    def action_undo(self) -> None:
+        self.rejecting = False
+        self._submit([screening.ReviewEvent("undo", self.app.reviewer)])
+
+    def action_prev(self) -> None:
+        self.rejecting = False
+        self.pos = max(0, self.pos - 1)
+        self.refresh_view()
+
+    def action_next(self) -> None:
+        self.rejecting = False
+        self.pos = min(len(self.items) - 1, self.pos + 1) if self.items else 0
+        self.refresh_view()
+
+    def action_move(self, delta: int) -> None:
+        self.pos = max(0, min(len(self.items) - 1, self.pos + int(delta)))
+        self.refresh_view()
+
+    def action_open_cursor(self) -> None:
+        self.grid_mode = False
+        self.refresh_view()
+
+    def action_grid(self) -> None:
+        self.rejecting = False
+        self.grid_mode = not self.grid_mode
+        self.refresh_view()
+
+    def action_zoom(self) -> None:
+        self.zoom = (self.zoom + 1) % len(ZOOMS)
+        if self.grid_mode:
+            self.grid_mode = False
+        self.refresh_view()
+
+    def action_flip(self) -> None:
+        # The mirrored file is written by the writer thread; the view follows when it lands (on_written).
+        if self.current is not None:
+            self._submit([screening.ReviewEvent("flip", self.app.reviewer, self.current.id)])
+
+    def action_back(self) -> None:
+        if self.rejecting:
+            self.rejecting = False
+            self.refresh_view()
+        elif self.grid_mode:
+            self.grid_mode = False
+            self.refresh_view()
+        elif len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+
+    def action_jump(self) -> None:
+        """To the first undecided image of the queue."""
+        self.pos = screening.resume_position(self.items)
+        self.refresh_view()
+
+    def action_checkpoint(self) -> None:
+        steps = [None] + list(self.choices.get("checkpoints", []))
+        now = self.filters["checkpoint_step"]
+        self.set_filter(checkpoint_step=steps[(steps.index(now) + 1) % len(steps)] if now in steps else None)
+
+    def action_run(self) -> None:
+        runs = [None] + [r["id"] for r in self.choices.get("runs", [])]
+        now = self.filters["run_id"]
+        self.set_filter(run_id=runs[(runs.index(now) + 1) % len(runs)] if now in runs else None)
+
+    def action_order(self) -> None:
+        if not self.choices.get("prescreen") and self.filters["order"] == "index":
+            self.notify("no pre-screen scores yet (run the pre-screen first)", timeout=3)
+            return
+        self.set_filter(order="prescreen" if self.filters["order"] == "index" else "index")
+
+    def set_filter(self, **changes: Any) -> None:
+        self.filters.update(changes)
+        self.notify("queue: " + ", ".join(f"{k.replace('_step', '').replace('_id', '')} "
+                                          f"{'all' if v is None else v}" for k, v in self.filters.items()),
+                    timeout=2)
+        self.reload(keep=self.current.id if self.current else None)
+
+    def action_summary(self) -> None:
+        from cspine_tui.screens.screening_summary import ScreeningSummaryScreen
+
+        self.app.push_screen(ScreeningSummaryScreen())
+
+    # -- command palette -----------------------------------------------------------------------------------
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        from functools import partial
+
+        cmds: list[tuple[str, str, Callable[[], Any]]] = [
+            ("Screening: all checkpoints", "show every checkpoint's images", partial(self.set_filter,
+                                                                                   checkpoint_step=None, run_id=None)),
+            ("Screening: next undecided image", "jump to the first image you have not decided", self.action_jump),
+            ("Screening: summary, agreement and adjudication", "Table S1, Cohen's kappa, disagreements",
+             self.action_summary),
+            ("Screening: release the dataset", "write exports/release in a background job", self.start_release),
+        ]
+        for step in self.choices.get("checkpoints", []):
+            cmds.append((f"Screening: checkpoint {step} only", "filter the queue",
+                         partial(self.set_filter, checkpoint_step=step, run_id=None)))
+        for run in self.choices.get("runs", []):
+            cmds.append((f"Screening: run {run['name']} only", f"{run['n']} images",
+                         partial(self.set_filter, run_id=run["id"], checkpoint_step=None)))
+        if self.choices.get("prescreen"):
+            cmds.append(("Screening: sort by pre-screen score", "likely implausible images first",
+                         partial(self.set_filter, order="prescreen")))
+            cmds.append(("Screening: sort by index", "generation order", partial(self.set_filter, order="index")))
+        return cmds
+
+    def start_release(self) -> None:
+        from core import jobs
+
+        study = self.app.study
+        job_id = jobs.create_job(study, "release", {"out": str((study.exports_dir / "release").resolve())})
+        jobs.start_detached(study, job_id)
+        self.notify(f"release job {job_id} started; it writes {study.exports_dir / 'release'}", timeout=6)

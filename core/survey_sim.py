@@ -163,6 +163,7 @@ def write_qualtrics_csv(path: Path | str, spec: PackSpec, responses: list[Simula
 
 DEMO_QUARTETS = 50
 DEMO_RATERS = 8
+DEMO_SIZE = 256
 
 
 def demo_reader_study(study, log) -> None:
@@ -192,7 +193,7 @@ def demo_reader_study(study, log) -> None:
             import shutil
 
             shutil.rmtree(out)  # a pack that was never recorded (interrupted build)
-        spec = build_pack(study, out, checkpoints=chosen, count=DEMO_QUARTETS, seed=2510, log=log)
+        spec = build_pack(study, out, checkpoints=chosen, count=DEMO_QUARTETS, seed=2510, size=DEMO_SIZE, log=log)
         study.set("survey", "demo_pack", spec.pack_id)
     csv_path = study.exports_dir / "demo-pack-SIMULATED-qualtrics-responses.csv"
     sims = simulate_raters(spec, DEMO_RATERS, seed=2510) + preview_and_partial(spec)

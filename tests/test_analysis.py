@@ -135,6 +135,7 @@ def test_one_rater_has_no_kappa(tmp_path):
 
 def test_demo_stage_skips_clearly_then_runs_once(tmp_path, monkeypatch):
     monkeypatch.setattr(survey_sim, "DEMO_QUARTETS", 6)
+    monkeypatch.setattr(survey_sim, "DEMO_SIZE", 32)
     logs: list[str] = []
     small = tiny_study(tmp_path / "small", n_real=8, per_ckpt=4, reject_every=1000)
     survey_sim.demo_reader_study(small, logs.append)

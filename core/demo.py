@@ -36,9 +36,17 @@ def stage_reader_study(study: Study, log: Log) -> None:
     demo_reader_study(study, log)
 
 
+def stage_sample(study: Study, log: Log) -> None:
+    """70 images from each of 3 checkpoints with the default fast sampler (core/sample.py)."""
+    from core.sample import demo_sample
+
+    demo_sample(study, log)
+
+
 # Stages run in this order; each later area appends its own.
 STAGES: list[tuple[str, Callable[[Study, Log], None]]] = [
     ("phantoms", stage_phantoms),
+    ("sample", stage_sample),  # after "train": samples its checkpoints
     ("reader-study", stage_reader_study),  # needs screened samples of 3 checkpoints: keep after them
 ]
 

@@ -360,3 +360,55 @@ def generate_batch(model, cfg, sampler: str, steps: int | None, seeds: Sequence[
 
 __all__ = ["resolve_checkpoint", "sample_params", "default_run_name", "blocks", "pending_blocks", "run",
            "regenerate", "generate_batch"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The demo stage
+
+
+DEMO_IMAGES_PER_CHECKPOINT = 70
+DEMO_SEED = 2510
+
+
+def demo_checkpoints(study: Study, wanted: int = 3) -> list[dict[str, Any]]:
+    """Up to `wanted` checkpoints of the newest training job that has any: first, middle and last."""
+    rows = study.store.query(
+        "SELECT c.job_id, c.step, c.path FROM checkpoints c JOIN jobs j ON j.id = c.job_id "
+        "WHERE NOT c.deleted ORDER BY j.created_at DESC, c.job_id DESC, c.step")
+    if not rows:
+        return []
+    newest = [r for r in rows if r["job_id"] == rows[0]["job_id"]]
+    if len(newest) <= wanted:
+        return newest
+    picks = sorted({round(k * (len(newest) - 1) / (wanted - 1)) for k in range(wanted)})
+    return [newest[i] for i in picks]
+
+
+def demo_sample(study: Study, log, count: int = DEMO_IMAGES_PER_CHECKPOINT) -> list[str]:
+    """The demo's sampling stage: `count` images from each of 3 checkpoints with the default fast sampler.
+
+    Idempotent: run names are fixed (demo-s<step>), so a re-run extends or skips them.
+    """
+    from core import jobs
+    from core.samplers import DEFAULT_FAST_SAMPLER, DEFAULT_STEPS
+
+    ckpts = demo_checkpoints(study)
+    if not ckpts:
+        log("no checkpoints yet: the sample stage needs the train stage first; skipped")
+        return []
+    runs = []
+    for c in ckpts:
+        name = f"demo-s{c['step']}"
+        have = len(synthetic.done_indices(study, name)) if synthetic.get_run(study, name) else 0
+        runs.append(name)
+        if have >= count:
+            continue
+        log(f"sampling {count} images from checkpoint {c['step']} ({DEFAULT_FAST_SAMPLER} x "
+            f"{DEFAULT_STEPS[DEFAULT_FAST_SAMPLER]} steps) into {name}")
+        params = sample_params(study, checkpoint=c["step"], job=c["job_id"], count=count, seed=DEMO_SEED + c["step"],
+                               run=name, device="cpu")
+        record = jobs.run_job(study, jobs.create_job(study, "sample", params), foreground=True)
+        if record["state"] != "succeeded":
+            raise CspineError(f"demo sampling from checkpoint {c['step']} ended {record['state']}: "
+                              f"{record['error']}; run the demo again to continue")
+    return runs

@@ -251,3 +251,20 @@ def test_default_sampler_is_the_fast_one(sample_study):
     params = sample_params(sample_study, checkpoint=200, count=1)
     assert params["sampler"] == DEFAULT_FAST_SAMPLER and params["steps"] < 1000
     assert params["weights"] == "ema" and params["seed"] is not None
+
+
+def test_demo_stage_samples_three_checkpoints_once(sample_study):
+    from core.sample import demo_checkpoints, demo_sample
+
+    for step in (400, 600, 800):
+        make_checkpoint(sample_study, "train-fake", step, torch_seed=step)
+    assert [c["step"] for c in demo_checkpoints(sample_study)] == [200, 600, 800]
+    logs: list[str] = []
+    runs = demo_sample(sample_study, logs.append, count=3)
+    assert runs == ["demo-s200", "demo-s600", "demo-s800"]
+    for name in runs:
+        run = synthetic.get_run(sample_study, name)
+        assert run["sampler"] == DEFAULT_FAST_SAMPLER and len(synthetic.done_indices(sample_study, name)) == 3
+    n_jobs = sample_study.store.scalar("SELECT count(*) FROM jobs WHERE kind = 'sample'")
+    demo_sample(sample_study, logs.append, count=3)  # idempotent: nothing to do
+    assert sample_study.store.scalar("SELECT count(*) FROM jobs WHERE kind = 'sample'") == n_jobs

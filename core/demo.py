@@ -29,6 +29,13 @@ def stage_phantoms(study: Study, log: Log) -> None:
                      formats=("png", "jpeg", "tiff", "dicom"), bit_depths=(8, 16), size_range=(600, 900))
 
 
+def stage_train(study: Study, log: Log) -> None:
+    """The tiny preset on the ingested phantoms: 3 checkpoints and an FID evaluation (core/train.py)."""
+    from core.train import demo_train
+
+    demo_train(study, log)
+
+
 def stage_reader_study(study: Study, log: Log) -> None:
     """Blinded pack from 3 checkpoints, 8 SIMULATED raters as a Qualtrics CSV through the import, analysis."""
     from core.survey_sim import demo_reader_study
@@ -46,6 +53,7 @@ def stage_sample(study: Study, log: Log) -> None:
 # Stages run in this order; each later area appends its own.
 STAGES: list[tuple[str, Callable[[Study, Log], None]]] = [
     ("phantoms", stage_phantoms),
+    ("train", stage_train),  # after "ingest": trains on its split; before "sample"
     ("sample", stage_sample),  # after "train": samples its checkpoints
     ("reader-study", stage_reader_study),  # needs screened samples of 3 checkpoints: keep after them
 ]

@@ -434,3 +434,46 @@ class _Null:
 
     def __exit__(self, *exc: Any) -> None:
         return None
+
+
+# -------------------------------------------------------------------------------------------------
+# The demo's training stage
+
+# Tiny preset, sized for a 2-core CPU: 3 checkpoints for the reader study and one FID evaluation.
+DEMO_TRAIN = {"max_steps": 150, "checkpoint_every": 50, "fid_every": 150, "fid_samples": 48, "batch_size": 8}
+DEMO_TRAIN_SEED = 2510
+
+
+def demo_train(study: Study, log) -> str | None:
+    """Train the tiny preset on the ingested phantoms (idempotent: resumes or skips a finished demo run)."""
+    from core import jobs
+
+    demo_jobs = [r for r in study.store.query(
+        "SELECT id, state, params FROM jobs WHERE kind = 'train' ORDER BY created_at DESC, id DESC")
+        if json.loads(r["params"] or "{}").get("demo")]
+    if demo_jobs and demo_jobs[0]["state"] == "succeeded":
+        return demo_jobs[0]["id"]
+    if not study.store.scalar("SELECT count(*) FROM splits WHERE split = 'train'"):
+        log("no ingested images with a train split: the train stage needs the ingest stage first; skipped")
+        return None
+    if demo_jobs and demo_jobs[0]["state"] in ("paused", "failed", "queued"):
+        job_id = demo_jobs[0]["id"]
+        log(f"resuming demo training job {job_id}")
+    else:
+        params = train_params(study, preset="tiny", overrides=DEMO_TRAIN, seed=DEMO_TRAIN_SEED, keep_last=0,
+                              fid_extractor="auto", demo=True)
+        job_id = jobs.create_job(study, "train", params)
+        log(f"training the tiny preset for {DEMO_TRAIN['max_steps']} steps (checkpoints every "
+            f"{DEMO_TRAIN['checkpoint_every']}, FID with {DEMO_TRAIN['fid_samples']} samples at the end)")
+    record = jobs.run_job(study, job_id, foreground=True)
+    if record["state"] != "succeeded":
+        raise CspineError(f"demo training ended {record['state']}: {record['error']}; run the demo again to "
+                          f"resume it")
+    fid = study.store.query_one("SELECT value, details FROM metrics WHERE job_id = ? AND name = 'fid' "
+                                "ORDER BY step DESC LIMIT 1", [job_id])
+    if fid:
+        details = json.loads(fid["details"])
+        label = "Inception FID" if details.get("extractor") == "inception" else \
+            "proxy FID (Inception weights absent; NOT Inception FID)"
+        log(f"{label} of the last checkpoint: {fid['value']:.2f} (n={details.get('n')}, {details.get('sampler')})")
+    return job_id

@@ -349,8 +349,9 @@ def resolve_audit(study: Study, audit_id: str | None) -> str:
 def audit_pairs(study: Study, audit_id: str) -> list[dict[str, Any]]:
     """The ranked pairs with both images' paths (relative to the study), best first."""
     return study.store.query(
-        "SELECT p.rank, p.similarity, p.real_id, r.path AS real_path, p.synthetic_id, s.path AS synthetic_path, "
-        "s.run_id FROM audit_pairs p LEFT JOIN real_images r ON r.id = p.real_id "
+        "SELECT p.rank, p.similarity, p.real_id, r.path AS real_path, sp.split AS real_split, p.synthetic_id, "
+        "s.path AS synthetic_path, s.run_id FROM audit_pairs p LEFT JOIN real_images r ON r.id = p.real_id "
+        "LEFT JOIN splits sp ON sp.image_id = p.real_id "
         "LEFT JOIN synthetic_images s ON s.id = p.synthetic_id WHERE p.audit_id = ? ORDER BY p.rank", [audit_id])
 
 
@@ -361,6 +362,7 @@ def audit_report(study: Study, audit_id: str | None = None) -> dict[str, Any]:
     summary = json.loads(row["result"]) if row and row["result"] else {}
     pairs = [{"rank": p["rank"], "real_id": p["real_id"], "synthetic_id": p["synthetic_id"],
               "real_path": p["real_path"], "synthetic_path": p["synthetic_path"], "run_id": p["run_id"],
+              "real_split": p["real_split"],
               "similarity": p["similarity"]} for p in audit_pairs(study, audit_id)]
     return {"pairs": pairs, "memorization_rate": summary.get("memorization_rate"),
             **{k: v for k, v in summary.items() if k not in ("memorization_rate",)},

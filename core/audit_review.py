@@ -37,6 +37,22 @@ def record_verdict(study: Study, audit_id: str, rank: int, reviewer: str, verdic
                    "VALUES (?, ?, ?, ?, ?, current_timestamp)", [audit_id, rank, reviewer, verdict, note or None])
 
 
+def record_verdicts(study: Study, audit_id: str, reviewer: str,
+                    verdicts: Sequence[tuple[int, str, str | None]]) -> None:
+    """Many verdicts of one reviewer in one transaction: (rank, verdict, note)."""
+    bad = [v for _, v, _ in verdicts if v not in VERDICTS]
+    if bad:
+        raise CspineError(f"verdict {bad[0]!r} is not one of {', '.join(VERDICTS)}")
+    with study.store.connect() as tx:
+        ranks = set(tx.column("SELECT rank FROM audit_pairs WHERE audit_id = ?", [audit_id]))
+        missing = [r for r, _, _ in verdicts if r not in ranks]
+        if missing:
+            raise CspineError(f"audit {audit_id} has no pair of rank {missing[0]}")
+        tx.executemany("INSERT OR REPLACE INTO audit_verdicts (audit_id, rank, reviewer, verdict, note, decided_at) "
+                       "VALUES (?, ?, ?, ?, ?, current_timestamp)",
+                       [[audit_id, r, reviewer, v, n or None] for r, v, n in verdicts])
+
+
 def clear_verdict(study: Study, audit_id: str, rank: int, reviewer: str) -> None:
     study.store.execute("DELETE FROM audit_verdicts WHERE audit_id = ? AND rank = ? AND reviewer = ?",
                         [audit_id, rank, reviewer])
@@ -163,3 +179,70 @@ def export_sheet(study: Study, audit_id: str | None, path: Path | str, *, top: i
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# The demo
+
+
+SIMULATED_REVIEWERS = ("simulated-reviewer-1", "simulated-reviewer-2")
+
+
+def simulated_verdicts(pairs: Sequence[dict[str, Any]], threshold: float | None, seed: int) -> list[str]:
+    """A SIMULATED reviewer for the demo: near-identical pairs memorized, pairs above the calibrated threshold
+    unsure, the rest not; a seeded 10% of calls nudged one category so two simulated reviewers disagree."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in pairs:
+        sim = float(p["similarity"])
+        verdict = "memorized" if sim >= 0.995 else "unsure" if threshold is not None and sim > threshold else "not"
+        if rng.random() < 0.1:
+            verdict = {"not": "unsure", "unsure": "not", "memorized": "unsure"}[verdict]
+        out.append(verdict)
+    return out
+
+
+def demo_audit(study: Study, log: Any) -> None:
+    """Audit with the pixel embedding (as a job), two labelled simulated reviewers, exports, the pre-screen."""
+    import json
+
+    from core import jobs
+    from core.prescreen import compute_scores
+
+    n_syn = int(study.store.scalar("SELECT count(*) FROM synthetic_images"))
+    n_real = int(study.store.scalar("SELECT count(*) FROM real_images"))
+    if not n_syn or not n_real:
+        log(f"audit: nothing to audit yet ({n_real} real, {n_syn} synthetic images); skipping")
+        return
+    done = [r for r in study.store.query("SELECT id, result FROM audits WHERE embedding = 'pixel32' "
+                                         "ORDER BY created_at DESC")
+            if r["result"] and json.loads(r["result"]).get("n_synthetic") == n_syn]
+    if done:
+        audit_id = done[0]["id"]
+        log(f"audit: {audit_id} already covers all {n_syn} synthetic images")
+    else:
+        audit_id = jobs.create_job(study, "audit", {"embedding": "pixel", "top": int(study.get("audit", "top", 100))})
+        record = jobs.run_job(study, audit_id, on_progress=lambda *_: None)
+        if record["state"] != "succeeded":
+            raise CspineError(f"demo audit {audit_id} {record['state']}: {record['error']}")
+    report = json.loads(study.store.scalar("SELECT result FROM audits WHERE id = ?", [audit_id]))
+    pairs = audit_pairs(study, audit_id)
+    threshold = (report.get("calibration") or {}).get("threshold")
+    for i, reviewer in enumerate(SIMULATED_REVIEWERS):
+        if verdicts_of(study, audit_id, reviewer):
+            continue
+        record_verdicts(study, audit_id, reviewer,
+                        [(int(p["rank"]), v, "SIMULATED verdict (demo)")
+                         for p, v in zip(pairs, simulated_verdicts(pairs, threshold, seed=i + 1))])
+    agree = agreement(study, audit_id, SIMULATED_REVIEWERS)
+    folder = study.exports_dir / "audits" / audit_id
+    export_verdicts_csv(study, audit_id, folder / "verdicts.csv")
+    export_sheet(study, audit_id, folder / "pairs.png", top=24)
+    rate = report.get("memorization_rate")
+    kappa = agree["kappa"]
+    log(f"audit {audit_id}: top similarity {pairs[0]['similarity']:.4f}; calibrated memorization rate "
+        f"{'n/a' if rate is None else f'{100 * rate:.2f}%'}; simulated reviewers' kappa "
+        f"{'n/a' if kappa is None else f'{kappa:.2f}'}, {len(agree['adjudicate'])} pairs to adjudicate; "
+        f"sheet {study.rel(folder / 'pairs.png')}")
+    result = compute_scores(study)
+    log(f"pre-screen: {len(result['ids'])} synthetic images scored ({result['mode']})")

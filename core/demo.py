@@ -29,6 +29,13 @@ def stage_phantoms(study: Study, log: Log) -> None:
                      formats=("png", "jpeg", "tiff", "dicom"), bit_depths=(8, 16), size_range=(600, 900))
 
 
+def stage_ingest(study: Study, log: Log) -> None:
+    """The phantoms (negatives, right-facing films, DICOM among them) through the ingest job; draws the split."""
+    from core.ingest import demo_ingest
+
+    demo_ingest(study, log)
+
+
 def stage_train(study: Study, log: Log) -> None:
     """The tiny preset on the ingested phantoms: 3 checkpoints and an FID evaluation (core/train.py)."""
     from core.train import demo_train
@@ -50,12 +57,21 @@ def stage_sample(study: Study, log: Log) -> None:
     demo_sample(study, log)
 
 
+def stage_audit(study: Study, log: Log) -> None:
+    """Memorization audit with the pixel embedding, two SIMULATED reviewers' verdicts, and the pre-screen."""
+    from core.audit_review import demo_audit
+
+    demo_audit(study, log)
+
+
 # Stages run in this order; each later area appends its own.
 STAGES: list[tuple[str, Callable[[Study, Log], None]]] = [
     ("phantoms", stage_phantoms),
+    ("ingest", stage_ingest),  # after "phantoms": the real set and its split
     ("train", stage_train),  # after "ingest": trains on its split; before "sample"
     ("sample", stage_sample),  # after "train": samples its checkpoints
     ("reader-study", stage_reader_study),  # needs screened samples of 3 checkpoints: keep after them
+    ("audit", stage_audit),  # after sampling and screening; no-op without synthetic images
 ]
 
 

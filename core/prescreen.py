@@ -56,11 +56,9 @@ def hog_vector(image: np.ndarray, size: int = 32, cell: int = 4, bins: int = HOG
     Unsigned orientations in ``bins`` bins, magnitude-weighted, per ``cell`` x ``cell`` cell; 2x2-cell
     blocks L2-normalised and clipped at 0.2 (Dalal & Triggs), then the whole vector L2-normalised.
     """
-    from scipy import ndimage
-
     im = np.asarray(Image.fromarray(np.asarray(image, np.uint8)).resize((size, size), Image.Resampling.BOX),
                     np.float32) / 255.0
-    gx, gy = ndimage.sobel(im, 1), ndimage.sobel(im, 0)
+    gx, gy = _sobel(im)
     mag = np.hypot(gx, gy)
     b = np.minimum((np.mod(np.arctan2(gy, gx), np.pi) / np.pi * bins).astype(np.int64), bins - 1)
     n = size // cell
@@ -72,6 +70,14 @@ def hog_vector(image: np.ndarray, size: int = 32, cell: int = 4, bins: int = HOG
     blocks = blocks / (np.linalg.norm(blocks, axis=2, keepdims=True) + 1e-3)
     v = np.minimum(blocks, 0.2).ravel()
     return v / (np.linalg.norm(v) + 1e-6)
+
+
+def _sobel(im: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sobel gradients (x, y) with mirrored edges; equal to scipy.ndimage.sobel(mode='reflect')."""
+    p = np.pad(im, 1, mode="symmetric")
+    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
+    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
+    return gx, gy
 
 
 def hog_bank(image: np.ndarray) -> list[np.ndarray]:
@@ -169,10 +175,18 @@ def screening_labels(study: Study) -> dict[str, int]:
     return {r["image_id"]: int(r["rejected"]) for r in rows}
 
 
-def _rank01(v: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
+def average_ranks(values: Sequence[float]) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (scipy.stats.rankdata's default, without its import)."""
+    v = np.asarray(values, dtype=float)
+    order = np.argsort(v, kind="mergesort")
+    _, start, counts = np.unique(v[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(v))
+    ranks[order] = np.repeat(start + (counts + 1) / 2.0, counts)
+    return ranks
 
-    return (rankdata(v) - 1) / max(1, len(v) - 1)
+
+def _rank01(v: np.ndarray) -> np.ndarray:
+    return (average_ranks(v) - 1) / max(1, len(v) - 1)
 
 
 def score_features(x: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, str, Any]:
@@ -210,13 +224,11 @@ def cross_validated_auroc(x: np.ndarray, y: np.ndarray, folds: int = 5) -> float
 
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
     """Area under the ROC curve (Mann-Whitney, ties count one half); None without both classes."""
-    from scipy.stats import rankdata
-
     s, y = np.asarray(scores, float), np.asarray(labels, int)
     n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
     if not n_pos or not n_neg:
         return None
-    ranks = rankdata(s)
+    ranks = average_ranks(s)
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 

@@ -46,12 +46,20 @@ class ScreenEntry:
 SCREENS: list[ScreenEntry] = [
     ScreenEntry("dashboard", "cspine_tui.screens.dashboard:DashboardScreen", "0", "Dashboard",
                 "the study at a glance"),
+    ScreenEntry("dataset", "cspine_tui.screens.dataset:DatasetScreen", "1", "Dataset",
+                "the real set: splits, polarity, orientation, skipped files; override one image"),
+    ScreenEntry("training", "cspine_tui.screens.training:TrainingScreen", "2", "Training",
+                "start, pause, resume runs; live loss curve, validation loss, FID, steps/s, ETA"),
     ScreenEntry("screening", "cspine_tui.screens.screening:ScreeningScreen", "5", "Screening",
                 "accept or reject synthetic images by keyboard"),
+    ScreenEntry("audit", "cspine_tui.screens.audit:AuditScreen", "6", "Memorization audit",
+                "top real-synthetic pairs side by side; two blinded reviewers, kappa, adjudication"),
     ScreenEntry("survey", "cspine_tui.screens.survey:SurveyScreen", "7", "Reader study pack",
                 "blinded quartets and the Qualtrics survey; browse quartets"),
     ScreenEntry("analysis", "cspine_tui.screens.analysis:AnalysisScreen", "8", "Reader study analysis",
                 "import Qualtrics ratings; accuracy, kappa, Wilcoxon, violin plot, report"),
+    ScreenEntry("jobs", "cspine_tui.screens.jobs:JobsScreen", "9", "Jobs",
+                "every job with state, progress, trend and log tail; pause, cancel, resume"),
 ]
 
 

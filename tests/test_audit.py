@@ -339,3 +339,35 @@ def test_cli_audit_json_and_verdict_commands(study, capsys, tmp_path: Path) -> N
     assert (tmp_path / "v.csv").exists() and (tmp_path / "s.png").exists()
     assert main(["audit-show", "--study", str(study.root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["audit_id"] == job_id
+
+
+# ---------------------------------------------------------------------------------------------------
+# Demo stage
+
+
+def test_demo_stage_audits_with_two_simulated_reviewers_and_is_idempotent(study) -> None:
+    from core.audit_review import SIMULATED_REVIEWERS, agreement
+    from core.demo import STAGES, stage_audit
+
+    assert [name for name, _ in STAGES][-1] == "audit"
+    lines: list[str] = []
+    stage_audit(study, lines.append)
+    assert "nothing to audit yet" in lines[-1] and study.store.scalar("SELECT count(*) FROM audits") == 0
+
+    info = planted_study(study)
+    stage_audit(study, lines.append)
+    audit_id = study.store.scalar("SELECT id FROM audits")
+    assert audit_id.startswith("audit-")
+    out = agreement(study, audit_id, SIMULATED_REVIEWERS)
+    assert out["n_both"] == out["n_pairs"] == 100  # the default top 100 pairs, both judged
+    top = study.store.query_one("SELECT synthetic_id FROM audit_pairs WHERE audit_id = ? AND rank = 1", [audit_id])
+    assert top["synthetic_id"] == info["planted_syn"]
+    verdicts = study.store.column("SELECT DISTINCT verdict FROM audit_verdicts WHERE rank = 1")
+    assert verdicts and set(verdicts) <= {"memorized", "unsure"}
+    assert study.store.scalar("SELECT count(*) FROM prescreen_scores") == 30
+    assert (study.exports_dir / "audits" / audit_id / "pairs.png").exists()
+    n_verdicts = study.store.scalar("SELECT count(*) FROM audit_verdicts")
+    stage_audit(study, lines.append)  # again: no second audit, no duplicate verdicts
+    assert study.store.scalar("SELECT count(*) FROM audits") == 1
+    assert study.store.scalar("SELECT count(*) FROM audit_verdicts") == n_verdicts
+    assert any("simulated reviewers' kappa" in line for line in lines)

@@ -200,6 +200,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "0008_ingest_transfer_syntax",
+        """
+        -- DICOM transfer syntax UID of a real image's source (a technical field; NULL for other formats).
+        ALTER TABLE real_images ADD COLUMN transfer_syntax VARCHAR;
+        """,
+    ),
+    (
         "0009_screening_events_adjudication",
         """
         -- Screening events get a unique id (journal replay is idempotent by it), a batch (one grid page's

@@ -1,0 +1,178 @@
+"""Jobs: every job of the study (ingest, train, sample, audit, ...) with its state, progress, a sparkline of
+its main metric and the tail of its log, read live from the run folders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Sparkline, Static
+
+from core import runview
+from cspine_tui.screens.training import state_text
+
+LOG_LINES = 14
+SPARK_METRICS = ("train_loss", "fid", "loss")
+
+
+def progress_text(status: dict[str, Any], width: int = 12) -> Text:
+    p = status.get("progress")
+    if p is None:
+        return Text("–", style="dim")
+    filled = int(round(max(0.0, min(1.0, p)) * width))
+    return Text("█" * filled + "░" * (width - filled) + f" {100 * p:3.0f}%")
+
+
+class JobsScreen(Screen):
+    HELP = ("All jobs of the study, newest first, refreshed every second from their run folders. The selected "
+            "job's log tail and metric trend are below. p pauses, c cancels, r resumes (in the background), "
+            "t opens the training view. Jobs keep running when the app closes.")
+    BINDINGS = [
+        Binding("p", "pause", "Pause"),
+        Binding("c", "cancel_job", "Cancel"),
+        Binding("r", "resume", "Resume"),
+        Binding("t", "app.open_screen('training')", "Training view"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+    DEFAULT_CSS = """
+    JobsScreen #jobs { height: 1fr; }
+    JobsScreen #detail { height: auto; }
+    JobsScreen #spark { height: 3; margin: 0 1; }
+    JobsScreen #log { height: auto; min-height: 5; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, Any]] = []
+        self.selected: str | None = None
+        self._tails: dict[str, runview.MetricsTail] = {}
+        self._row_ids: list[str] = []
+        self._columns: list[Any] = []
+        self._ignore_highlight = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
+        with Vertical(id="detail", classes="panel"):
+            yield Static("", id="summary")
+            yield Sparkline([], id="spark")
+            yield Static("", id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._columns = self.query_one("#jobs", DataTable).add_columns(
+            "job", "kind", "state", "progress", "step", "trend", "message")
+        self.refresh_jobs()
+        self.set_interval(1.0, self.refresh_jobs)
+
+    @work(thread=True, exclusive=True, group="jobs-poll")
+    def refresh_jobs(self) -> None:
+        from core import jobs as core_jobs
+
+        study = self.app.study
+        rows = runview.scan_jobs(study)
+        for r in rows:
+            tail = self._tails.setdefault(r["id"], runview.MetricsTail(r["dir"] / "metrics.jsonl"))
+            tail.poll()
+            name = next((m for m in SPARK_METRICS if m in tail.series), next(iter(tail.series), None))
+            r["metric"] = name
+            r["values"] = tail.points(name)[1] if name else []
+        selected = self.selected or (rows[0]["id"] if rows else None)
+        log = core_jobs.tail_log(study, selected, LOG_LINES) if selected else []
+        self.app.call_from_thread(self._show, rows, selected, log)
+
+    def _show(self, rows: list[dict[str, Any]], selected: str | None, log: list[str]) -> None:
+        self.rows, self.selected = rows, selected
+        table = self.query_one("#jobs", DataTable)
+        cells = []
+        for r in rows:
+            st = r["status"]
+            spark = runview.sparkline(r["values"], 16, log=r["metric"] in ("train_loss", "loss"))
+            message = str(st.get("error") or st.get("message") or "")[:60]
+            cells.append((r["id"], [r["id"], r["kind"] or "", state_text(r["state"]), progress_text(st),
+                                    str(st.get("step") or ""), Text(spark, style="cyan"), message]))
+        ids = [rid for rid, _ in cells]
+        if ids == self._row_ids:
+            for rid, values in cells:
+                for col, value in zip(self._columns, values):
+                    table.update_cell(rid, col, value)
+        else:
+            self._ignore_highlight = True
+            table.clear()
+            for rid, values in cells:
+                table.add_row(*values, key=rid)
+            if ids:
+                table.move_cursor(row=ids.index(selected) if selected in ids else 0)
+            self._row_ids = ids
+            self.call_after_refresh(self._accept_highlights)
+        row = next((r for r in rows if r["id"] == selected), None)
+        summary = self.query_one("#summary", Static)
+        if row is None:
+            summary.update("no jobs yet")
+            self.query_one("#spark", Sparkline).data = []
+            self.query_one("#log", Static).update("")
+            return
+        st = row["status"]
+        text = Text(f"{row['id']}  ", style="bold")
+        text.append_text(state_text(row["state"]))
+        text.append(f"   pid {st.get('pid', '–')}   heartbeat {runview.fmt_duration(runview.heartbeat_age(st))} ago")
+        if row["metric"]:
+            text.append(f"   trend: {row['metric']} ({len(row['values'])} points)")
+        if row["state"] == "died":
+            text.append("\nthe process died without finishing: r resumes it", style="bold red")
+        summary.update(text)
+        _, values = runview.downsample(list(range(len(row["values"]))), row["values"], 120)
+        self.query_one("#spark", Sparkline).data = values
+        self.query_one("#log", Static).update(Text("\n".join(log) or "(no log yet)", style="dim"))
+
+    def _accept_highlights(self) -> None:
+        self._ignore_highlight = False
+
+    @on(DataTable.RowHighlighted, "#jobs")
+    def _highlight(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value if event.row_key else None
+        if key and key != self.selected and not self._ignore_highlight:
+            self.selected = key
+            self.refresh_jobs()
+
+    def action_pause(self) -> None:
+        if self.selected:
+            self._do("pause", self.selected)
+
+    def action_cancel_job(self) -> None:
+        if self.selected:
+            self._do("cancel", self.selected)
+
+    def action_resume(self) -> None:
+        if self.selected:
+            self._do("resume", self.selected)
+
+    @work(thread=True, group="jobs-action")
+    def _do(self, what: str, job_id: str) -> None:
+        from core import jobs
+        from core.errors import CspineError
+
+        study = self.app.study
+        if what == "pause":
+            jobs.request_pause(study, job_id)
+            message = f"pause requested for {job_id}"
+        elif what == "cancel":
+            message = f"cancel requested for {job_id} ({jobs.cancel_job(study, job_id)['state']})"
+        else:
+            record = jobs.reconcile(study, jobs.job_record(study, job_id))
+            if record["state"] not in ("paused", "failed", "queued"):
+                raise CspineError(f"job {job_id} is {record['state']}; only paused, failed or queued jobs resume")
+            jobs.start_detached(study, job_id, jobs.resume_command(study, job_id))
+            message = f"resumed {job_id} in the background"
+        self.app.call_from_thread(self.app.notify, message)
+        self.app.call_from_thread(self.refresh_jobs)
+
+    def palette_commands(self):
+        return [("Jobs: pause", "pause the selected job at its next safe point", self.action_pause),
+                ("Jobs: cancel", "cancel the selected job", self.action_cancel_job),
+                ("Jobs: resume", "resume the selected paused or died job", self.action_resume)]

@@ -1,0 +1,320 @@
+"""Training: start, pause, cancel and resume runs; the live loss curve, validation loss and FID of each run.
+
+Everything shown is read from the run folders every second (core/runview.py); jobs run in their own
+processes, so closing the app leaves them training and reopening it picks them up.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
+from textual_plot import HiResMode, PlotWidget
+from textual_plot.axis_formatter import AxisFormatter
+
+from core import runview
+from core.runview import fmt_duration
+
+STATE_STYLE = {"running": "bold green", "paused": "yellow", "succeeded": "cyan", "failed": "bold red",
+               "died": "bold red", "cancelled": "dim", "queued": "blue"}
+MAX_CURVE_POINTS = 400
+
+
+class LogAxisFormatter(AxisFormatter):
+    """Ticks for data plotted as log10(value): 1-2-5 steps per decade, labelled with the value itself."""
+
+    def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
+        if not (math.isfinite(min_) and math.isfinite(max_)) or max_ <= min_:
+            return [min_]
+        for mantissas in ((1, 2, 5), (1,)):
+            ticks = [math.log10(m * 10.0 ** e) for e in range(math.floor(min_) - 1, math.ceil(max_) + 1)
+                     for m in mantissas]
+            ticks = [t for t in ticks if min_ <= t <= max_]
+            if 2 <= len(ticks) <= max_ticks:
+                return ticks
+        return [min_, max_]
+
+    def get_labels_for_ticks(self, ticks) -> list[str]:
+        return [f"{10 ** t:.3g}" for t in ticks]
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, ""))
+
+
+class NewRunScreen(ModalScreen[dict | None]):
+    """Parameters of a new training run; the rest comes from study.toml [train] and the preset."""
+
+    DEFAULT_CSS = """
+    NewRunScreen { align: center middle; }
+    NewRunScreen > Vertical { width: 64; height: auto; border: thick $primary; padding: 1 2; background: $surface; }
+    NewRunScreen Input, NewRunScreen Select { margin-bottom: 1; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("New training run (runs in the background)", classes="panel-title")
+            yield Select([(p, p) for p in ("paper", "small", "tiny")], value="paper", id="preset",
+                         allow_blank=False)
+            yield Select([("train split (validation loss)", "train"), ("all images (FID monitors)", "all")],
+                         value="train", id="data", allow_blank=False)
+            yield Input(placeholder="steps (empty: the preset's)", id="steps", type="integer")
+            yield Input(value="1", placeholder="processes (GPUs)", id="procs", type="integer")
+            with Horizontal():
+                yield Button("Start", variant="primary", id="start")
+                yield Button("Cancel", id="cancel")
+
+    @on(Button.Pressed, "#start")
+    def _start(self) -> None:
+        steps = self.query_one("#steps", Input).value.strip()
+        procs = self.query_one("#procs", Input).value.strip() or "1"
+        self.dismiss({"preset": self.query_one("#preset", Select).value, "data": self.query_one("#data", Select).value,
+                      "steps": int(steps) if steps else None, "num_processes": max(1, int(procs))})
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TrainingScreen(Screen):
+    HELP = ("Runs of the study on the left (newest first); the selected run's train loss (window means, log "
+            "scale), validation loss per checkpoint and FID per evaluation on the right. n starts a run in the "
+            "background, p pauses (checkpoint, resumable), c cancels, r resumes a paused or died run. Runs keep "
+            "going when the app closes.")
+    BINDINGS = [
+        Binding("n", "new_run", "New run"),
+        Binding("p", "pause", "Pause"),
+        Binding("c", "cancel_run", "Cancel"),
+        Binding("r", "resume", "Resume"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+    DEFAULT_CSS = """
+    TrainingScreen #runs-pane { width: 52; }
+    TrainingScreen #runs { height: 1fr; }
+    TrainingScreen #stats { height: auto; }
+    TrainingScreen #curve { height: 1fr; min-height: 10; }
+    TrainingScreen #evals { height: 12; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[dict[str, Any]] = []
+        self.selected: str | None = None
+        self.tail: runview.MetricsTail | None = None
+        self._plotted_offset = -1
+        self._row_ids: list[str] = []
+        self._columns: list[Any] = []
+        self._ignore_highlight = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with Vertical(id="runs-pane"):
+                yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+                yield Static("no training runs yet: press n to start one", id="stats", classes="panel")
+            with Vertical():
+                yield PlotWidget(id="curve")
+                yield DataTable(id="evals", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        runs = self.query_one("#runs", DataTable)
+        self._columns = runs.add_columns("run", "state", "step", "loss")
+        evals = self.query_one("#evals", DataTable)
+        evals.add_columns("step", "train loss", "val loss", "val loss (EMA)", "FID", "KID", "FID details")
+        plot = self.query_one("#curve", PlotWidget)
+        plot.set_xlabel("step")
+        plot.set_ylabel("loss (log)")
+        plot.set_y_formatter(LogAxisFormatter())
+        self.refresh_runs()
+        self.set_interval(1.0, self.refresh_runs)
+
+    # -- data (thread workers; files only) --------------------------------------------------------
+    @work(thread=True, exclusive=True, group="training-poll")
+    def refresh_runs(self) -> None:
+        runs = runview.scan_jobs(self.app.study, kind="train")
+        selected = self.selected or (runs[0]["id"] if runs else None)
+        changed = False
+        if selected:
+            folder = self.app.study.runs_dir / selected
+            if self.tail is None or self.tail.path.parent != folder:
+                self.tail = runview.MetricsTail(folder / "metrics.jsonl")
+                self._plotted_offset = -1
+            changed = self.tail.poll() or self._plotted_offset != self.tail.offset
+        self.app.call_from_thread(self._show, runs, selected, changed)
+
+    def _show(self, runs: list[dict[str, Any]], selected: str | None, changed: bool) -> None:
+        self.runs = runs
+        self.selected = selected
+        table = self.query_one("#runs", DataTable)
+        rows = []
+        for r in runs:
+            st = r["status"]
+            step = f"{st.get('step') or 0}/{st.get('total') or r['params'].get('config', {}).get('max_steps', '?')}"
+            loss = str(st.get("message") or "").replace("loss ", "")
+            rows.append((r["id"], [r["id"].removeprefix("train-"), state_text(r["state"]), step, loss]))
+        ids = [rid for rid, _ in rows]
+        if ids == self._row_ids:  # same runs: update the cells, keep the cursor where the user left it
+            for rid, cells in rows:
+                for col, value in zip(self._columns, cells):
+                    table.update_cell(rid, col, value)
+        else:
+            self._ignore_highlight = True  # rebuilding moves the cursor; that is not the user choosing
+            table.clear()
+            for rid, cells in rows:
+                table.add_row(*cells, key=rid)
+            if ids:
+                table.move_cursor(row=ids.index(selected) if selected in ids else 0)
+            self._row_ids = ids
+            self.call_after_refresh(self._accept_highlights)
+        self._show_stats()
+        if changed and self.tail is not None:
+            self._show_curve()
+            self._show_evals()
+            self._plotted_offset = self.tail.offset
+
+    def _accept_highlights(self) -> None:
+        self._ignore_highlight = False
+
+    def _run(self) -> dict[str, Any] | None:
+        return next((r for r in self.runs if r["id"] == self.selected), None)
+
+    def _show_stats(self) -> None:
+        run = self._run()
+        stats = self.query_one("#stats", Static)
+        if run is None:
+            stats.update("no training runs yet: press n to start one")
+            return
+        st, cfg = run["status"], run["params"].get("config", {})
+        text = Text()
+        text.append(f"{run['id']}\n", style="bold")
+        text.append("state ")
+        text.append_text(state_text(run["state"]))
+        text.append(f"   preset {cfg.get('name', '?')}   data {run['params'].get('data', '?')}\n")
+        text.append(f"step {st.get('step') or 0:,} / {st.get('total') or cfg.get('max_steps', 0):,}   "
+                    f"{st.get('steps_per_s') or 0:.2f} steps/s   {st.get('images_per_s') or 0:.1f} img/s\n")
+        text.append(f"ETA {fmt_duration(st.get('eta_s')) if run['state'] == 'running' else '–'}   "
+                    f"heartbeat {fmt_duration(runview.heartbeat_age(st))} ago\n")
+        text.append(f"device {st.get('device', '–')}   precision {st.get('precision', '–')}   "
+                    f"processes {st.get('processes', run['params'].get('num_processes', 1))}\n")
+        mem = st.get("memory_mb")
+        text.append(f"memory {mem / 1024:.2f} GiB\n" if isinstance(mem, (int, float)) else "memory –\n")
+        if st.get("error"):
+            text.append(str(st["error"]), style="red")
+        stats.update(text)
+
+    def _show_curve(self) -> None:
+        plot = self.query_one("#curve", PlotWidget)
+        plot.clear()
+        xs, ys = self.tail.points("train_loss")
+        pts = [(x, math.log10(y)) for x, y in zip(xs, ys) if y > 0 and math.isfinite(y)]
+        if pts:
+            dx, dy = runview.downsample([p[0] for p in pts], [p[1] for p in pts], MAX_CURVE_POINTS)
+            plot.plot(dx, dy, line_style="cyan", hires_mode=HiResMode.BRAILLE, label="train loss")
+        vx, vy = self.tail.points("val_loss")
+        vpts = [(x, math.log10(y)) for x, y in zip(vx, vy) if y > 0]
+        if vpts:
+            plot.scatter([p[0] for p in vpts], [p[1] for p in vpts], marker="●", marker_style="yellow",
+                         label="val loss")
+        if pts or vpts:
+            plot.show_legend()
+
+    def _show_evals(self) -> None:
+        table = self.query_one("#evals", DataTable)
+        table.clear()
+        series = self.tail.series
+        steps = sorted(set(series.get("val_loss", {})) | set(series.get("fid", {})))
+        train_steps, train_vals = self.tail.points("train_loss")
+
+        def fmt(name: str, step: int, spec: str = ".4f") -> str:
+            v = series.get(name, {}).get(step)
+            return "" if v is None else format(v, spec)
+
+        for step in reversed(steps):
+            before = [v for s, v in zip(train_steps, train_vals) if s <= step]
+            d = self.tail.details.get("fid", {}).get(step, {})
+            label = ""
+            if d:
+                label = f"{d.get('extractor')} {d.get('sampler')}×{d.get('sampler_steps')} n={d.get('n')}"
+                if d.get("extractor") == "proxy":
+                    label += " (NOT Inception)"
+            table.add_row(str(step), f"{before[-1]:.4f}" if before else "", fmt("val_loss", step),
+                          fmt("val_loss_ema", step), fmt("fid", step, ".2f"), fmt("kid", step, ".4f"), label)
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def _highlight(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value if event.row_key else None
+        if key and key != self.selected and not self._ignore_highlight:
+            self.selected = key
+            self.tail = None
+            self.refresh_runs()
+
+    # -- actions (short engine calls in threads) --------------------------------------------------
+    def action_new_run(self) -> None:
+        def started(choice: dict | None) -> None:
+            if choice:
+                self._start_run(choice)
+
+        self.app.push_screen(NewRunScreen(), started)
+
+    @work(thread=True, group="training-action")
+    def _start_run(self, choice: dict[str, Any]) -> None:
+        from core import jobs, train_launch
+        from core.train import train_params
+
+        study = self.app.study
+        params = train_params(study, preset=choice["preset"], data=choice["data"],
+                              overrides={"max_steps": choice.get("steps")}, num_processes=choice["num_processes"])
+        job_id = jobs.create_job(study, "train", params, argv=["tui", "train"])
+        train_launch.start(study, job_id, detach=True)
+        self.selected, self.tail = job_id, None
+        self.app.call_from_thread(self.app.notify, f"started {job_id} in the background")
+        self.app.call_from_thread(self.refresh_runs)
+
+    def _act(self, what: str) -> None:
+        if self.selected:
+            self._do(what, self.selected)
+
+    def action_pause(self) -> None:
+        self._act("pause")
+
+    def action_cancel_run(self) -> None:
+        self._act("cancel")
+
+    def action_resume(self) -> None:
+        self._act("resume")
+
+    @work(thread=True, group="training-action")
+    def _do(self, what: str, job_id: str) -> None:
+        from core import jobs
+        from core.errors import CspineError
+
+        study = self.app.study
+        if what == "pause":
+            jobs.request_pause(study, job_id)
+            message = f"pause requested for {job_id}: it checkpoints at its next step"
+        elif what == "cancel":
+            record = jobs.cancel_job(study, job_id)
+            message = f"cancel requested for {job_id} ({record['state']})"
+        else:
+            record = jobs.reconcile(study, jobs.job_record(study, job_id))
+            if record["state"] not in ("paused", "failed", "queued"):
+                raise CspineError(f"job {job_id} is {record['state']}; only paused, failed or queued runs resume")
+            jobs.start_detached(study, job_id, jobs.resume_command(study, job_id))
+            message = f"resumed {job_id} in the background"
+        self.app.call_from_thread(self.app.notify, message)
+        self.app.call_from_thread(self.refresh_runs)
+
+    def palette_commands(self):
+        return [("Training: new run", "start a training run in the background", self.action_new_run),
+                ("Training: pause run", "checkpoint the selected run and pause it", self.action_pause),
+                ("Training: resume run", "continue the selected paused or died run", self.action_resume),
+                ("Training: cancel run", "stop the selected run (with a checkpoint)", self.action_cancel_run)]

@@ -57,6 +57,13 @@ def stage_sample(study: Study, log: Log) -> None:
     demo_sample(study, log)
 
 
+def stage_screen(study: Study, log: Log) -> None:
+    """Planted implausible phantoms, a SIMULATED reviewer screens everything, the release (core/screening_demo.py)."""
+    from core.screening_demo import demo_screen
+
+    demo_screen(study, log)
+
+
 def stage_audit(study: Study, log: Log) -> None:
     """Memorization audit with the pixel embedding, two SIMULATED reviewers' verdicts, and the pre-screen."""
     from core.audit_review import demo_audit
@@ -70,6 +77,7 @@ STAGES: list[tuple[str, Callable[[Study, Log], None]]] = [
     ("ingest", stage_ingest),  # after "phantoms": the real set and its split
     ("train", stage_train),  # after "ingest": trains on its split; before "sample"
     ("sample", stage_sample),  # after "train": samples its checkpoints
+    ("screen", stage_screen),  # after "sample": a simulated reviewer screens; writes exports/release
     ("reader-study", stage_reader_study),  # needs screened samples of 3 checkpoints: keep after them
     ("audit", stage_audit),  # after sampling and screening; no-op without synthetic images
 ]

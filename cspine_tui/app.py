@@ -46,10 +46,16 @@ class ScreenEntry:
 SCREENS: list[ScreenEntry] = [
     ScreenEntry("dashboard", "cspine_tui.screens.dashboard:DashboardScreen", "0", "Dashboard",
                 "the study at a glance"),
+    ScreenEntry("dataset", "cspine_tui.screens.dataset:DatasetScreen", "1", "Dataset",
+                "the real set: splits, polarity, orientation, skipped files; override one image"),
     ScreenEntry("training", "cspine_tui.screens.training:TrainingScreen", "2", "Training",
                 "start, pause, resume runs; live loss curve, validation loss, FID, steps/s, ETA"),
+    ScreenEntry("sampling", "cspine_tui.screens.sampling:SamplingScreen", "3", "Sampling",
+                "sample checkpoints (losses, FID, counts); follow runs; gallery of the newest images"),
     ScreenEntry("screening", "cspine_tui.screens.screening:ScreeningScreen", "5", "Screening",
                 "accept or reject synthetic images by keyboard"),
+    ScreenEntry("audit", "cspine_tui.screens.audit:AuditScreen", "6", "Memorization audit",
+                "top real-synthetic pairs side by side; two blinded reviewers, kappa, adjudication"),
     ScreenEntry("survey", "cspine_tui.screens.survey:SurveyScreen", "7", "Reader study pack",
                 "blinded quartets and the Qualtrics survey; browse quartets"),
     ScreenEntry("analysis", "cspine_tui.screens.analysis:AnalysisScreen", "8", "Reader study analysis",
@@ -157,7 +163,7 @@ def run_app(study_path: Path | str, *, reviewer: str | None = None, image_protoc
     from cspine_tui.cli import default_reviewer
 
     configure_terminal()
-    if image_protocol != "off":
+    if image_protocol not in ("off", "halfcell"):  # half-cell previews need no probe (widgets/halfcell.py)
         import cspine_tui.widgets.preview  # noqa: F401  (textual-image probes the terminal at import)
         import textual_image.widget  # noqa: F401
     study = Study.open_or_create(study_path)

@@ -27,9 +27,10 @@ from textual.widgets import Footer, Header, Static
 
 from core import screening
 from core.errors import CspineError
-from cspine_tui.widgets.halfcell import ZOOMS, HalfcellView, RenderCache, crop_zoom, decode, render_strips
-from cspine_tui.widgets.screening_parts import (DEFAULT_KEYS, KEY_LABELS, NoteModal, Thumb, facts_text, keymap,
-                                                reasons_text, table_s1_renderable)
+from cspine_tui.widgets.halfcell import (ZOOMS, HalfcellView, RenderCache, TextPanel, crop_zoom, decode,
+                                         render_strips)
+from cspine_tui.widgets.screening_parts import (DEFAULT_KEYS, FACTS_HEIGHT, KEY_LABELS, NoteModal, Thumb,
+                                                facts_text, keymap, reasons_text, table_s1_renderable)
 
 PREFETCH_AHEAD = 6
 PAGE = 9
@@ -64,12 +65,12 @@ class ScreeningScreen(Screen):
     ScreeningScreen.-grid #grid { display: block; }
     ScreeningScreen.-grid #single { display: none; }
     ScreeningScreen #side { width: 44; height: 1fr; }
-    ScreeningScreen #facts { height: auto; }
+    ScreeningScreen #facts { height: %d; }
     ScreeningScreen #reasons { height: auto; display: none; border: round $error; padding: 0 1; }
     ScreeningScreen.-rejecting #reasons { display: block; }
     ScreeningScreen #counts { height: 1fr; }
     ScreeningScreen #caption { height: 1; width: 1fr; content-align: center middle; color: $text-muted; }
-    """
+    """ % (FACTS_HEIGHT + 2)
 
     def __init__(self) -> None:
         super().__init__()
@@ -100,9 +101,9 @@ class ScreeningScreen(Screen):
                 with Grid(id="grid"):
                     for i in range(PAGE):
                         yield Thumb(i, id=f"thumb-{i}")
-                yield Static("", id="caption")
+                yield TextPanel("", id="caption")
             with Vertical(id="side"):
-                yield Static("loading the queue…", id="facts", classes="panel")
+                yield TextPanel("loading the queue…", id="facts", classes="panel")
                 yield Static(reasons_text(), id="reasons")
                 yield Static("", id="counts", classes="panel")
         yield Footer()
@@ -167,13 +168,13 @@ class ScreeningScreen(Screen):
         self.set_class(self.grid_mode, "-grid")
         self.set_class(self.rejecting, "-rejecting")
         item = self.current
-        facts = self.query_one("#facts", Static)
+        facts = self.query_one("#facts", TextPanel)
         if item is None:
-            facts.update(Text("No synthetic images match this queue.\nRegister a run (`add-synthetic`) or "
+            facts.set(Text("No synthetic images match this queue.\nRegister a run (`add-synthetic`) or "
                               "change the filters (ctrl+p).", style="dim") if self.loaded else "loading…")
             self.query_one("#single", HalfcellView).clear()
             return
-        facts.update(facts_text(item, self.pos, self.items, self.others.get(item.id, []), self.filters,
+        facts.set(facts_text(item, self.pos, self.items, self.others.get(item.id, []), self.filters,
                                 ZOOMS[self.zoom], self.app.reviewer))
         if self.grid_mode:
             self._draw_grid()
@@ -190,8 +191,7 @@ class ScreeningScreen(Screen):
 
     def _draw_single(self, item: screening.QueueItem) -> None:
         view = self.query_one("#single", HalfcellView)
-        caption = self.query_one("#caption", Static)
-        caption.update(f"{item.id}  ·  {ZOOMS[self.zoom]}")
+        self.query_one("#caption", TextPanel).set(f"{item.id}  ·  {ZOOMS[self.zoom]}")
         if view.size.width == 0:  # not laid out yet
             self.call_after_refresh(self.refresh_view)
             return
@@ -241,7 +241,7 @@ class ScreeningScreen(Screen):
 
     def _draw_grid(self) -> None:
         start = (self.pos // PAGE) * PAGE
-        self.query_one("#caption", Static).update(
+        self.query_one("#caption", TextPanel).set(
             f"page {start // PAGE + 1}/{(len(self.items) + PAGE - 1) // PAGE}  ·  r+digit reject · "
             f"{self.keys['accept']} accept the rest of the page · enter open")
         for i, thumb in enumerate(self.query(Thumb)):

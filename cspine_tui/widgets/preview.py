@@ -77,7 +77,6 @@ class ImagePreview(Container):
         self._image = None if source is None else load_preview(source)
         if caption is not None:
             self._caption = caption
-        cls = image_widget_class(self.protocol)
         if self._image is not None and resolved_protocol(self.protocol) == "halfcell":
             # Fast path: one view kept mounted, strips rendered once per image and size (widgets/halfcell.py).
             from cspine_tui.widgets.halfcell import HalfcellView
@@ -89,6 +88,7 @@ class ImagePreview(Container):
                 views = self.query(HalfcellView)
             views.first().show_image(self._image)
             return
+        cls = image_widget_class(self.protocol)
         self.remove_children()
         if self._image is None or cls is None:
             text = self._caption if self._image is None else f"{self._caption}\n(previews off)"

@@ -35,9 +35,25 @@ def _fake_train_run(study, steps: int = 300, state: str = "running") -> str:
 
 
 async def _settle(app, pilot) -> None:
+    from textual.worker import WorkerCancelled
+
     await pilot.pause()
-    await app.workers.wait_for_complete()
+    for _ in range(20):
+        try:
+            await app.workers.wait_for_complete()
+            break
+        except WorkerCancelled:
+            continue
     await pilot.pause()
+
+
+async def _until(app, pilot, refresh, predicate, timeout: float = 30.0) -> None:
+    """Poll the screen until predicate() holds (a poll already in flight may have missed the change)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the screen did not show the change in time"
+        refresh()
+        await _settle(app, pilot)
 
 
 async def test_training_screen_shows_curve_evals_and_stats(study):
@@ -61,9 +77,7 @@ async def test_training_screen_shows_curve_evals_and_stats(study):
         # More lines arrive while the screen is open: the curve grows without reopening.
         with open(jobs.run_dir(study, job) / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps({"step": 301, "time": 0, "train_loss": {"value": 0.01}}) + "\n")
-        screen.refresh_runs()
-        await _settle(app, pilot)
-        assert screen.tail.points("train_loss")[0][-1] == 301
+        await _until(app, pilot, screen.refresh_runs, lambda: screen.tail.points("train_loss")[0][-1] == 301)
 
 
 async def test_training_screen_cancel_and_new_run(study, monkeypatch):
@@ -116,9 +130,7 @@ async def test_jobs_screen_lists_jobs_with_sparkline_and_log_and_outlives_the_ap
             assert {r["id"]: r["state"] for r in screen.rows}[train_job] == "died"
             assert any(ch in text for ch in runview.SPARK)
             screen.selected = live
-            screen.refresh_jobs()
-            await _settle(app, pilot)
-            assert f"job {live} (selftest) started" in screen_text(app)
+            await _until(app, pilot, screen.refresh_jobs, lambda: f"job {live} (selftest) started" in screen_text(app))
         # The app is closed: the detached job still runs, and a new app sees it live.
         assert jobs.job_record(study, live)["state"] == "running"
         before = jobs.job_status(study, live)["done"]

@@ -3,6 +3,7 @@ its main metric and the tail of its log, read live from the run folders."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from rich.text import Text
@@ -54,6 +55,7 @@ class JobsScreen(Screen):
         self._row_ids: list[str] = []
         self._columns: list[Any] = []
         self._ignore_highlight = False
+        self._poll_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -70,8 +72,19 @@ class JobsScreen(Screen):
         self.refresh_jobs()
         self.set_interval(1.0, self.refresh_jobs)
 
-    @work(thread=True, exclusive=True, group="jobs-poll")
     def refresh_jobs(self) -> None:
+        """Poll the run folders in a thread; a poll still running (a slow disk) is not stacked upon."""
+        if self._poll_lock.acquire(blocking=False):
+            self._poll_worker()
+
+    @work(thread=True, group="jobs-poll")
+    def _poll_worker(self) -> None:
+        try:
+            self._poll()
+        finally:
+            self._poll_lock.release()
+
+    def _poll(self) -> None:
         from core import jobs as core_jobs
 
         study = self.app.study

@@ -7,6 +7,7 @@ processes, so closing the app leaves them training and reopening it picks them u
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 from rich.text import Text
@@ -113,6 +114,7 @@ class TrainingScreen(Screen):
         self._row_ids: list[str] = []
         self._columns: list[Any] = []
         self._ignore_highlight = False
+        self._poll_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -138,8 +140,19 @@ class TrainingScreen(Screen):
         self.set_interval(1.0, self.refresh_runs)
 
     # -- data (thread workers; files only) --------------------------------------------------------
-    @work(thread=True, exclusive=True, group="training-poll")
     def refresh_runs(self) -> None:
+        """Poll the run folders in a thread; a poll still running (a slow disk) is not stacked upon."""
+        if self._poll_lock.acquire(blocking=False):
+            self._poll_worker()
+
+    @work(thread=True, group="training-poll")
+    def _poll_worker(self) -> None:
+        try:
+            self._poll()
+        finally:
+            self._poll_lock.release()
+
+    def _poll(self) -> None:
         runs = runview.scan_jobs(self.app.study, kind="train")
         selected = self.selected or (runs[0]["id"] if runs else None)
         changed = False

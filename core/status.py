@@ -34,7 +34,8 @@ def study_status(study: Study) -> dict[str, Any]:
         "images": {"real": real, "synthetic": synthetic},
         "splits": splits,
         "checkpoints": checkpoints,
-        "synthetic_by_checkpoint": by_ckpt,
+        "synthetic_by_checkpoint": {ckpt: {k: c[k] for k in ("generated", "accepted", "rejected")}
+                                    for ckpt, c in by_ckpt.items()},
         "final_rule": final_rule(study),
         "reviews": {"by_reviewer": {r["reviewer"]: {"accepted": r["accepted"], "rejected": r["rejected"]}
                                     for r in by_reviewer}},

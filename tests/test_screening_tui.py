@@ -242,6 +242,29 @@ async def test_filters_and_palette_commands(study, ids) -> None:
         dict((t, cb) for t, _, cb in screen.palette_commands())["Screening: all checkpoints"]()
         await _settle(app, pilot)
         assert len(screen.items) == 15
+        await pilot.press("escape")                 # back to the dashboard
+        assert type(app.screen).__name__ == "DashboardScreen"
+
+
+async def test_release_from_the_palette_runs_as_a_job(study, ids) -> None:
+    from core import jobs
+
+    screening.decide_many(study, [(i, "accept", None, None) for i in ids[:4]], "ann")
+    app = _app(study)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open(app, pilot)
+        dict((t, cb) for t, _, cb in screen.palette_commands())["Screening: release the dataset"]()
+        await pilot.pause()
+        assert any("release job" in str(n.message) for n in app._notifications)
+    end = time.monotonic() + 120
+    while True:
+        states = [j["state"] for j in jobs.list_jobs(study) if j["kind"] == "release"]
+        if states and states[0] not in ("queued", "running"):
+            break
+        assert time.monotonic() < end, "the release job did not finish"
+        time.sleep(0.2)
+    assert states == ["succeeded"]
+    assert (study.exports_dir / "release" / "manifest.csv").read_text().count("\n") == 5   # header + 4 images
 
 
 async def test_keys_are_remappable_and_shown_in_help(study, ids) -> None:

@@ -288,3 +288,32 @@ async def test_keys_are_remappable_and_shown_in_help(study, ids) -> None:
         screen = await _open(app, pilot)
         assert any("bound to both" in str(n.message) for n in app._notifications)
         assert screen.keys["accept"] == "a"
+
+
+@pytest.mark.parametrize("protocol", ["unicode", "off"])
+async def test_other_protocols_show_the_large_preview_through_textual_image(study, ids, protocol, tmp_path,
+                                                                            monkeypatch) -> None:
+    trace = tmp_path / "paint.log"
+    monkeypatch.setenv("CSPINE_TRACE_PAINT", str(trace))
+    app = CspineApp(study, reviewer="ann", image_protocol=protocol)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open(app, pilot)
+        graphic = app.screen.query_one("#graphic")
+        end = time.monotonic() + 10
+        while getattr(graphic, "key", None) is None:
+            assert time.monotonic() < end
+            await pilot.pause(0.02)
+        assert screen.has_class("-graphic") and graphic.display
+        if protocol == "off":
+            assert "previews off" in screen_text(app)
+        else:
+            assert type(graphic.children[0]).__name__ == "UnicodeImage" and graphic.image is not None
+        await pilot.press("right")
+        end = time.monotonic() + 10
+        while graphic.key[1] != screen.current.path:
+            assert time.monotonic() < end
+            await pilot.pause(0.02)
+        assert [line.split()[2] for line in trace.read_text().splitlines()][:2] == ids[:2]
+        await pilot.press("g")                     # the grid is half-cell in every protocol
+        await _settle(app, pilot)
+        assert not graphic.display and app.screen.query_one("#grid").display

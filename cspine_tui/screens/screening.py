@@ -27,6 +27,7 @@ from textual.widgets import Footer, Header, Static
 
 from core import screening
 from core.errors import CspineError
+from cspine_tui.widgets.preview import ImagePreview, resolved_protocol
 from cspine_tui.widgets.halfcell import (ZOOMS, HalfcellView, RenderCache, TextPanel, crop_zoom, decode,
                                          render_strips)
 from cspine_tui.widgets.screening_parts import (DEFAULT_KEYS, FACTS_HEIGHT, KEY_LABELS, NoteModal, Thumb,
@@ -64,6 +65,10 @@ class ScreeningScreen(Screen):
     ScreeningScreen #grid { grid-size: 3 3; grid-gutter: 0; width: 1fr; height: 1fr; display: none; }
     ScreeningScreen.-grid #grid { display: block; }
     ScreeningScreen.-grid #single { display: none; }
+    ScreeningScreen #graphic { display: none; }
+    ScreeningScreen.-graphic #graphic { display: block; }
+    ScreeningScreen.-graphic #single { display: none; }
+    ScreeningScreen.-grid #graphic { display: none; }
     ScreeningScreen #side { width: 44; height: 1fr; }
     ScreeningScreen #facts { height: %d; }
     ScreeningScreen #reasons { height: auto; display: none; border: round $error; padding: 0 1; }
@@ -91,6 +96,7 @@ class ScreeningScreen(Screen):
         self._trace = os.environ.get("CSPINE_TRACE_PAINT")
         self._counts_timer: Any = None
         self.keys: dict[str, str] = dict(DEFAULT_KEYS)
+        self.mode = "halfcell"
 
     # -- layout and keys ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -98,6 +104,7 @@ class ScreeningScreen(Screen):
         with Horizontal():
             with Vertical(id="stage"):
                 yield HalfcellView(id="single")
+                yield ImagePreview(self.app.image_protocol, caption="", id="graphic")
                 with Grid(id="grid"):
                     for i in range(PAGE):
                         yield Thumb(i, id=f"thumb-{i}")
@@ -122,6 +129,9 @@ class ScreeningScreen(Screen):
         for b in bindings:
             self._bindings.bind(b.key, b.action, b.description, show=b.show)
         self.BINDINGS = bindings  # the help screen lists these
+        # Half-cell strips by default; Kitty/Sixel/Unicode through textual-image where chosen (grid: half-cell).
+        self.mode = resolved_protocol(self.app.image_protocol)
+        self.set_class(self.mode != "halfcell", "-graphic")
         self._journal = screening.DecisionJournal(self.app.study, self.app.reviewer)
         self.reload(replay=True)
 
@@ -190,8 +200,11 @@ class ScreeningScreen(Screen):
         return render_strips(img, width, height), img
 
     def _draw_single(self, item: screening.QueueItem) -> None:
-        view = self.query_one("#single", HalfcellView)
         self.query_one("#caption", TextPanel).set(f"{item.id}  ·  {ZOOMS[self.zoom]}")
+        if self.mode != "halfcell":
+            self._draw_graphic(item)
+            return
+        view = self.query_one("#single", HalfcellView)
         if view.size.width == 0:  # not laid out yet
             self.call_after_refresh(self.refresh_view)
             return
@@ -199,6 +212,24 @@ class ScreeningScreen(Screen):
         if view.key == key:
             return
         self._put(view, key)
+
+    def _draw_graphic(self, item: screening.QueueItem) -> None:
+        """Kitty / Sixel / Unicode previews: a decoded image (prefetched) handed to textual-image."""
+        graphic = self.query_one("#graphic", ImagePreview)
+        key = ("pil", item.path, self.zoom)
+        if getattr(graphic, "key", None) == key:
+            return
+        if self.mode == "off":
+            graphic.show(None, caption=f"{item.id}\n(previews off: --image-protocol off)")
+        else:
+            img = self.cache.get(key)
+            if img is None:
+                self._request(key)
+                return
+            graphic.show(img)
+        graphic.key = key  # type: ignore[attr-defined]
+        if self._trace:
+            self.call_after_refresh(self._write_trace, item.id)
 
     def _put(self, view: HalfcellView, key: tuple) -> None:
         hit = self.cache.get(key)
@@ -217,18 +248,29 @@ class ScreeningScreen(Screen):
             fh.write(f"{time.time():.6f} paint {image_id}\n")
 
     def _request(self, key: tuple) -> None:
-        item_path, zoom, width, height = key
-        item = next((i for i in self.items if i.path == item_path), None)
-        if item is None:
-            return
-        fut = self.cache.prefetch(key, lambda: self._render_item(item, zoom, width, height))
+        fut = self._prefetch_key(key)
         if fut is not None:
             fut.add_done_callback(lambda f, k=key: None if f.cancelled() or f.exception() else
                                   self.post_message(PreviewReady(k)))
         elif self.cache.get(key) is not None:
             self.post_message(PreviewReady(key))
 
+    def _prefetch_key(self, key: tuple) -> Any:
+        """Start rendering (half-cell strips) or decoding (other protocols) one key in the background."""
+        if key[0] == "pil":
+            _, path, zoom = key
+            return self.cache.prefetch(key, lambda: crop_zoom(decode(self.app.study.abs(path)), zoom))
+        path, zoom, width, height = key
+        item = next((i for i in self.items if i.path == path), None)
+        if item is None:
+            return None
+        return self.cache.prefetch(key, lambda: self._render_item(item, zoom, width, height))
+
     def on_preview_ready(self, message: PreviewReady) -> None:
+        if message.key[0] == "pil":
+            if not self.grid_mode and self.current is not None and message.key[1] == self.current.path:
+                self._draw_graphic(self.current)
+            return
         views = [self.query_one("#single", HalfcellView)] + [t.view for t in self.query(Thumb)]
         for view in views:
             if view.key is None and getattr(view, "wanted", None) == message.key:
@@ -268,11 +310,16 @@ class ScreeningScreen(Screen):
             for item in self.items[start:start + PAGE]:
                 self._prefetch_one(item, thumb, 0)
             return
+        ahead = self.items[self.pos + 1:self.pos + 1 + PREFETCH_AHEAD]
+        behind = self.items[max(0, self.pos - 1):self.pos]
+        if self.mode != "halfcell":
+            if self.mode != "off":
+                for item in ahead + behind:
+                    self._prefetch_key(("pil", item.path, self.zoom))
+            return
         view = self.query_one("#single", HalfcellView)
         if view.size.width == 0:
             return
-        ahead = self.items[self.pos + 1:self.pos + 1 + PREFETCH_AHEAD]
-        behind = self.items[max(0, self.pos - 1):self.pos]
         for item in ahead + behind:
             self._prefetch_one(item, view, self.zoom)
 

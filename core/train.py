@@ -461,7 +461,7 @@ def demo_train(study: Study, log) -> str | None:
         log(f"resuming demo training job {job_id}")
     else:
         params = train_params(study, preset="tiny", overrides=DEMO_TRAIN, seed=DEMO_TRAIN_SEED, keep_last=0,
-                              fid_extractor="auto", demo=True)
+                              fid_extractor="auto", val_repeats=2, demo=True)
         job_id = jobs.create_job(study, "train", params)
         log(f"training the tiny preset for {DEMO_TRAIN['max_steps']} steps (checkpoints every "
             f"{DEMO_TRAIN['checkpoint_every']}, FID with {DEMO_TRAIN['fid_samples']} samples at the end)")

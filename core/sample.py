@@ -412,3 +412,31 @@ def demo_sample(study: Study, log, count: int = DEMO_IMAGES_PER_CHECKPOINT) -> l
             raise CspineError(f"demo sampling from checkpoint {c['step']} ended {record['state']}: "
                               f"{record['error']}; run the demo again to continue")
     return runs
+
+
+# ---------------------------------------------------------------------------------------------------
+# What the sampling screen shows
+
+
+def checkpoint_overview(study: Study) -> list[dict[str, Any]]:
+    """Every checkpoint with its losses and FID (core.checkpoints) and the images sampled from it so far."""
+    from core.checkpoints import list_checkpoints
+
+    counts = {(r["train_job"], r["checkpoint_step"]): r["n"] for r in study.store.query(
+        "SELECT r.train_job, r.checkpoint_step, count(s.id) AS n FROM synthetic_runs r "
+        "LEFT JOIN synthetic_images s ON s.run_id = r.id WHERE r.source = 'sampled' "
+        "GROUP BY r.train_job, r.checkpoint_step")}
+    rows = list_checkpoints(study)
+    for r in rows:
+        r["generated"] = int(counts.get((r["job"], r["step"]), 0))
+    return rows
+
+
+def newest_images(study: Study, run_id: str, limit: int = 6) -> list[Path]:
+    """The highest-numbered finished PNGs of a run, read from its folder (no database)."""
+    folder = synthetic.run_folder(study, run_id)
+    if not folder.is_dir():
+        return []
+    names = sorted((p for p in folder.iterdir() if p.suffix == ".png" and p.stem.isdigit()),
+                   key=lambda p: int(p.stem), reverse=True)
+    return names[:limit]

@@ -1,0 +1,336 @@
+"""Sampling: pick checkpoints (losses, FID, images so far), start sampling jobs, follow runs, see new images.
+
+Checkpoints and counts come from the database every few seconds, job progress from the run folders every
+second, and the gallery shows the newest images of the selected run, decoded in a worker thread. Sampling
+jobs run detached, so closing the app leaves them working; reopening it picks them up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
+
+from core import runview
+from cspine_tui.screens.training import state_text
+from cspine_tui.widgets.preview import ImagePreview, load_preview
+
+GALLERY = 6
+DB_EVERY_S = 3.0
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+class SamplingScreen(Screen):
+    HELP = ("Checkpoints of the study (top left) with train/validation loss, FID and the images sampled from "
+            "each so far; space marks checkpoints, s samples --count images from each marked one (or the "
+            "highlighted one) with the chosen sampler, in the background. Runs are listed below with their "
+            "progress; the newest images of the highlighted run are on the right. p pauses, r resumes, c "
+            "cancels the highlighted run's job.")
+    BINDINGS = [
+        Binding("space", "mark", "Mark checkpoint"),
+        Binding("s", "start", "Sample"),
+        Binding("p", "pause", "Pause"),
+        Binding("r", "resume", "Resume"),
+        Binding("c", "cancel_job", "Cancel"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+    DEFAULT_CSS = """
+    SamplingScreen #left { width: 76; }
+    SamplingScreen #checkpoints { height: 1fr; min-height: 6; }
+    SamplingScreen #form { height: auto; }
+    SamplingScreen #form #sampler { width: 15; }
+    SamplingScreen #form #weights { width: 22; }
+    SamplingScreen #form Input { width: 11; }
+    SamplingScreen #form Button { min-width: 10; }
+    SamplingScreen #runs { height: 1fr; min-height: 6; }
+    SamplingScreen #gallery { grid-size: 3 2; grid-gutter: 0 1; height: 1fr; }
+    SamplingScreen #run-info { height: auto; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checkpoints: list[dict[str, Any]] = []
+        self.marked: set[tuple[str, int]] = set()
+        self.runs: list[dict[str, Any]] = []
+        self.selected_run: str | None = None
+        self.shown_images: list[str] = []
+        self._db_cache: tuple[list[dict[str, Any]], list[dict[str, Any]], float] | None = None
+        self._run_ids: list[str] = []
+        self._run_cols: list[Any] = []
+        self._ckpt_rows: list[tuple[str, tuple[str, ...]]] = []
+        self._ignore_highlight = False
+
+    def compose(self) -> ComposeResult:
+        from core.samplers import DEFAULT_FAST_SAMPLER, SAMPLERS
+
+        yield Header()
+        with Horizontal():
+            with Vertical(id="left"):
+                yield Label("Checkpoints (space marks, s samples)", classes="panel-title")
+                yield DataTable(id="checkpoints", cursor_type="row", zebra_stripes=True)
+                with Horizontal(id="form"):
+                    yield Select([(s, s) for s in SAMPLERS], value=DEFAULT_FAST_SAMPLER, id="sampler",
+                                 allow_blank=False)
+                    yield Input(placeholder="steps", id="steps", type="integer")
+                    yield Input(value="100", placeholder="count", id="count", type="integer")
+                    yield Select([("EMA weights", "ema"), ("online weights", "online")], value="ema",
+                                 id="weights", allow_blank=False)
+                    yield Button("Sample", variant="primary", id="start")
+                yield Label("Runs", classes="panel-title")
+                yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            with Vertical():
+                yield Static("no run selected", id="run-info", classes="panel")
+                yield Label("Newest images of the highlighted run", classes="panel-title")
+                with Grid(id="gallery"):
+                    for i in range(GALLERY):
+                        yield ImagePreview(self.app.image_protocol, caption="", id=f"g{i}")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#checkpoints", DataTable).add_columns(
+            " ", "job", "step", "train loss", "val loss", "FID", "generated")
+        self._run_cols = self.query_one("#runs", DataTable).add_columns(
+            "run", "checkpoint", "sampler", "state", "images", "img/s")
+        self.refresh_data(force_db=True)
+        self.set_interval(1.0, self.refresh_data)
+
+    # -- data (thread workers) -----------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="sampling-poll")
+    def refresh_data(self, force_db: bool = False) -> None:
+        import time
+
+        from core.sample import checkpoint_overview, newest_images
+        from core.synthetic import list_runs
+
+        study = self.app.study
+        jobs = runview.scan_jobs(study, kind="sample")
+        now = time.monotonic()
+        cache = self._db_cache
+        if force_db or cache is None or now - cache[2] >= DB_EVERY_S:  # the database only every few seconds
+            cache = (checkpoint_overview(study), list_runs(study), now)
+            self._db_cache = cache  # kept even if this worker is superseded before it shows anything
+        ckpts, db_runs, _ = cache
+        runs = self._merge_runs(jobs, db_runs)
+        selected = self.selected_run if any(r["key"] == self.selected_run for r in runs) else \
+            (runs[0]["key"] if runs else None)
+        run = next((r for r in runs if r["key"] == selected), None)
+        images = [str(p) for p in newest_images(study, run["run"], GALLERY)] if run and run["run"] else []
+        decoded = None
+        if images != self.shown_images:
+            decoded = [load_preview(p, max_side=256) for p in images]
+        self.app.call_from_thread(self._show, ckpts, runs, selected, images, decoded)
+
+    @staticmethod
+    def _merge_runs(jobs: list[dict[str, Any]], db_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One row per sampling job (newest first), then runs no job of this study folder describes."""
+        by_run = {r["id"]: r for r in db_runs}
+        rows, covered = [], set()
+        for j in jobs:
+            st, p = j["status"], j["params"]
+            name = st.get("run") or p.get("run")
+            covered.add(name)
+            db = by_run.get(name, {})
+            rows.append({"key": j["id"], "job": j["id"], "run": name, "state": j["state"],
+                         "checkpoint": f"{p.get('checkpoint_step')}", "train_job": p.get("train_job"),
+                         "sampler": f"{p.get('sampler')} x {p.get('steps')} ({p.get('weights')})",
+                         "done": st.get("done"), "total": st.get("total") or p.get("count"),
+                         "rate": st.get("images_per_s"), "images": db.get("images"), "error": st.get("error"),
+                         "output": st.get("output")})
+        for r in db_runs:
+            if r["id"] in covered:
+                continue
+            rows.append({"key": r["id"], "job": r["job_id"], "run": r["id"], "state": r["source"],
+                         "checkpoint": "" if r["checkpoint_step"] is None else str(r["checkpoint_step"]),
+                         "train_job": r["train_job"],
+                         "sampler": f"{r['sampler']} x {r['steps']} ({r['weights']})" if r["sampler"] else "",
+                         "done": r["images"], "total": r["images"], "rate": None, "images": r["images"],
+                         "error": None, "output": None})
+        return rows
+
+    def _show(self, ckpts, runs, selected, images, decoded) -> None:
+        self.checkpoints, self.runs, self.selected_run = ckpts, runs, selected
+        self._show_checkpoints()
+        self._show_runs()
+        self._show_run_info()
+        if decoded is not None:
+            self.shown_images = images
+            for i in range(GALLERY):
+                box = self.query_one(f"#g{i}", ImagePreview)
+                if i < len(decoded):
+                    box.show(decoded[i], caption=images[i].rsplit("/", 1)[-1])
+                else:
+                    box.show(None, caption="")
+
+    def _show_checkpoints(self) -> None:
+        table = self.query_one("#checkpoints", DataTable)
+        rows = []
+        for c in self.checkpoints:
+            mark = "●" if (c["job"], c["step"]) in self.marked else ""
+            fid = _fmt(c["fid"], ".2f") + (" proxy" if c.get("fid_extractor") == "proxy" and c["fid"] is not None
+                                           else "")
+            rows.append((f"{c['job']}:{c['step']}", (mark, c["job"].removeprefix("train-"), str(c["step"]),
+                                                     _fmt(c["train_loss"]), _fmt(c["val_loss"]), fid,
+                                                     str(c["generated"]))))
+        if rows == self._ckpt_rows:
+            return  # unchanged: leave the table (and the cursor) alone
+        cursor = table.cursor_row
+        table.clear()
+        for key, cells in rows:
+            table.add_row(*cells, key=key)
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
+        self._ckpt_rows = rows
+
+    def _show_runs(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        ids = [r["key"] for r in self.runs]
+        rows = []
+        for r in self.runs:
+            done = r["done"] if r["done"] is not None else (r["images"] or 0)
+            images = f"{done}/{r['total']}" if r["total"] else str(done)
+            rows.append((r["key"], [r["run"] or "(starting)", r["checkpoint"], r["sampler"],
+                                    state_text(r["state"]), images, _fmt(r["rate"], ".2f")]))
+        if ids == self._run_ids:  # update in place: the cursor stays where the user put it
+            for key, cells in rows:
+                for col, value in zip(self._run_cols, cells):
+                    table.update_cell(key, col, value)
+            return
+        self._ignore_highlight = True
+        table.clear()
+        for key, cells in rows:
+            table.add_row(*cells, key=key)
+        if ids:
+            table.move_cursor(row=ids.index(self.selected_run) if self.selected_run in ids else 0)
+        self._run_ids = ids
+        self.call_after_refresh(self._accept_highlights)
+
+    def _accept_highlights(self) -> None:
+        self._ignore_highlight = False
+
+    def _show_run_info(self) -> None:
+        run = self._selected()
+        info = self.query_one("#run-info", Static)
+        if run is None:
+            info.update("no sampling runs yet: pick a checkpoint and press s")
+            return
+        text = Text()
+        text.append(f"{run['run'] or run['job']}\n", style="bold")
+        text.append("state ")
+        text.append_text(state_text(run["state"]))
+        text.append(f"   checkpoint {run['checkpoint']} ({run['train_job'] or 'external'})   {run['sampler']}\n")
+        if run["output"]:
+            text.append(f"{run['output']}\n", style="dim")
+        if run["error"]:
+            text.append(str(run["error"]), style="red")
+        info.update(text)
+
+    def _selected(self) -> dict[str, Any] | None:
+        return next((r for r in self.runs if r["key"] == self.selected_run), None)
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def _highlight_run(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value if event.row_key else None
+        if key and key != self.selected_run and not self._ignore_highlight:
+            self.selected_run = key
+            self.shown_images = []
+            self.refresh_data()
+
+    # -- actions -------------------------------------------------------------------------------
+    def _highlighted_checkpoint(self) -> tuple[str, int] | None:
+        table = self.query_one("#checkpoints", DataTable)
+        if not self.checkpoints or table.cursor_row is None or table.cursor_row >= len(self.checkpoints):
+            return None
+        c = self.checkpoints[table.cursor_row]
+        return c["job"], int(c["step"])
+
+    def action_mark(self) -> None:
+        key = self._highlighted_checkpoint()
+        if key is None:
+            return
+        self.marked ^= {key}
+        self._show_checkpoints()
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        from core.errors import CspineError
+
+        chosen = sorted(self.marked) or ([self._highlighted_checkpoint()] if self._highlighted_checkpoint() else [])
+        if not chosen:
+            self.app.report_error(CspineError("no checkpoint to sample: train first, or pick one in the table"))
+            return
+        steps = self.query_one("#steps", Input).value.strip()
+        count = self.query_one("#count", Input).value.strip()
+        if not count.isdigit() or int(count) < 1:
+            self.app.report_error(CspineError(f"count must be a positive whole number, not {count!r}"))
+            return
+        self._start(chosen, {"sampler": self.query_one("#sampler", Select).value,
+                             "steps": int(steps) if steps else None, "count": int(count),
+                             "weights": self.query_one("#weights", Select).value})
+
+    @work(thread=True, group="sampling-action")
+    def _start(self, chosen: list[tuple[str, int]], form: dict[str, Any]) -> None:
+        from core import jobs, train_launch
+        from core.sample import sample_params
+
+        study = self.app.study
+        started = []
+        for job, step in chosen:
+            params = sample_params(study, checkpoint=step, job=job, **form)
+            job_id = jobs.create_job(study, "sample", params, argv=["tui", "sample"])
+            train_launch.start(study, job_id, detach=True)
+            started.append(job_id)
+        self.marked.clear()
+        self.selected_run = started[-1]
+        self.shown_images = []
+        self.app.call_from_thread(self.app.notify, f"started {len(started)} sampling job(s) in the background")
+        self.app.call_from_thread(self.refresh_data, True)
+
+    def _act(self, what: str) -> None:
+        run = self._selected()
+        if run and run["job"]:
+            self._do(what, run["job"])
+
+    def action_pause(self) -> None:
+        self._act("pause")
+
+    def action_resume(self) -> None:
+        self._act("resume")
+
+    def action_cancel_job(self) -> None:
+        self._act("cancel")
+
+    @work(thread=True, group="sampling-action")
+    def _do(self, what: str, job_id: str) -> None:
+        from core import jobs
+        from core.errors import CspineError
+
+        study = self.app.study
+        if what == "pause":
+            jobs.request_pause(study, job_id)
+            message = f"pause requested for {job_id}: it stops after its current batch"
+        elif what == "cancel":
+            record = jobs.cancel_job(study, job_id)
+            message = f"cancel requested for {job_id} ({record['state']})"
+        else:
+            record = jobs.reconcile(study, jobs.job_record(study, job_id))
+            if record["state"] not in ("paused", "failed", "queued"):
+                raise CspineError(f"job {job_id} is {record['state']}; only paused, failed or queued jobs resume")
+            jobs.start_detached(study, job_id, jobs.resume_command(study, job_id))
+            message = f"resumed {job_id} in the background"
+        self.app.call_from_thread(self.app.notify, message)
+        self.app.call_from_thread(self.refresh_data, True)
+
+    def palette_commands(self):
+        return [("Sampling: sample", "sample from the marked or highlighted checkpoints", self.action_start),
+                ("Sampling: pause run", "stop the highlighted run after its batch", self.action_pause),
+                ("Sampling: resume run", "continue the highlighted paused run", self.action_resume),
+                ("Sampling: cancel run", "cancel the highlighted run's job", self.action_cancel_job)]

@@ -52,8 +52,6 @@ SCREENS: list[ScreenEntry] = [
                 "start, pause, resume runs; live loss curve, validation loss, FID, steps/s, ETA"),
     ScreenEntry("sampling", "cspine_tui.screens.sampling:SamplingScreen", "3", "Sampling",
                 "sample checkpoints (losses, FID, counts); follow runs; gallery of the newest images"),
-    ScreenEntry("sampling", "cspine_tui.screens.sampling:SamplingScreen", "3", "Sampling",
-                "sample checkpoints (losses, FID, counts); follow runs; gallery of the newest images"),
     ScreenEntry("screening", "cspine_tui.screens.screening:ScreeningScreen", "5", "Screening",
                 "accept or reject synthetic images by keyboard"),
     ScreenEntry("audit", "cspine_tui.screens.audit:AuditScreen", "6", "Memorization audit",

@@ -67,10 +67,14 @@ def default_run_name(step: int, sampler: str, steps: int, job_id: str) -> str:
 
 def sample_params(study: Study, *, checkpoint: int, job: str | None = None, count: int,
                   sampler: str | None = None, steps: int | None = None, batch: int | None = None,
-                  seed: int | None = None, weights: str = "ema", run: str | None = None, device: str = "auto",
-                  compile: bool = False, num_processes: int = 1, cpu_threads: int | None = None,
-                  orient: bool = True) -> dict[str, Any]:
-    """Validate a sampling request and resolve what it leaves open; the job's params."""
+                  seed: int | None = None, weights: str | None = None, run: str | None = None,
+                  device: str = "auto", compile: bool = False, num_processes: int = 1,
+                  cpu_threads: int | None = None, orient: bool = True) -> dict[str, Any]:
+    """Validate a sampling request and resolve what it leaves open; the job's params.
+
+    Naming an existing run extends it to `count` images: what the request leaves open (sampler, steps,
+    weights, seed) is the run's, and anything it states must agree with the run.
+    """
     import torch
 
     from core.model import load_config
@@ -78,7 +82,7 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
 
     if count < 1:
         raise CspineError(f"--count must be at least 1, not {count}")
-    if weights not in WEIGHTS:
+    if weights is not None and weights not in WEIGHTS:
         raise CspineError(f"--weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
     if device not in DEVICES:
         raise CspineError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
@@ -90,27 +94,29 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
         raise CspineError(f"--num-processes must be at least 1, not {num_processes}")
     ckpt = resolve_checkpoint(study, checkpoint, job)
     cfg = load_config(study.abs(ckpt["path"]))
+    existing = synthetic.get_run(study, run) if run else None
+    if existing is not None:
+        if existing["source"] != "sampled":
+            raise CspineError(f"run {run!r} holds external images; sample into a new run name")
+        sampler, steps = sampler or existing["sampler"], steps or existing["steps"]
+        weights = weights or existing["weights"]
+        seed = existing["seed"] if seed is None else seed
+    elif run:
+        synthetic.check_run_name(run)
     sampler = sampler or DEFAULT_FAST_SAMPLER
     steps = check_sampler(sampler, steps, cfg)
+    weights = weights or "ema"
     if not (study.abs(ckpt["path"]) / ("unet_ema" if weights == "ema" else "unet")).is_dir():
         raise CspineError(f"checkpoint {ckpt['path']} has no {weights} weights; try --weights "
                           f"{'online' if weights == 'ema' else 'ema'}")
-    existing = synthetic.get_run(study, run) if run else None
     if existing is not None:
-        # Extending a run: its settings are the run's; the count is the new total.
-        if existing["source"] != "sampled":
-            raise CspineError(f"run {run!r} holds external images; sample into a new run name")
-        mismatch = {k: v for k, v in {"train_job": ckpt["job_id"], "checkpoint_step": ckpt["step"],
-                                      "sampler": sampler, "steps": steps, "weights": weights}.items()
-                    if existing[k] != v and not (k in ("sampler", "steps") and v is None)}
+        asked = {"train_job": ckpt["job_id"], "checkpoint_step": ckpt["step"], "sampler": sampler, "steps": steps,
+                 "weights": weights, "seed": seed}
+        mismatch = [k for k, v in asked.items() if existing[k] != v]
         if mismatch:
-            raise CspineError(f"run {run!r} was sampled with other settings ({', '.join(mismatch)} differ: "
-                              f"{', '.join(f'{k}={existing[k]}' for k in mismatch)}); drop --run for a new run")
-        seed = existing["seed"] if seed is None else seed
-        if seed != existing["seed"]:
-            raise CspineError(f"run {run!r} uses seed {existing['seed']}; extending it needs the same seed")
-    elif run:
-        synthetic.check_run_name(run)
+            raise CspineError(f"run {run!r} was sampled with other settings ("
+                              + ", ".join(f"{k} {existing[k]}, not {asked[k]}" for k in mismatch)
+                              + "); leave them out to extend it, or drop --run for a new run")
     if seed is None:
         seed = secrets.randbelow(2 ** 31)  # recorded: every image can be regenerated from its record
     elif existing is None:

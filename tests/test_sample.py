@@ -208,6 +208,11 @@ def test_extending_a_run_gives_the_images_of_one_longer_run(sample_study, twin_s
     assert _sample(sample_study, count=5, run="r", seed=None)["state"] == "succeeded"
     a, b = _pixels(sample_study, "r"), _pixels(twin_study, "r")
     assert a.keys() == set(range(5)) and all(np.array_equal(a[i], b[i]) for i in a)
+    # What an extension leaves out is the run's; what it states must agree.
+    params = sample_params(sample_study, checkpoint=200, count=9, run="r")
+    assert (params["sampler"], params["steps"], params["seed"], params["weights"]) == ("ddim", 4, 3, "ema")
+    with pytest.raises(CspineError, match="steps 4, not 9"):
+        sample_params(sample_study, checkpoint=200, count=9, run="r", steps=9)
 
 
 def test_time_limit_pauses_between_batches(sample_study):

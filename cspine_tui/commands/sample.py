@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=None,
                    help="images per batch, fixed for the run (default: fill the device; moderate on CPU)")
     p.add_argument("--seed", type=int, default=None, help="run seed (default: drawn and recorded)")
-    p.add_argument("--weights", choices=["ema", "online"], default="ema",
+    p.add_argument("--weights", choices=["ema", "online"], default=None,
                    help="ema (default) or online weights (the reference's sampling script used online ones)")
     p.add_argument("--run", default=None,
                    help="run name (folder under images/synthetic/); an existing run is extended to --count")

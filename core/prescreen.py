@@ -10,8 +10,8 @@ The paper names automated post-generation filters as future work; this is one. T
    in the ``embeddings`` table under a model name that includes a fingerprint of the real set.
 2. **A light classifier** trained on the screening decisions made so far (``reviews``: an image any
    reviewer rejected is positive): standardised features, L2 logistic regression with balanced class
-   weights. With fewer than ``MIN_PER_CLASS`` rejects or accepts it falls back to the mean rank of the
-   atypicality features.
+   weights (C = 0.1: steadier than 1.0 across seeds with ~20 rejects). With fewer than ``MIN_PER_CLASS``
+   rejects or accepts it falls back to the mean rank of the atypicality features.
 
 The screening queue sorts by :func:`prescreen_scores`, ``{synthetic image id: score in [0, 1]}``, higher =
 more likely implausible. Scores are stored in ``prescreen_scores`` and recomputed only when decisions,
@@ -207,7 +207,7 @@ def _classifier() -> Any:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000))
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, class_weight="balanced", max_iter=5000))
 
 
 def cross_validated_auroc(x: np.ndarray, y: np.ndarray, folds: int = 5) -> float | None:

@@ -187,3 +187,23 @@ def test_checkpoints_cli_json(train_study, capsys):
     assert {"job", "step", "path", "train_loss", "val_loss", "fid"} <= rows[0].keys()
     assert main(["checkpoints", "--study", str(train_study.root), "--keep", f"{rec['id']}:2"]) == 0
     assert main(["checkpoints", "--study", str(train_study.root), "--keep", "nonsense"]) == 2
+
+
+def test_demo_train_stage_is_idempotent(train_study, monkeypatch):
+    from core import train
+
+    monkeypatch.setattr(train, "DEMO_TRAIN", {**TINY, "max_steps": 3, "checkpoint_every": 1, "fid_every": 3,
+                                              "fid_samples": 4})
+    logs: list[str] = []
+    job = train.demo_train(train_study, logs.append)
+    assert job and jobs.job_record(train_study, job)["state"] == "succeeded"
+    steps = train_study.store.column("SELECT step FROM checkpoints WHERE job_id = ? AND NOT deleted", [job])
+    assert steps == [1, 2, 3]  # the reader study needs 3 checkpoints: none pruned
+    assert any("FID" in line for line in logs)
+    fid = json.loads(train_study.store.scalar("SELECT details FROM metrics WHERE job_id = ? AND name = 'fid'", [job]))
+    # Without the Inception weights the demo's FID is the labelled proxy, never passed off as Inception.
+    assert fid["extractor"] in ("inception", "proxy")
+    if fid["extractor"] == "proxy":
+        assert any("NOT Inception" in line for line in logs)
+    again = train.demo_train(train_study, logs.append)
+    assert again == job and len(jobs.list_jobs(train_study, kind="train")) == 1

@@ -35,9 +35,9 @@ FINE = 128  # cortical edges are read at 128x128
 
 # Fitted weights (see module docstring). Feature order: POLARITY_FEATURES / ORIENTATION_FEATURES.
 POLARITY_FEATURES = ("spine_contrast", "cortex_skew", "border_dark")
-POLARITY_WEIGHTS = np.array([83.102, 14.967, 6.794])
+POLARITY_WEIGHTS = np.array([18.094, 4.789, 3.621])
 ORIENTATION_FEATURES = ("throat_air", "airway", "posterior_tissue", "posterior_bone")
-ORIENTATION_WEIGHTS = np.array([5.35, 127.6, 18.8, 12.4])
+ORIENTATION_WEIGHTS = np.array([6.845, 185.467, 22.973, 6.448])
 
 
 def as_float(arr: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 from PIL import Image
@@ -29,7 +29,9 @@ from PIL import Image
 from core import detectors
 from core.errors import CspineError
 from core.readers import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, Decoded, SkipFile, decode_bytes
-from core.study import Study
+
+if TYPE_CHECKING:  # workers import this module: keep them free of duckdb and the study machinery
+    from core.study import Study
 
 RESIZE_MODES = ("stretch", "pad")
 # Decisions below this confidence are flagged for a look in the TUI (see README "Ingest").
@@ -105,27 +107,35 @@ def content_box(width: int, height: int, size: int, resize: str) -> tuple[int, i
     return (size - w) // 2, (size - h) // 2, w, h
 
 
-def resize_float(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Antialiased Lanczos resampling in float32 (no 8-bit rounding before the resize)."""
-    im = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32), mode="F")
+def _resize_f(im: Image.Image, width: int, height: int) -> np.ndarray:
     # reducing_gap: an exact box reduction first, then Lanczos over the last ~2x (fast and alias-free).
-    out = im.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=2.0)
-    return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)
+    return np.asarray(im.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=2.0), dtype=np.float32)
+
+
+def resize_float(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Antialiased Lanczos resampling of a float image in [0, 1] (no 8-bit rounding before the resize)."""
+    return np.clip(_resize_f(Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32)), width, height),
+                   0.0, 1.0)
+
+
+def resize_decoded(dec: Decoded, width: int, height: int) -> np.ndarray:
+    """The decoded source resampled to width x height at full bit depth, then scaled to [0, 1]."""
+    return dec.scale(_resize_f(dec.image, width, height))
 
 
 def canonicalize(dec: Decoded, opts: IngestOptions, *, force_inverted: bool | None = None,
                  force_flipped: bool | None = None) -> Canonical:
     x0, y0, w, h = content_box(dec.width, dec.height, opts.size, opts.resize)
-    content = resize_float(dec.pixels, w, h)
+    content = resize_decoded(dec, w, h)
     if force_inverted is not None:
         inverted, pol_source, pol_conf = force_inverted, "override", None
     elif dec.source_format == "dicom":
-        # The tag already made the pixels display-positive in the reader (MONOCHROME1 inverted there).
+        # MONOCHROME1 was inverted by its tag in Decoded.scale; the content is already as displayed.
         inverted, pol_source, pol_conf = dec.inverted_by_tag, "dicom-tag", 1.0
     else:
         negative, pol_conf = detectors.detect_polarity(content)
         inverted, pol_source = negative, "detector"
-    if inverted and pol_source != "dicom-tag":
+    if inverted != dec.inverted_by_tag:
         content = 1.0 - content
     if force_flipped is not None:
         flipped, ori_source, ori_conf = force_flipped, "override", None
@@ -146,7 +156,7 @@ def _round(value: float | None) -> float | None:
 
 def encode_png(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buf, format="PNG", compress_level=6)
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=3)  # 3: ~3x faster than 6, ~10% larger
     return buf.getvalue()
 
 
@@ -299,14 +309,15 @@ def discover(paths: Iterable[str | Path], recursive: bool) -> tuple[list[str], l
 # The job
 
 
-def options_for(study: Study, params: dict[str, Any]) -> IngestOptions:
+def options_for(study: Study, params: dict[str, Any], used_modes: set[str] | None = None) -> IngestOptions:
+    """The job's options from its params and study.toml; refuses to mix resize modes in one real set."""
     resize = params.get("resize") or study.get("ingest", "resize", "stretch")
     size = int(params.get("size") or study.get("ingest", "size", 256))
-    used = study.store.query("SELECT DISTINCT resize_mode FROM real_images")
-    modes = {r["resize_mode"] for r in used}
-    if modes and modes != {resize}:
-        raise CspineError(f"this study's real images were resized with {'/'.join(sorted(modes))}; mixing in "
-                          f"{resize!r} would make the set inconsistent. Use --resize {sorted(modes)[0]} "
+    if used_modes is None:
+        used_modes = set(study.store.column("SELECT DISTINCT resize_mode FROM real_images"))
+    if used_modes and used_modes != {resize}:
+        raise CspineError(f"this study's real images were resized with {'/'.join(sorted(used_modes))}; mixing "
+                          f"in {resize!r} would make the set inconsistent. Use --resize {sorted(used_modes)[0]} "
                           "or a new study")
     return IngestOptions(size=size, resize=resize,
                          min_side=int(params.get("min_side") or study.get("ingest", "min_side", 128)),
@@ -343,11 +354,6 @@ def run(ctx) -> dict[str, Any]:
 
     study: Study = ctx.study
     params = ctx.params
-    opts = options_for(study, params)
-    if study.get("ingest", "resize") != opts.resize or study.get("ingest", "size") != opts.size:
-        study.settings.setdefault("ingest", {}).update(resize=opts.resize, size=opts.size)
-        study.save_settings()
-
     listing_path = ctx.dir / "files.json"
     listing = json.loads(listing_path.read_text()) if listing_path.exists() else None
     if listing is None:  # the list is fixed on the first run, so a resume processes the same files
@@ -357,12 +363,16 @@ def run(ctx) -> dict[str, Any]:
         tmp.write_text(json.dumps(listing))
         os.replace(tmp, listing_path)
     files: list[str] = listing["files"]
-    with study.store.connect() as tx:
+    with study.store.connect() as tx:  # one short transaction: what is known, what this job already did
+        opts = options_for(study, params, set(tx.column("SELECT DISTINCT resize_mode FROM real_images")))
         done_paths = set(tx.column("SELECT source_path FROM real_images WHERE ingest_job = ?", [ctx.job_id]))
         done_paths |= set(tx.column("SELECT source_path FROM ingest_events WHERE job_id = ?", [ctx.job_id]))
         known = set(tx.column("SELECT id FROM real_images"))
         tx.executemany("INSERT INTO ingest_events (job_id, source_path, outcome, reason) VALUES (?, ?, 'skipped', ?)",
                        [[ctx.job_id, p, r] for p, r in listing["skipped"] if p not in done_paths])
+    if study.get("ingest", "resize") != opts.resize or study.get("ingest", "size") != opts.size:
+        study.settings.setdefault("ingest", {}).update(resize=opts.resize, size=opts.size)
+        study.save_settings()
     pending = [p for p in files if p not in done_paths]
     total, done = len(files), len(files) - len(pending)
     ctx.log(f"ingest: {total} files ({len(pending)} to do), {len(listing['skipped'])} skipped while listing; "
@@ -406,6 +416,7 @@ def _results(pending: list[str], known: set[str], opts: IngestOptions, workers: 
     n_workers = min(n_workers, len(pending))
     # forkserver: the job's heartbeat thread makes plain fork unsafe; workers only import numpy/PIL.
     ctx = get_context("forkserver")
+    ctx.set_forkserver_preload(["core.ingest"])  # imported once in the server, inherited by each worker
     with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(frozenset(known), opts)) as pool:
         queue = iter(pending)
@@ -441,9 +452,11 @@ class _Writer:
         self.study, self.job_id, self.known = study, job_id, known
         self.rows: list[list[Any]] = []
         self.events: list[list[Any]] = []
-        self.last_flush = time.monotonic()
+        self.last_flush: float | None = None  # the clock starts with the first result, not the pool start
 
     def add(self, res: FileResult) -> None:
+        if self.last_flush is None:
+            self.last_flush = time.monotonic()
         if res.outcome == "ingested" and res.id in self.known:
             res = FileResult(res.path, "duplicate", id=res.id)  # an identical file met earlier in this run
         if res.outcome == "ingested":

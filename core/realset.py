@@ -42,34 +42,37 @@ def assign_missing(study: Study, seed: int | None = None) -> dict[str, Any]:
 
     Extending keeps every existing assignment and moves the validation share of the whole set as close to
     val_fraction as the new images allow. A `seed` different from the recorded one is an error: re-drawing
-    the split is `redraw_split`.
+    the split is `redraw_split`. One transaction; returns the counts per split and the seed.
     """
     val_fraction = float(study.get("ingest", "val_fraction", 0.15))
     with study.store.connect() as tx:
         ids = tx.column("SELECT id FROM real_images ORDER BY id")
         existing = {r["image_id"]: r for r in tx.query("SELECT image_id, split, seed FROM splits")}
-    recorded = {int(r["seed"]) for r in existing.values()}
-    if existing and seed is not None and recorded != {int(seed)}:
-        raise CspineError(f"the study's split was drawn with seed {sorted(recorded)}; a new seed changes it, "
-                          f"which only `cspine-tui split --seed {seed} --study {study.root}` does")
-    missing = [i for i in ids if i not in existing]
-    if missing:
-        if not existing:
-            seed = int(study.get("ingest", "split_seed", 0) if seed is None else seed)
-            assigned = draw_split(ids, seed, val_fraction)
-        else:
+        recorded = {int(r["seed"]) for r in existing.values()}
+        if existing and seed is not None and recorded != {int(seed)}:
+            raise CspineError(f"the study's split was drawn with seed {sorted(recorded)}; a new seed changes "
+                              f"it, which only `cspine-tui split --seed {seed} --study {study.root}` does")
+        missing = [i for i in ids if i not in existing]
+        if existing:
             seed = int(sorted(recorded)[0])
-            n_val_now = sum(1 for r in existing.values() if r["split"] == "val")
-            need = min(max(_n_val(len(ids), val_fraction) - n_val_now, 0), len(missing))
-            rng = np.random.default_rng([seed, len(existing)])
-            val = {missing[i] for i in rng.permutation(len(missing))[:need]}
-            assigned = {i: ("val" if i in val else "train") for i in missing}
-        with study.store.connect() as tx:
+        elif missing:
+            seed = int(study.get("ingest", "split_seed", 0) if seed is None else seed)
+        if missing:
+            if not existing:
+                assigned = draw_split(ids, seed, val_fraction)
+            else:
+                n_val_now = sum(1 for r in existing.values() if r["split"] == "val")
+                need = min(max(_n_val(len(ids), val_fraction) - n_val_now, 0), len(missing))
+                rng = np.random.default_rng([seed, len(existing)])
+                val = {missing[i] for i in rng.permutation(len(missing))[:need]}
+                assigned = {i: ("val" if i in val else "train") for i in missing}
             tx.executemany("INSERT INTO splits (image_id, split, seed) VALUES (?, ?, ?)",
                            [[i, s, seed] for i, s in assigned.items()])
-        if study.get("ingest", "split_seed") != seed:
-            study.set("ingest", "split_seed", seed)
-    return {**split_counts(study), "seed": seed if seed is not None else (sorted(recorded)[0] if recorded else None)}
+        counts = {r["split"]: int(r["n"]) for r in
+                  tx.query("SELECT split, count(*) AS n FROM splits GROUP BY split ORDER BY split")}
+    if missing and study.get("ingest", "split_seed") != seed:
+        study.set("ingest", "split_seed", seed)
+    return {**counts, "seed": seed}
 
 
 def redraw_split(study: Study, seed: int, val_fraction: float | None = None) -> dict[str, Any]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +13,6 @@ from PIL import Image
 from core import ingest, jobs, realset
 from core.errors import CspineError
 from tests.conftest_ingest import draw_film, save_dicom, save_pil
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def phantom_folder(folder: Path, n: int = 8, height: int = 320) -> list[dict]:
     """Small phantoms: polarity and facing crossed, 8/16-bit, PNG/TIFF/JPEG."""
@@ -197,31 +192,57 @@ def test_dicom_identifying_fields_leave_no_trace(study, tmp_path):
 # CLI
 
 
-def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cspine_tui.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run `cspine-tui ARGS` in this process; returns (exit code, stdout, stderr)."""
+    from cspine_tui.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_cli_ingest_json_split_and_real(study, tmp_path):
+def test_cli_ingest_json_split_and_real(study, tmp_path, capsys):
     src = tmp_path / "src"
     src.mkdir()
     for i in range(4):
         save_pil(draw_film(160, 128, seed=i), src / f"f{i}.png")
     (src / "empty.png").write_bytes(b"")
-    out = cli("ingest", "--study", str(study.root), "--json", "--workers", "0", str(src))
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
+    code, out, err = cli(capsys, "ingest", "--study", str(study.root), "--json", "--workers", "0", str(src))
+    assert code == 0, err
+    lines = out.strip().splitlines()
     job_id = lines[-1]
     assert job_id.startswith("ingest-")
     data = json.loads("\n".join(lines[:-1]))
     assert set(data) == {"ingested", "duplicates", "skipped"}
     assert data["ingested"] == 4 and data["duplicates"] == 0
     assert data["skipped"] == [{"path": str(src / "empty.png"), "reason": "empty file (0 bytes)"}]
-    out = cli("split", "--study", str(study.root), "--seed", "3", "--val-fraction", "0.25", "--json")
-    assert out.returncode == 0 and json.loads(out.stdout)["val"] == 1
-    out = cli("real", "--study", str(study.root), "--json")
-    summary = json.loads(out.stdout)
+    code, out, _ = cli(capsys, "split", "--study", str(study.root), "--seed", "3", "--val-fraction", "0.25",
+                       "--json")
+    assert code == 0 and json.loads(out)["val"] == 1
+    code, out, _ = cli(capsys, "real", "--study", str(study.root), "--json")
+    summary = json.loads(out)
     assert summary["total"] == 4 and summary["splits"] == {"train": 3, "val": 1}
     assert summary["skipped"][0]["reason"] == "empty file (0 bytes)"
-    out = cli("override", "--study", str(study.root), "nothere", "--flip")
-    assert out.returncode == 2 and out.stderr.startswith("error: no real image")
+    code, _, err = cli(capsys, "override", "--study", str(study.root), "nothere", "--flip")
+    assert code == 2 and err.startswith("error: no real image")
+
+
+def test_demo_stage_ingests_the_phantoms_once(study):
+    from core import phantom
+
+    labels = phantom.generate(study.root / "source-phantoms", 6, 11, negative_fraction=0.5, right_fraction=0.5,
+                              formats=("png", "dicom", "jpeg"), bit_depths=(8, 16), size_range=(300, 400))
+    messages: list[str] = []
+    ingest.demo_ingest(study, messages.append)
+    ingest.demo_ingest(study, messages.append)                   # idempotent: nothing new, no second job
+    assert len(jobs.list_jobs(study, kind="ingest")) == 1
+    rows = {Path(r["source_path"]).name: r for r in study.store.query("SELECT * FROM real_images")}
+    assert len(rows) == 6 and study.store.scalar("SELECT count(*) FROM splits") == 6
+    for label in labels:
+        row = rows[label["file"]]
+        assert row["inverted"] == label["negative"], label
+        assert row["flipped"] == (label["facing"] == "right"), label
+        if label["format"] == "dicom":
+            assert row["polarity_source"] == "dicom-tag" and row["source_format"] == "dicom"
+    assert any("ingested 6 phantoms" in m for m in messages)

@@ -405,8 +405,9 @@ def _run_secondary_rank(study: Study, record: dict[str, Any], foreground: bool) 
 def request_pause(study: Study, job_id: str) -> dict[str, Any]:
     """Ask a running job to checkpoint and end paused at its next safe point (resumable)."""
     record = reconcile(study, job_record(study, job_id))
-    if record["state"] not in ACTIVE_STATES:
-        raise CspineError(f"job {record['id']} is {record['state']}, not running; nothing to pause")
+    if record["state"] != "running":
+        raise CspineError(f"job {record['id']} is {record['state']}, not running; nothing to pause"
+                          + (" (cancel it instead)" if record["state"] == "queued" else ""))
     (run_dir(study, record["id"]) / "pause").touch()
     return record
 

@@ -134,3 +134,16 @@ def test_logs_follow_prints_until_the_job_ends(study, capsys):
     assert main(["logs", job, "--follow", "--study", str(study.root)]) == 0
     out = capsys.readouterr().out
     assert f"job {job} succeeded" in out
+
+
+def test_pause_command_needs_a_running_job(study, capsys):
+    from cspine_tui.cli import main
+
+    job = jobs.create_job(study, "selftest", {"n": 1})
+    assert main(["pause", job, "--study", str(study.root)]) == 2  # queued: nothing runs to pause
+    assert "cancel it instead" in capsys.readouterr().err
+    (jobs.run_dir(study, job) / "pause").touch()  # a stale request (say, from a batch script) ...
+    jobs.run_job(study, job)  # ... is cleared by a fresh run, which runs to the end
+    assert jobs.job_record(study, job)["state"] == "succeeded"
+    assert main(["pause", job, "--study", str(study.root)]) == 2
+    assert "not running" in capsys.readouterr().err

@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("job")
     p.set_defaults(func=cmd_cancel)
 
+    p = sub.add_parser("pause", help="ask a running job to checkpoint and pause (resume it later)")
+    add_study(p)
+    p.add_argument("job")
+    p.set_defaults(func=cmd_pause)
+
     p = sub.add_parser("resume", help="resume a paused or died job where it stopped")
     add_study(p)
     p.add_argument("job")
@@ -59,6 +64,15 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
     record = cancel_job(open_study(args), args.job)
     print(f"cancel requested for {record['id']} (now {record['state']})", file=sys.stderr)
+    print(record["id"])
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from core.jobs import request_pause
+
+    record = request_pause(open_study(args), args.job)
+    print(f"pause requested for {record['id']}: it saves its state at its next safe point", file=sys.stderr)
     print(record["id"])
     return 0
 

@@ -334,14 +334,16 @@ def cached_vectors(study: Study, model: str, ids: Sequence[str] | None = None) -
 
 
 def store_vectors(study: Study, model: str, ids: Sequence[str], vectors: np.ndarray) -> None:
-    """One short transaction for a batch (unnest of two lists: ~40x faster than executemany)."""
+    """One short transaction for a batch, through a registered DataFrame (executemany is ~100x slower)."""
     if not len(ids):
         return
-    study.store.execute(
-        "INSERT OR REPLACE INTO embeddings (image_id, model, vector) "
-        "SELECT id, ?, vec FROM (SELECT unnest(?::VARCHAR[]) AS id, unnest(?::FLOAT[][]) AS vec)",
-        [model, list(ids), np.asarray(vectors, dtype=np.float32).tolist()],
-    )
+    import pandas as pd
+
+    frame = pd.DataFrame({"image_id": list(ids), "vector": list(np.asarray(vectors, dtype=np.float32))})
+    with study.store.connect() as tx:
+        tx.register("cspine_vectors", frame)
+        tx.execute("INSERT OR REPLACE INTO embeddings (image_id, model, vector) "
+                   "SELECT image_id, ?, vector::FLOAT[] FROM cspine_vectors", [model])
 
 
 def embed(study: Study, encoder: Encoder, items: Sequence[tuple[str, str]], *,

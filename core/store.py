@@ -270,6 +270,11 @@ class Tx:
         cur = self._con.execute(sql, params) if params is not None else self._con.execute(sql)
         return cur.fetchnumpy()
 
+    def register(self, name: str, frame: Any) -> None:
+        """Expose a pandas DataFrame as a view named `name` for this transaction: the fast path for bulk
+        inserts of vectors (~4x faster than binding nested Python lists)."""
+        self._con.register(name, frame)
+
 
 class Store:
     """Short-lived, lock-serialised access to ``study.duckdb`` (safe across processes and threads)."""

@@ -67,7 +67,9 @@ class AuditScreen(Screen):
     HELP = ("Judge each real-synthetic pair (real left, synthetic right, most similar first): m memorized, "
             "n not memorized, u unsure; e adds a note. Your verdicts are yours alone: the agreement panel "
             "(g: Cohen's kappa and the pairs to adjudicate) opens once you have judged every pair. "
-            "x exports the verdicts CSV and a PNG sheet of the pairs to exports/audits/<audit>/.")
+            "x exports the verdicts CSV and a PNG sheet of the pairs to exports/audits/<audit>/. "
+            "The paper's a-priori definition of explicit memorization: near-identical vertebral contours, "
+            "soft-tissue silhouettes, or acquisition artifacts beyond plausible sampling variability.")
     BINDINGS = [
         Binding("m", "verdict('memorized')", "memorized"),
         Binding("n", "verdict('not')", "not"),

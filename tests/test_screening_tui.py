@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from textual.worker import WorkerCancelled
 
 from core import screening
 from cspine_tui.app import CspineApp
@@ -22,7 +23,10 @@ async def _settle(app, pilot, deadline_s: float = 20.0) -> None:
     end = time.monotonic() + deadline_s
     while True:
         await pilot.pause()
-        await app.workers.wait_for_complete()
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:  # an exclusive worker (dashboard refresh, counts) replaced by a newer one
+            pass
         await pilot.pause()
         screen = app.screen
         busy = getattr(screen, "_pending_writes", 0) or not getattr(screen, "loaded", True)

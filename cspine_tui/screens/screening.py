@@ -70,7 +70,7 @@ class ScreeningScreen(Screen):
     ScreeningScreen.-graphic #single { display: none; }
     ScreeningScreen.-grid #graphic { display: none; }
     ScreeningScreen #side { width: 44; height: 1fr; }
-    ScreeningScreen #facts { height: %d; }
+    ScreeningScreen #facts { height: %d; border: round $primary-lighten-2; padding: 0 1; }
     ScreeningScreen #reasons { height: auto; display: none; border: round $error; padding: 0 1; }
     ScreeningScreen.-rejecting #reasons { display: block; }
     ScreeningScreen #counts { height: 1fr; }
@@ -110,7 +110,7 @@ class ScreeningScreen(Screen):
                         yield Thumb(i, id=f"thumb-{i}")
                 yield TextPanel("", id="caption")
             with Vertical(id="side"):
-                yield TextPanel("loading the queue…", id="facts", classes="panel")
+                yield TextPanel("loading the queue…", id="facts")
                 yield Static(reasons_text(), id="reasons")
                 yield Static("", id="counts", classes="panel")
         yield Footer()

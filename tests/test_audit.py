@@ -371,3 +371,43 @@ def test_demo_stage_audits_with_two_simulated_reviewers_and_is_idempotent(study)
     assert study.store.scalar("SELECT count(*) FROM audits") == 1
     assert study.store.scalar("SELECT count(*) FROM audit_verdicts") == n_verdicts
     assert any("simulated reviewers' kappa" in line for line in lines)
+
+
+def test_given_vit_weights_file_is_found_by_torch_hub_without_a_download(tmp_path: Path, monkeypatch) -> None:
+    """The --vit-weights plumbing: imagededup's ViT() asks torch.hub for the torchvision URL and gets our file.
+
+    The real 331 MB file is not available in CI, so a stand-in for imagededup's ViT class does exactly what
+    its constructor does with the weights (load_state_dict_from_url of the enum's URL) on a tiny state dict.
+    """
+    import hashlib
+
+    import torch
+    import torch.hub
+    from imagededup.utils import models as idd_models
+    from torchvision.models import ViT_B_16_Weights
+
+    from core import embeddings
+
+    weights = tmp_path / "my-copy.pth"
+    torch.save({"w": torch.arange(4.0)}, weights)
+    monkeypatch.setattr(embeddings, "VIT_SHA256_PREFIX", hashlib.sha256(weights.read_bytes()).hexdigest()[:8])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    hub_before = torch.hub.get_dir()
+
+    class StandInViT(torch.nn.Module):
+        name = "vit_b_16"
+        transform = staticmethod(lambda im: torch.zeros(3, 8, 8))
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.loaded = torch.hub.load_state_dict_from_url(ViT_B_16_Weights.IMAGENET1K_SWAG_E2E_V1.url)
+
+        def forward(self, x):
+            return x.flatten(1)
+
+    monkeypatch.setattr(idd_models, "ViT", StandInViT)
+    enc = embeddings.vit_encoder(weights, cache_root=tmp_path / "hub")
+    assert torch.equal(enc.model_config.model.loaded["w"], torch.arange(4.0))
+    assert enc.name == embeddings.VIT_MODEL_NAME
+    assert torch.hub.get_dir() == hub_before  # the override is undone
+    assert not (tmp_path / "empty-torch-home").exists() or not any((tmp_path / "empty-torch-home").rglob("*.pth"))

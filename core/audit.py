@@ -342,8 +342,19 @@ def resolve_audit(study: Study, audit_id: str | None) -> str:
         return audit_id
     if len(ids) != 1:
         raise CspineError(f"no single audit matches {audit_id!r} in {study.root}"
-                          + (f" (candidates: {', '.join(ids[:5])})" if ids else "; see `cspine-tui audit --list`"))
+                          + (f" (candidates: {', '.join(ids[:5])})" if ids else "; see `cspine-tui audit-show --list`"))
     return str(ids[0])
+
+
+def list_audits(study: Study) -> list[dict[str, Any]]:
+    """All audits, newest first, with their headline numbers."""
+    out = []
+    for row in study.store.query("SELECT id, embedding, result, created_at FROM audits ORDER BY created_at DESC"):
+        res = json.loads(row["result"]) if row["result"] else {}
+        out.append({"audit_id": row["id"], "embedding": row["embedding"], "created_at": str(row["created_at"]),
+                    "n_synthetic": res.get("n_synthetic"), "n_real": res.get("n_real"),
+                    "memorization_rate": res.get("memorization_rate"), "runs": res.get("runs")})
+    return out
 
 
 def audit_pairs(study: Study, audit_id: str) -> list[dict[str, Any]]:

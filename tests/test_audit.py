@@ -339,6 +339,10 @@ def test_cli_audit_json_and_verdict_commands(study, capsys, tmp_path: Path) -> N
     assert (tmp_path / "v.csv").exists() and (tmp_path / "s.png").exists()
     assert main(["audit-show", "--study", str(study.root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["audit_id"] == job_id
+    assert main(["audit-show", "--study", str(study.root), "--list", "--json"]) == 0
+    assert [r["audit_id"] for r in json.loads(capsys.readouterr().out)] == [job_id]
+    assert main(["audit-show", "nope", "--study", str(study.root)]) == 2
+    assert "no single audit matches 'nope'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json(p)
     p.add_argument("audit", nargs="?", default=None)
     p.add_argument("--limit", type=int, default=20, help="pairs to list in the table (JSON lists all)")
+    p.add_argument("--list", action="store_true", help="list the study's audits instead")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("audit-verdict", help="record one reviewer's verdict on an audit pair")
@@ -116,8 +117,17 @@ def _print_summary(report: dict, limit: int) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from core.audit import audit_report
+    from core.audit import audit_report, list_audits
 
+    if args.list:
+        rows = list_audits(open_study(args))
+        if args.json:
+            print_json(rows)
+        for r in rows if not args.json else []:
+            rate = "n/a" if r["memorization_rate"] is None else f"{100 * r['memorization_rate']:.2f}%"
+            print(f"{r['audit_id']}  {r['created_at'][:19]}  {r['embedding']}  {r['n_synthetic']} synthetic  "
+                  f"rate {rate}")
+        return 0
     report = audit_report(open_study(args), args.audit)
     if args.json:
         print_json(report)

@@ -135,6 +135,11 @@ class ScreeningScreen(Screen):
         self._journal = screening.DecisionJournal(self.app.study, self.app.reviewer)
         self.reload(replay=True)
 
+    def on_screen_resume(self) -> None:
+        # Back on this screen (from the dashboard or the summary): other sessions may have decided meanwhile.
+        if self.loaded:
+            self.reload(keep=self.current.id if self.current else None)
+
     def on_unmount(self) -> None:
         self._writer.shutdown(wait=True)  # queued decisions reach the database before the app exits
         self.cache.shutdown()
@@ -155,6 +160,10 @@ class ScreeningScreen(Screen):
     @work(thread=True, exclusive=True, group="screening-load")
     def _load(self, replay: bool, keep: str | None) -> None:
         study, reviewer = self.app.study, self.app.reviewer
+        try:  # decisions still queued for the database are written first, so the reload shows them
+            self._writer.submit(lambda: None).result(timeout=60)
+        except RuntimeError:  # the writer is shut down: the screen is closing
+            return
         if replay:
             screening.replay_journals(study)
         state = screening.screen_state(study, reviewer, self.filters)

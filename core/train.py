@@ -62,6 +62,7 @@ def train_params(study: Study, *, preset: str | None = None, overrides: dict[str
                  data: str = "train", seed: int | None = None, **run: Any) -> dict[str, Any]:
     """The job parameters of a training run: the resolved model config plus run settings (flags win)."""
     cfg = resolve_config(study, preset, overrides)
+    check_config(cfg)
     if data not in ("train", "all"):
         raise CspineError(f"--data must be train or all, not {data!r}")
     toml = study.settings.get("train", {})
@@ -75,6 +76,23 @@ def train_params(study: Study, *, preset: str | None = None, overrides: dict[str
             settings[key] = value
     return {"config": cfg.to_dict(), "data": data, "seed": int(seed if seed is not None else toml.get("seed", 0)),
             **settings}
+
+
+def check_config(cfg: ModelConfig) -> None:
+    """Reject settings that cannot train, naming the setting and what it must be."""
+    positive = {"max_steps": cfg.max_steps, "checkpoint_every": cfg.checkpoint_every, "batch_size": cfg.batch_size,
+                "grad_accum": cfg.grad_accum, "image_size": cfg.image_size, "learning_rate": cfg.learning_rate}
+    for name, value in positive.items():
+        if not value > 0:
+            raise CspineError(f"{name} must be positive, not {value} (flag or study.toml [train] {name})")
+    if cfg.fid_every < 0 or cfg.fid_samples < 0:
+        raise CspineError("fid_every and fid_samples must be 0 (off) or positive")
+    if cfg.fid_every and cfg.fid_samples == 1:
+        raise CspineError("an FID needs at least 2 synthetic images (--fid-samples)")
+    factor = 2 ** (len(cfg.block_out_channels) - 1)
+    if cfg.image_size % factor:
+        raise CspineError(f"image size {cfg.image_size} must be a multiple of {factor} for a UNet with "
+                          f"{len(cfg.block_out_channels)} levels")
 
 
 @dataclass
@@ -356,8 +374,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
     since_log: list[float] = []
     t_last, rate = time.monotonic(), None
     stop = False
+    steps_this_run = 0
     while state.step < cfg.max_steps:
-        if agree(ctx.should_stop()):
+        wants_stop = ctx.should_stop()
+        if wants_stop and steps_this_run == 0 and (ctx.stop_reason or "").startswith("time limit"):
+            wants_stop = False  # a limit shorter than the start-up still makes progress on every restart
+        if agree(wants_stop):
             stop = True
             break
         step = state.step
@@ -381,6 +403,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         loss_value = float(acc.reduce(torch.tensor([loss_sum], device=device), "mean").item()) if world > 1 \
             else loss_sum
         state.step = step + 1
+        steps_this_run += 1
         if not torch.isfinite(torch.tensor(loss_value)):
             last = state.last_checkpoint
             raise CspineError(

@@ -149,7 +149,7 @@ def test_exact_resume_after_sigkill_matches_uninterrupted_run(train_study):
 def test_time_limit_pauses_with_a_checkpoint_and_resume_continues(train_study):
     study = train_study
     params = train_params(study, preset="tiny", overrides={**TINY, "max_steps": 100000, "checkpoint_every": 100000})
-    params["time_limit_s"] = 2.0
+    params["time_limit_s"] = 0.5  # shorter than the start-up: each run still makes a step
     job = jobs.create_job(study, "train", params)
     first = jobs.run_job(study, job)
     assert first["state"] == "paused" and "time limit" in first["error"]
@@ -207,3 +207,12 @@ def test_demo_train_stage_is_idempotent(train_study, monkeypatch):
         assert any("NOT Inception" in line for line in logs)
     again = train.demo_train(train_study, logs.append)
     assert again == job and len(jobs.list_jobs(train_study, kind="train")) == 1
+
+
+def test_impossible_settings_are_one_clear_error(study):
+    with pytest.raises(CspineError, match="max_steps must be positive"):
+        train_params(study, preset="tiny", overrides={"max_steps": 0})
+    with pytest.raises(CspineError, match="multiple of 4"):
+        train_params(study, preset="tiny", overrides={"image_size": 30})
+    with pytest.raises(CspineError, match="--data must be"):
+        train_params(study, preset="tiny", data="val")

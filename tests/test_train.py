@@ -18,6 +18,7 @@ pytestmark = pytest.mark.timeout(300)
 
 def _run(study, **kw):
     overrides = {**TINY, **kw.pop("overrides", {})}
+    kw.setdefault("val_repeats", 2)  # 12 validation pairs: enough to test, cheap on a shared CPU
     params = train_params(study, preset="tiny", overrides=overrides, **kw)
     job_id = jobs.create_job(study, "train", params)
     return jobs.run_job(study, job_id)
@@ -128,7 +129,7 @@ def test_exact_resume_after_sigkill_matches_uninterrupted_run(train_study):
     assert ref["state"] == "succeeded", ref["error"]
 
     params = train_params(study, preset="tiny", overrides={**TINY, **common["overrides"]}, seed=3,
-                          deterministic=True, _test_sigkill_at_step=4)
+                          deterministic=True, val_repeats=2, _test_sigkill_at_step=4)
     job = jobs.create_job(study, "train", params)
     jobs.start_detached(study, job)
     dead = jobs.wait_for(study, job, timeout=240)

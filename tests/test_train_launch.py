@@ -69,6 +69,7 @@ def test_sbatch_script_requests_gpus_signal_requeue_and_launches(train_study):
         train_launch.write_sbatch(study, job, gpus=1, signal_lead_s=5)
 
 
+@pytest.mark.slow
 def test_sbatch_usr1_trap_checkpoints_pauses_and_requeues(train_study, tmp_path):
     """Run the generated script with bash (no Slurm): USR1 must pause the job and call scontrol requeue."""
     study = train_study

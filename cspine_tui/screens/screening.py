@@ -541,7 +541,7 @@ class ScreeningScreen(Screen):
 
     def action_order(self) -> None:
         if not self.choices.get("prescreen") and self.filters["order"] == "index":
-            self.notify("no pre-screen scores yet (run the pre-screen first)", timeout=3)
+            self.notify("no pre-screen scores yet: run `cspine-tui prescreen --study ...` first", timeout=4)
             return
         self.set_filter(order="prescreen" if self.filters["order"] == "index" else "index")
 

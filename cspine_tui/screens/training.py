@@ -6,6 +6,7 @@ processes, so closing the app leaves them training and reopening it picks them u
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from typing import Any
@@ -252,14 +253,14 @@ class TrainingScreen(Screen):
             return "" if v is None else format(v, spec)
 
         for step in reversed(steps):
-            before = [v for s, v in zip(train_steps, train_vals) if s <= step]
+            i = bisect.bisect_right(train_steps, step)  # the last train-loss window at or before the step
             d = self.tail.details.get("fid", {}).get(step, {})
             label = ""
             if d:
                 label = f"{d.get('extractor')} {d.get('sampler')}×{d.get('sampler_steps')} n={d.get('n')}"
                 if d.get("extractor") == "proxy":
                     label += " (NOT Inception)"
-            table.add_row(str(step), f"{before[-1]:.4f}" if before else "", fmt("val_loss", step),
+            table.add_row(str(step), f"{train_vals[i - 1]:.4f}" if i else "", fmt("val_loss", step),
                           fmt("val_loss_ema", step), fmt("fid", step, ".2f"), fmt("kid", step, ".4f"), label)
 
     @on(DataTable.RowHighlighted, "#runs")

@@ -214,7 +214,8 @@ def _make_accelerator(params: dict[str, Any]):
         raise CspineError(f"mixed precision {mp} needs a CUDA GPU; this job runs on the CPU (use --precision no)")
     if params.get("deterministic"):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        # On CUDA a few kernels have no deterministic variant: warn there (exact resume is promised on CPU).
+        torch.use_deterministic_algorithms(True, warn_only=cuda)
         torch.backends.cudnn.benchmark = False
     elif cuda:
         torch.backends.cudnn.benchmark = True

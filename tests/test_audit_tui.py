@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from textual.worker import WorkerCancelled
+
 from core.audit import run_audit
 from core.embeddings import make_encoder
 from cspine_tui.app import CspineApp
@@ -16,7 +18,11 @@ async def _settle(app, pilot, deadline_s: float = 20.0) -> None:
     end = time.monotonic() + deadline_s
     while True:
         await pilot.pause()
-        await app.workers.wait_for_complete()
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:  # an exclusive worker replaced by a newer one: wait again
+            assert time.monotonic() < end, "audit screen did not settle"
+            continue
         await pilot.pause()
         screen = app.screen
         if not getattr(screen, "_pending_writes", 0) and getattr(screen, "loaded", True):

@@ -90,8 +90,9 @@ def facts_text(item: screening.QueueItem, pos: int, items: list[screening.QueueI
     for name, decision, reason in others:
         row(name, _decision_text(decision, reason), style="dim")
     row("view", zoom)
-    row("queue", Text(", ".join(f"{k.split('_')[0]} {'all' if v is None else v}" for k, v in filters.items()),
-                      style="dim"))
+    ckpt, run = filters.get("checkpoint_step"), filters.get("run_id")
+    row("queue", Text(f"{'all ckpts' if ckpt is None else f'ckpt {ckpt}'} · "
+                      f"{'all runs' if run is None else str(run)[:12]} · {filters.get('order', 'index')}", style="dim"))
     text.rstrip()
     return text
 

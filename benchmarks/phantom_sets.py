@@ -66,7 +66,7 @@ def _write_one(args: tuple[dict, str]) -> dict:
             "bit_depth": p.bit_depth, "format": p.format, "width": p.width, "height": p.height}
 
 
-def build(folder: Path, specs: list[dict], workers: int | None = None, log=print) -> list[dict]:
+def build(folder: Path, specs: list[dict], workers: int | None = None, log=None) -> list[dict]:
     """Write the phantoms of `specs` into `folder` (reusing a complete cached set) and return label rows."""
     folder.mkdir(parents=True, exist_ok=True)
     labels = folder / "labels.csv"
@@ -80,7 +80,7 @@ def build(folder: Path, specs: list[dict], workers: int | None = None, log=print
                 for k in ("seed", "bit_depth", "width", "height"):
                     r[k] = int(r[k])
             return rows
-    log(f"writing {len(specs)} phantoms into {folder} (cached for later runs)")
+    (log or (lambda m: print(m, file=sys.stderr)))(f"writing {len(specs)} phantoms into {folder} (cached)")
     workers = workers or len(os.sched_getaffinity(0))
     with ProcessPoolExecutor(workers) as pool:
         rows = list(pool.map(_write_one, [(s, str(folder)) for s in specs], chunksize=4))

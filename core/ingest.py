@@ -18,6 +18,7 @@ import os
 import stat
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -174,9 +175,15 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(known_ids: frozenset[str], opts: IngestOptions) -> None:
+    import signal
+
     _WORKER["known"] = known_ids
     _WORKER["opts"] = opts
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # A cancel or a scheduler's pre-timeout signal goes to the whole process group: the parent stops at a
+    # safe point and shuts the pool down, so the workers must not die of it first.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def process_file(path: str, known_ids: frozenset[str] | set[str] | None = None,
@@ -350,7 +357,7 @@ def ingest_params(paths: Iterable[str | Path], *, recursive: bool = False, resiz
 def run(ctx) -> dict[str, Any]:
     """The ingest job runner (registered as kind "ingest" in core/jobs.py)."""
     from core.jobs import JobPaused
-    from core.realset import assign_missing
+    from core.realset import assign_missing, check_split_seed
 
     study: Study = ctx.study
     params = ctx.params
@@ -365,6 +372,7 @@ def run(ctx) -> dict[str, Any]:
     files: list[str] = listing["files"]
     with study.store.connect() as tx:  # one short transaction: what is known, what this job already did
         opts = options_for(study, params, set(tx.column("SELECT DISTINCT resize_mode FROM real_images")))
+        check_split_seed(study, set(tx.column("SELECT DISTINCT seed FROM splits")), params.get("split_seed"))
         done_paths = set(tx.column("SELECT source_path FROM real_images WHERE ingest_job = ?", [ctx.job_id]))
         done_paths |= set(tx.column("SELECT source_path FROM ingest_events WHERE job_id = ?", [ctx.job_id]))
         known = set(tx.column("SELECT id FROM real_images"))
@@ -414,25 +422,36 @@ def _results(pending: list[str], known: set[str], opts: IngestOptions, workers: 
             yield process_file(path, frozen, opts)
         return
     n_workers = min(n_workers, len(pending))
-    # forkserver: the job's heartbeat thread makes plain fork unsafe; workers only import numpy/PIL.
-    ctx = get_context("forkserver")
-    ctx.set_forkserver_preload(["core.ingest"])  # imported once in the server, inherited by each worker
+    # spawn: the job's heartbeat thread makes plain fork unsafe, and forkserver workers are watched through
+    # the server, which a signal to the process group (cancel, a scheduler) kills, breaking the pool.
+    ctx = get_context("spawn")
     with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(frozenset(known), opts)) as pool:
         queue = iter(pending)
-        inflight: set[Future] = set()
+        inflight: dict[Future, str] = {}
         try:
             while True:
                 while len(inflight) < 4 * n_workers and not should_stop():
                     path = next(queue, None)
                     if path is None:
                         break
-                    inflight.add(pool.submit(process_file, path))
+                    inflight[pool.submit(process_file, path)] = path
                 if not inflight:
                     return
-                finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    yield fut.result()
+                    path = inflight.pop(fut)
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        # A decoder crashed its process (or it was killed): name the suspects; a resume
+                        # continues after the files already recorded.
+                        suspects = sorted([path, *inflight.values()])
+                        raise CspineError(
+                            f"a decoding process died while reading one of {len(suspects)} files "
+                            f"({', '.join(Path(p).name for p in suspects[:4])}{', ...' if len(suspects) > 4 else ''}); "
+                            "move the bad file away and resume the job") from None
+                    yield result
         finally:
             for fut in inflight:
                 fut.cancel()

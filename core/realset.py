@@ -37,6 +37,13 @@ def split_counts(study: Study) -> dict[str, int]:
     return {r["split"]: int(r["n"]) for r in sorted(rows, key=lambda r: r["split"])}
 
 
+def check_split_seed(study: Study, recorded: set[int], seed: int | None) -> None:
+    """A seed other than the recorded one would change the split: only `cspine-tui split` may."""
+    if recorded and seed is not None and recorded != {int(seed)}:
+        raise CspineError(f"the study's split was drawn with seed {sorted(recorded)}; a new seed changes it, "
+                          f"which only `cspine-tui split --seed {seed} --study {study.root}` does")
+
+
 def assign_missing(study: Study, seed: int | None = None) -> dict[str, Any]:
     """Give every real image without a split one: the whole split on first use, else extend it.
 
@@ -49,9 +56,7 @@ def assign_missing(study: Study, seed: int | None = None) -> dict[str, Any]:
         ids = tx.column("SELECT id FROM real_images ORDER BY id")
         existing = {r["image_id"]: r for r in tx.query("SELECT image_id, split, seed FROM splits")}
         recorded = {int(r["seed"]) for r in existing.values()}
-        if existing and seed is not None and recorded != {int(seed)}:
-            raise CspineError(f"the study's split was drawn with seed {sorted(recorded)}; a new seed changes "
-                              f"it, which only `cspine-tui split --seed {seed} --study {study.root}` does")
+        check_split_seed(study, recorded, seed)
         missing = [i for i in ids if i not in existing]
         if existing:
             seed = int(sorted(recorded)[0])

@@ -246,3 +246,31 @@ def test_demo_stage_ingests_the_phantoms_once(study):
         if label["format"] == "dicom":
             assert row["polarity_source"] == "dicom-tag" and row["source_format"] == "dicom"
     assert any("ingested 6 phantoms" in m for m in messages)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_pauses_a_detached_ingest_and_resume_finishes(study, tmp_path):
+    """A cancel or a scheduler's signal reaches the workers too: they ignore it, the job pauses cleanly."""
+    import os
+    import signal
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(120):
+        save_pil(draw_film(900, 700, seed=i), src / f"f{i:03d}.png", mode="I;16")
+    job_id = jobs.create_job(study, "ingest", ingest.ingest_params([src], workers=2))
+    pid = jobs.start_detached(study, job_id)
+    deadline = time.monotonic() + 120
+    while (jobs.job_status(study, job_id).get("done") or 0) < 5:
+        assert time.monotonic() < deadline, "the job made no progress"
+        time.sleep(0.02)
+    os.killpg(pid, signal.SIGTERM)
+    record = jobs.wait_for(study, job_id, timeout=120)
+    assert record["state"] == "paused", record["error"]
+    done = study.store.scalar("SELECT count(*) FROM real_images")
+    assert 5 <= done < 120
+    record = jobs.run_job(study, job_id)
+    assert record["state"] == "succeeded"
+    assert ingest.job_summary(study, job_id)["ingested"] == 120
+    assert study.store.scalar("SELECT count(*) FROM ingest_events") == 0

@@ -37,17 +37,18 @@ def load_original(path: Path, max_side: int = 512):
     """The source file as stored, for display: 16-bit and DICOM scaled to 8 bits; None if unreadable."""
     from PIL import Image
 
+    from core.ingest import resize_decoded
     from core.readers import SkipFile, decode_bytes
 
     try:
-        data = path.read_bytes()
-        dec = decode_bytes(data, path.suffix, reduce_to=max_side)
+        dec = decode_bytes(path.read_bytes(), path.suffix, reduce_to=max_side)
     except (OSError, SkipFile):
         return None
-    pixels = 1.0 - dec.pixels if dec.inverted_by_tag else dec.pixels  # as stored, not as canonicalised
-    img = Image.fromarray((pixels * 255.0 + 0.5).clip(0, 255).astype("uint8"), mode="L")
-    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return load_preview(img)
+    scale = min(1.0, max_side / max(dec.width, dec.height))
+    small = resize_decoded(dec, max(1, round(dec.width * scale)), max(1, round(dec.height * scale)))
+    if dec.inverted_by_tag:
+        small = 1.0 - small  # as stored, not as canonicalised
+    return load_preview(Image.fromarray((small * 255.0 + 0.5).clip(0, 255).astype("uint8")))
 
 
 class DatasetScreen(Screen):

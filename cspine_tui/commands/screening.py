@@ -105,7 +105,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)  # piped: room for run names
     s1 = data["table_s1"]
     table = Table("run", "checkpoint", "generated", "final count", "rejected", "pending", "unreviewed",
                   title=f"Table S1 (rule {s1['rule']})")

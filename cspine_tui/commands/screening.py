@@ -115,14 +115,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
     console.print(table)
     for r in data["reviewers"]:
         console.print(f"{r['reviewer']}{' (simulated)' if r['simulated'] else ''}: {r['reviewed']} reviewed, "
-                      f"{r['accepted']} accepted, {r['rejected']} rejected")
+                      f"{r['accepted']} accepted, {r['rejected']} rejected", soft_wrap=True)
     a = data["agreement"]
     if a["n"]:
         kappa = "undefined" if a["kappa"] is None else f"{a['kappa']:.3f}"
         console.print(f"agreement {a['reviewers'][0]} vs {a['reviewers'][1]} on {a['n']} images: "
                       f"both accept {a['both_accept']}, both reject {a['both_reject']}, "
                       f"only {a['reviewers'][0]} rejects {a['a_reject_b_accept']}, "
-                      f"only {a['reviewers'][1]} rejects {a['a_accept_b_reject']}; Cohen's kappa {kappa}")
+                      f"only {a['reviewers'][1]} rejects {a['a_accept_b_reject']}; Cohen's kappa {kappa}",
+                      soft_wrap=True)
     console.print(f"disagreements {data['disagreements']} ({data['adjudicated']} adjudicated)")
     return 0
 

@@ -57,3 +57,17 @@ async def test_user_errors_are_shown_not_fatal(app) -> None:
         await pilot.pause()
         assert any("x.png is corrupt" in str(n.message) for n in app._notifications)
         assert app.is_running
+
+
+async def test_dashboard_keys_open_every_screen_and_escape_returns(app) -> None:
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(app, pilot)
+        for entry in SCREENS:
+            if entry.name == "dashboard":
+                continue
+            await pilot.press(entry.key)
+            await pilot.pause()
+            assert app.screen is app.get_screen(entry.name), entry.name
+            app.open_screen("dashboard")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "DashboardScreen"

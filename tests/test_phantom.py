@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from core import phantom as ph
+from core import phantom_files as phf
 from core.errors import CspineError
 
 SMALL = 220  # px tall: fast, still enough to see the anatomy
@@ -201,8 +202,8 @@ def test_write_phantom_formats_bit_depths_and_bytes(tmp_path: Path):
     for fmt, depth in (("png", 8), ("png", 16), ("jpeg", 8), ("tiff", 8), ("tiff", 16), ("dicom", 8),
                        ("dicom", 16)):
         p = ph.PhantomParams.random(2, height=SMALL, format=fmt, bit_depth=depth, negative=False)
-        path = ph.write_phantom(p, tmp_path / f"a_{fmt}{depth}")
-        again = ph.write_phantom(p, tmp_path / f"b_{fmt}{depth}")
+        path = phf.write_phantom(p, tmp_path / f"a_{fmt}{depth}")
+        again = phf.write_phantom(p, tmp_path / f"b_{fmt}{depth}")
         assert path.suffix == ph.SUFFIXES[fmt] and path.exists()
         assert _sha(path) == _sha(again), fmt                  # bit-identical files
         if fmt == "dicom":
@@ -225,7 +226,7 @@ def test_write_phantom_formats_bit_depths_and_bytes(tmp_path: Path):
         seen[(fmt, depth)] = arr
     # a negative is the inverted positive
     p = ph.PhantomParams.random(2, height=SMALL, format="png", bit_depth=8, negative=True)
-    neg = np.asarray(Image.open(ph.write_phantom(p, tmp_path / "neg")))
+    neg = np.asarray(Image.open(phf.write_phantom(p, tmp_path / "neg")))
     assert np.abs(neg.astype(int) - (255 - seen[("png", 8)].astype(int))).max() <= 1   # rounding only
 
 
@@ -238,7 +239,7 @@ def test_dicom_semantics(tmp_path: Path, modality: str):
     truth = ph.render(p_pos)
     lm = ph.landmarks(p_pos)
     for p in (p_pos, p_neg):
-        ds = pydicom.dcmread(ph.write_phantom(p, tmp_path / f"x{int(p.negative)}"))
+        ds = pydicom.dcmread(phf.write_phantom(p, tmp_path / f"x{int(p.negative)}"))
         assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
         sop = {"DX": pydicom.uid.DigitalXRayImageStorageForPresentation,
                "CR": pydicom.uid.ComputedRadiographyImageStorage}[modality]
@@ -266,8 +267,8 @@ def test_dicom_semantics(tmp_path: Path, modality: str):
         air = np.mean([_box_mean(shown, xy, 1) for xy in lm["airway"][len(lm["airway"]) // 2:][:4]])
         assert bone > air + 0.1
     assert pydicom.dcmread(tmp_path / "x0.dcm").StudyInstanceUID != \
-        pydicom.dcmread(ph.write_phantom(ph.PhantomParams.random(7, height=64, format="dicom"),
-                                         tmp_path / "other")).StudyInstanceUID
+        pydicom.dcmread(phf.write_phantom(ph.PhantomParams.random(7, height=64, format="dicom"),
+                                          tmp_path / "other")).StudyInstanceUID
 
 
 # ----------------------------------------------------------------------------------------- generate
@@ -280,10 +281,10 @@ def _read_labels(folder: Path) -> list[dict]:
 def test_generate_variety_labels_and_determinism(tmp_path: Path):
     calls = []
     kw = dict(negative_fraction=0.25, right_fraction=0.5, defect_fraction=0.25, size_range=(96, 180))
-    rows = ph.generate(tmp_path / "a", 16, 99, progress=lambda d, t: calls.append((d, t)), **kw)
+    rows = phf.generate(tmp_path / "a", 16, 99, progress=lambda d, t: calls.append((d, t)), **kw)
     assert calls[-1] == (16, 16) and len(calls) == 16
     labels = _read_labels(tmp_path / "a")
-    assert list(labels[0].keys()) == list(ph.LABEL_COLUMNS)
+    assert list(labels[0].keys()) == list(phf.LABEL_COLUMNS)
     assert len(labels) == len(rows) == 16
     assert {r["format"] for r in labels} == set(ph.FORMATS)
     assert {r["facing"] for r in labels} == {"left", "right"}
@@ -314,22 +315,22 @@ def test_generate_variety_labels_and_determinism(tmp_path: Path):
                                     defect=r["defect"] or None)
         assert p.width == int(r["width"]) and f"{p.cobb_deg:.2f}" == r["cobb_deg"]
     # same seed, same files (bit for bit); another seed, other files
-    ph.generate(tmp_path / "b", 16, 99, **kw)
+    phf.generate(tmp_path / "b", 16, 99, **kw)
     for r in labels:
         assert _sha(tmp_path / "a" / r["file"]) == _sha(tmp_path / "b" / r["file"])
     assert (tmp_path / "a" / "labels.csv").read_bytes() == (tmp_path / "b" / "labels.csv").read_bytes()
-    other = ph.generate(tmp_path / "c", 4, 100, **kw)
+    other = phf.generate(tmp_path / "c", 4, 100, **kw)
     assert [r["seed"] for r in other] != [r["seed"] for r in rows[:4]]
 
 
 def test_generate_respects_restricted_choices(tmp_path: Path):
-    rows = ph.generate(tmp_path, 5, 1, formats=("png",), bit_depths=(16,), negative_fraction=0,
-                       right_fraction=1.0, size_range=(80, 80))
+    rows = phf.generate(tmp_path, 5, 1, formats=("png",), bit_depths=(16,), negative_fraction=0,
+                        right_fraction=1.0, size_range=(80, 80))
     assert {(r["format"], r["bit_depth"], r["facing"], r["negative"], r["height"]) for r in rows} == \
         {("png", 16, "right", False, 80)}
     with pytest.raises(ValueError):
-        ph.generate(tmp_path, 1, 1, formats=("gif",))
-    assert ph.generate(tmp_path / "empty", 0, 1) == []
+        phf.generate(tmp_path, 1, 1, formats=("gif",))
+    assert phf.generate(tmp_path / "empty", 0, 1) == []
     assert _read_labels(tmp_path / "empty") == []
 
 
@@ -337,16 +338,17 @@ def test_generate_respects_restricted_choices(tmp_path: Path):
 
 def test_contact_sheet(tmp_path: Path):
     p = ph.PhantomParams.random(4, height=120, format="dicom", bit_depth=16, negative=True)
-    path = ph.write_phantom(p, tmp_path / "one")
-    out = ph.contact_sheet([path, ph.render_canonical(1, 64), ph.render(ph.PhantomParams.random(2, height=90))],
-                           tmp_path / "sheet.png", cols=2, tile=64, labels=["dcm", "canon", "float"])
+    path = phf.write_phantom(p, tmp_path / "one")
+    out = phf.contact_sheet([path, ph.render_canonical(1, 64), ph.render(ph.PhantomParams.random(2, height=90))],
+                            tmp_path / "sheet.png", cols=2, tile=64, labels=["dcm", "canon", "float"])
     with Image.open(out) as im:
         assert im.format == "PNG" and im.mode == "L"
         assert im.size == (2 * 64 + 3 * 4, 2 * 64 + 3 * 4)
 
 
 def test_engine_module_imports_no_ui_or_database():
-    code = "import sys, core.phantom; bad = {'textual', 'duckdb', 'rich'} & set(sys.modules); print(sorted(bad))"
+    code = ("import sys, core.phantom, core.phantom_files; bad = {'textual', 'duckdb', 'rich'} & set(sys.modules); "
+            "print(sorted(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"

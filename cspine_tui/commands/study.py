@@ -81,7 +81,7 @@ def _print_status(status: dict) -> None:
 
 
 def cmd_phantoms(args: argparse.Namespace) -> int:
-    from core import phantom
+    from core import phantom_files
 
     from cspine_tui.commands.common import _stderr_console
     from rich.progress import Progress
@@ -90,14 +90,14 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
     depths = tuple(int(b) for b in args.bit_depths.split(",") if b.strip())
     with Progress(console=_stderr_console()) as bar:
         task = bar.add_task("phantoms", total=args.count)
-        rows = phantom.generate(
+        rows = phantom_files.generate(
             args.out, args.count, args.seed, negative_fraction=args.negative_fraction,
             right_fraction=args.right_fraction, formats=formats, bit_depths=depths,
             defect_fraction=args.defect_fraction, size_range=(args.min_height, args.max_height),
             progress=lambda done, total: bar.update(task, completed=done),
         )
     if args.contact_sheet:
-        phantom.contact_sheet([Path(args.out) / r["file"] for r in rows], args.contact_sheet)
+        phantom_files.contact_sheet([Path(args.out) / r["file"] for r in rows], args.contact_sheet)
     print(f"wrote {len(rows)} phantoms and labels.csv to {args.out}", file=sys.stderr)
     return 0
 

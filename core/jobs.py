@@ -412,6 +412,28 @@ def request_pause(study: Study, job_id: str) -> dict[str, Any]:
     return record
 
 
+def resumable_record(study: Study, job_id: str) -> dict[str, Any]:
+    """The job's record if it can resume (paused, failed or queued), else a clear error."""
+    record = reconcile(study, job_record(study, job_id))
+    if record["state"] not in ("paused", "failed", "queued"):
+        raise CspineError(f"job {record['id']} is {record['state']}; only paused, failed or queued jobs resume")
+    return record
+
+
+def control(study: Study, job_id: str, action: str) -> str:
+    """Pause, cancel or resume (detached) a job, as the screens' keys do; returns a one-line message."""
+    if action == "pause":
+        request_pause(study, job_id)
+        return f"pause requested for {job_id}: it stops at its next safe point, resumable"
+    if action == "cancel":
+        return f"cancel requested for {job_id} ({cancel_job(study, job_id)['state']})"
+    if action == "resume":
+        record = resumable_record(study, job_id)
+        pid = start_detached(study, record["id"], resume_command(study, record["id"]))
+        return f"resumed {record['id']} in the background (pid {pid})"
+    raise ValueError(f"unknown job action {action!r}")
+
+
 def _heartbeat(ctx: JobContext, stop: threading.Event) -> None:
     while not stop.wait(HEARTBEAT_S):
         with ctx._lock:

@@ -147,3 +147,18 @@ def test_pause_command_needs_a_running_job(study, capsys):
     assert jobs.job_record(study, job)["state"] == "succeeded"
     assert main(["pause", job, "--study", str(study.root)]) == 2
     assert "not running" in capsys.readouterr().err
+
+
+def test_control_refuses_what_a_job_state_does_not_allow(study) -> None:
+    from core import jobs
+    from core.errors import CspineError
+
+    job = jobs.create_job(study, "selftest", {"n": 2})
+    jobs.run_job(study, job)
+    with pytest.raises(CspineError, match="only paused, failed or queued jobs resume"):
+        jobs.control(study, job, "resume")
+    with pytest.raises(CspineError, match="not running"):
+        jobs.control(study, job, "pause")
+    queued = jobs.create_job(study, "selftest", {"n": 2})
+    assert "cancelled" in jobs.control(study, queued, "cancel")
+    assert jobs.job_record(study, queued)["state"] == "cancelled"

@@ -79,14 +79,11 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from core import jobs
-    from core.errors import CspineError
 
     from cspine_tui.commands.common import finish, run_foreground
 
     study = open_study(args)
-    record = jobs.reconcile(study, jobs.job_record(study, args.job))
-    if record["state"] not in ("paused", "failed", "queued"):
-        raise CspineError(f"job {record['id']} is {record['state']}; only paused, failed or queued jobs resume")
+    record = jobs.resumable_record(study, args.job)
     command = jobs.resume_command(study, record["id"])
     if args.detach:
         pid = jobs.start_detached(study, record["id"], command)

@@ -168,20 +168,8 @@ class JobsScreen(Screen):
     @work(thread=True, group="jobs-action")
     def _do(self, what: str, job_id: str) -> None:
         from core import jobs
-        from core.errors import CspineError
 
-        study = self.app.study
-        if what == "pause":
-            jobs.request_pause(study, job_id)
-            message = f"pause requested for {job_id}"
-        elif what == "cancel":
-            message = f"cancel requested for {job_id} ({jobs.cancel_job(study, job_id)['state']})"
-        else:
-            record = jobs.reconcile(study, jobs.job_record(study, job_id))
-            if record["state"] not in ("paused", "failed", "queued"):
-                raise CspineError(f"job {job_id} is {record['state']}; only paused, failed or queued jobs resume")
-            jobs.start_detached(study, job_id, jobs.resume_command(study, job_id))
-            message = f"resumed {job_id} in the background"
+        message = jobs.control(self.app.study, job_id, what)
         self.app.call_from_thread(self.app.notify, message)
         self.app.call_from_thread(self.refresh_jobs)
 

@@ -31,7 +31,7 @@ def phantom_version() -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for name in ("phantom.py", "phantom_files.py"):
+    for name in ("phantom.py", "phantom_draw.py", "phantom_files.py"):
         h.update((ROOT / "core" / name).read_bytes())
     return h.hexdigest()[:10]
 

@@ -18,7 +18,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from core.phantom import _FORMAT_ALIASES, _S_BATCH, DEFECTS, FORMATS, PhantomError, PhantomParams, render
+from core.phantom import _FORMAT_ALIASES, DEFECTS, FORMATS, PhantomError, PhantomParams, render
+from core.phantom_draw import _S_BATCH
 
 LABEL_COLUMNS = ("file", "seed", "facing", "negative", "bit_depth", "format", "width", "height", "defect",
                  "cobb_deg")

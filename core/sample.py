@@ -187,8 +187,9 @@ class _Group:
 def blocks(count: int, batch: int) -> list[list[int]]:
     """The aligned blocks of indices a run always computes together, each a full batch.
 
-    The last block runs past `count` (the extra images are computed and dropped), so an image's pixels never
-    depend on the count a job asked for: extending a run later gives the images one longer run gives.
+    The last block runs past `count` (the extra images are computed and dropped), so once a run's batch is
+    fixed an image's pixels do not depend on the count a job asked for: extending the run later gives the
+    images one longer run with that batch gives.
     """
     return [list(range(s, s + batch)) for s in range(0, count, batch)]
 
@@ -240,6 +241,9 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
     cfg, unet = _load_network(study, p, device, compile=bool(p.get("compile")) and device.type == "cuda")
     if existing is not None and existing["params"].get("batch"):
         batch = int(existing["params"]["batch"])
+        if existing["params"].get("device") not in (None, device.type) and group.rank == 0:
+            ctx.log(f"note: run {run_id} began on {existing['params']['device']} and continues on "
+                    f"{device.type}; its images stay valid but are not bit-identical across devices")
     else:
         batch = int(p.get("batch") or default_batch_size(unet, cfg, device))
         batch = min(min(group.gather(batch)), int(p["count"]))  # every rank must cut the same blocks
@@ -411,8 +415,9 @@ def demo_sample(study: Study, log, count: int = DEMO_IMAGES_PER_CHECKPOINT) -> l
             continue
         log(f"sampling {count} images from checkpoint {c['step']} ({DEFAULT_FAST_SAMPLER} x "
             f"{DEFAULT_STEPS[DEFAULT_FAST_SAMPLER]} steps) into {name}")
+        # One block of exactly `count` images: nothing is computed past the count.
         params = sample_params(study, checkpoint=c["step"], job=c["job_id"], count=count, seed=DEMO_SEED + c["step"],
-                               run=name, device="cpu")
+                               run=name, device="cpu", batch=count)
         record = jobs.run_job(study, jobs.create_job(study, "sample", params), foreground=True)
         if record["state"] != "succeeded":
             raise CspineError(f"demo sampling from checkpoint {c['step']} ended {record['state']}: "

@@ -505,10 +505,10 @@ class _Writer:
 
 def demo_ingest(study: Study, log: Callable[[str], None]) -> None:
     """The demo's ingest stage: the phantoms in source-phantoms/ through the ingest job; idempotent."""
-    from core import jobs
+    from core import job_control, jobs
 
     folder = str((study.root / "source-phantoms").absolute())
-    mine = [j for j in jobs.list_jobs(study, kind="ingest") if j["params"].get("paths") == [folder]]
+    mine = [j for j in job_control.list_jobs(study, kind="ingest") if j["params"].get("paths") == [folder]]
     if any(j["state"] == "succeeded" for j in mine):
         return
     resumable = [j for j in mine if j["state"] in ("paused", "failed", "queued")]

@@ -16,7 +16,8 @@ it saves its state and the job ends ``paused``, resumable with ``resume``. A job
 recognised (pid reuse included, by comparing /proc start times) and shown as failed.
 
 Runners are plain functions ``run(ctx: JobContext) -> dict | None`` registered by import path in RUNNERS,
-so listing jobs never imports torch.
+so listing jobs never imports torch. Watching and controlling jobs from outside (list, reconcile, pause,
+cancel, resume, wait, log tail) lives in ``core.job_control``.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def job_record(study: Study, job_id: str) -> dict[str, Any]:
     return row
 
 
-def _set_state(study: Study, job_id: str, state: str, **columns: Any) -> None:
+def set_state(study: Study, job_id: str, state: str, **columns: Any) -> None:
     sets = ["state = ?"]
     values: list[Any] = [state]
     for key, value in columns.items():
@@ -325,7 +326,7 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
     record = job_record(study, job_id)
     if not is_main_process():  # a non-zero rank of a multi-process job: rank 0 does the bookkeeping
         return _run_secondary_rank(study, record, foreground)
-    if record["state"] == "running" and process_alive(record["pid"], _start_ticks(study, job_id)):
+    if record["state"] == "running" and process_alive(record["pid"], recorded_start_ticks(study, job_id)):
         raise CspineError(f"job {job_id} is already running (pid {record['pid']})")
     if record["state"] in ("succeeded", "cancelled"):
         raise CspineError(f"job {job_id} has {record['state']}; start a new one instead")
@@ -348,7 +349,7 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
         job_json.update({"pid": pid, "start_ticks": process_start_ticks(pid), "host": socket.gethostname(),
                          "started_at": now_iso(), "python": sys.executable})
         write_json_atomic(ctx.dir / "job.json", job_json)
-        _set_state(study, job_id, "running", pid=pid, host=socket.gethostname(),
+        set_state(study, job_id, "running", pid=pid, host=socket.gethostname(),
                    started_at=datetime.now(), ended_at=None, error=None)
         ctx.write_status("running", pid=pid)
         threading.Thread(target=_heartbeat, args=(ctx, stop_heartbeat), daemon=True).start()
@@ -377,7 +378,7 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
     if ctx.is_main:
         ctx.log(f"job {job_id} {state}" + (f": {error}" if error else ""))
         ctx.write_status(state, error=error, result=result)
-        _set_state(study, job_id, state, ended_at=datetime.now(), error=error, result=result,
+        set_state(study, job_id, state, ended_at=datetime.now(), error=error, result=result,
                    **({"output": result["output"]} if isinstance(result, dict) and "output" in result else {}))
     return job_record(study, job_id)
 
@@ -402,45 +403,14 @@ def _run_secondary_rank(study: Study, record: dict[str, Any], foreground: bool) 
     return {**record, "state": state, "error": error, "result": result}
 
 
-def request_pause(study: Study, job_id: str) -> dict[str, Any]:
-    """Ask a running job to checkpoint and end paused at its next safe point (resumable)."""
-    record = reconcile(study, job_record(study, job_id))
-    if record["state"] != "running":
-        raise CspineError(f"job {record['id']} is {record['state']}, not running; nothing to pause"
-                          + (" (cancel it instead)" if record["state"] == "queued" else ""))
-    (run_dir(study, record["id"]) / "pause").touch()
-    return record
-
-
-def resumable_record(study: Study, job_id: str) -> dict[str, Any]:
-    """The job's record if it can resume (paused, failed or queued), else a clear error."""
-    record = reconcile(study, job_record(study, job_id))
-    if record["state"] not in ("paused", "failed", "queued"):
-        raise CspineError(f"job {record['id']} is {record['state']}; only paused, failed or queued jobs resume")
-    return record
-
-
-def control(study: Study, job_id: str, action: str) -> str:
-    """Pause, cancel or resume (detached) a job, as the screens' keys do; returns a one-line message."""
-    if action == "pause":
-        request_pause(study, job_id)
-        return f"pause requested for {job_id}: it stops at its next safe point, resumable"
-    if action == "cancel":
-        return f"cancel requested for {job_id} ({cancel_job(study, job_id)['state']})"
-    if action == "resume":
-        record = resumable_record(study, job_id)
-        pid = start_detached(study, record["id"], resume_command(study, record["id"]))
-        return f"resumed {record['id']} in the background (pid {pid})"
-    raise ValueError(f"unknown job action {action!r}")
-
-
 def _heartbeat(ctx: JobContext, stop: threading.Event) -> None:
     while not stop.wait(HEARTBEAT_S):
         with ctx._lock:
             ctx._write_status_locked()
 
 
-def _start_ticks(study: Study, job_id: str) -> int | None:
+def recorded_start_ticks(study: Study, job_id: str) -> int | None:
+    """The /proc start time the job's runner recorded in job.json (tells a reused pid apart)."""
     return (read_json(run_dir(study, job_id) / "job.json") or {}).get("start_ticks")
 
 
@@ -474,98 +444,6 @@ def start_detached(study: Study, job_id: str, command: list[str] | None = None) 
     # Record the launcher pid so the job shows as alive before the runner writes its own.
     study.store.execute("UPDATE jobs SET pid = ? WHERE id = ? AND state = 'queued'", [proc.pid, job_id])
     return proc.pid
-
-
-# ---------------------------------------------------------------------------------------------------
-# Watching and controlling
-
-
-def job_status(study: Study, job_id: str) -> dict[str, Any]:
-    return read_json(run_dir(study, job_id) / "status.json") or {}
-
-
-def reconcile(study: Study, record: dict[str, Any]) -> dict[str, Any]:
-    """Mark a running job whose process is gone as failed (resumable when its runner can resume)."""
-    if record["state"] != "running":
-        return record
-    if process_alive(record.get("pid"), _start_ticks(study, record["id"])):
-        return record
-    error = f"the job's process (pid {record.get('pid')}) died without finishing; resume it with " \
-            f"`cspine-tui resume {record['id']}`"
-    _set_state(study, record["id"], "failed", ended_at=datetime.now(), error=error)
-    status = job_status(study, record["id"])
-    write_json_atomic(run_dir(study, record["id"]) / "status.json", {**status, "state": "failed", "error": error})
-    record.update(state="failed", error=error)
-    return record
-
-
-def list_jobs(study: Study, kind: str | None = None) -> list[dict[str, Any]]:
-    """All jobs, newest first, with live status merged in and dead processes recognised."""
-    sql = "SELECT * FROM jobs" + (" WHERE kind = ?" if kind else "") + " ORDER BY created_at DESC, id DESC"
-    rows = study.store.query(sql, [kind] if kind else None)
-    out = []
-    for row in rows:
-        row["params"] = json.loads(row["params"]) if row["params"] else {}
-        row["result"] = json.loads(row["result"]) if row["result"] else None
-        row = reconcile(study, row)
-        status = job_status(study, row["id"])
-        out.append({
-            "id": row["id"], "kind": row["kind"], "state": row["state"], "pid": row["pid"],
-            "progress": status.get("progress"), "done": status.get("done"), "total": status.get("total"),
-            "step": status.get("step"), "message": status.get("message"),
-            "heartbeat": status.get("heartbeat"), "output": row["output"] or status.get("output"),
-            "error": row["error"], "created_at": str(row["created_at"]),
-            "started_at": str(row["started_at"]) if row["started_at"] else None,
-            "ended_at": str(row["ended_at"]) if row["ended_at"] else None,
-            "params": row["params"], "result": row["result"],
-        })
-    return out
-
-
-def cancel_job(study: Study, job_id: str) -> dict[str, Any]:
-    record = reconcile(study, job_record(study, job_id))
-    job_id = record["id"]
-    if record["state"] in ("succeeded", "failed", "cancelled"):
-        raise CspineError(f"job {job_id} has already ended ({record['state']})")
-    (run_dir(study, job_id) / "cancel").touch()
-    if record["state"] == "running" and record["pid"]:
-        try:
-            os.killpg(record["pid"], signal.SIGTERM)  # detached jobs lead their own process group
-        except (ProcessLookupError, PermissionError):
-            try:
-                os.kill(record["pid"], signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    else:  # queued or paused: nothing runs, so the cancel takes effect now
-        _set_state(study, job_id, "cancelled", ended_at=datetime.now())
-        write_json_atomic(run_dir(study, job_id) / "status.json", {**job_status(study, job_id), "state": "cancelled"})
-    return job_record(study, job_id)
-
-
-def wait_for(study: Study, job_id: str, timeout: float = 60.0, states: tuple[str, ...] = ("succeeded", "failed",
-             "paused", "cancelled")) -> dict[str, Any]:
-    """Poll until a job reaches one of `states` (used by tests and scripts; never by the TUI loop)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        record = reconcile(study, job_record(study, job_id))
-        if record["state"] in states:
-            return record
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"job {job_id} still {record['state']} after {timeout} s")
-        time.sleep(0.05)
-
-
-def tail_log(study: Study, job_id: str, lines: int = 20) -> list[str]:
-    path = run_dir(study, job_id) / "log.txt"
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            text = fh.read().decode(errors="replace")
-    except FileNotFoundError:
-        return []
-    return text.splitlines()[-lines:]
 
 
 def _selftest_runner(ctx: JobContext) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.jobs import list_jobs
+from core.job_control import list_jobs
 from core.screening_rules import checkpoint_counts, final_rule
 from core.study import Study
 

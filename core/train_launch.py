@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from core import jobs
+from core import job_control, jobs
 from core.errors import CspineError
 from core.study import Study
 
@@ -85,7 +85,7 @@ def run_launcher(study: Study, job_id: str, command: list[str], *,
     try:
         while proc.poll() is None:
             if on_status:
-                on_status(jobs.job_status(study, job_id))
+                on_status(job_control.job_status(study, job_id))
             time.sleep(poll_s)
     except KeyboardInterrupt:
         (folder / "pause").touch()  # every rank sees it at its next step and the job pauses
@@ -97,9 +97,9 @@ def settle_after_launcher(study: Study, job_id: str, returncode: int) -> dict[st
     """After the launcher exits: a job rank 0 never finished (launcher error, crash) is recorded failed."""
     record = jobs.job_record(study, job_id)
     if record["state"] in jobs.ACTIVE_STATES:
-        record = jobs.reconcile(study, record)
+        record = job_control.reconcile(study, record)
     if record["state"] in jobs.ACTIVE_STATES:  # never started: the launcher itself failed
-        tail = " | ".join(jobs.tail_log(study, job_id, 3))
+        tail = " | ".join(job_control.tail_log(study, job_id, 3))
         error = f"the launcher exited with code {returncode} before the job started: {tail}"
         study.store.execute("UPDATE jobs SET state = 'failed', error = ? WHERE id = ?", [error, job_id])
         record = jobs.job_record(study, job_id)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import ingest, jobs, realset
+from core import ingest, job_control, jobs, realset
 from core.errors import CspineError
 from tests.conftest_ingest import draw_film, save_dicom, save_pil
 
@@ -237,7 +237,7 @@ def test_demo_stage_ingests_the_phantoms_once(study):
     messages: list[str] = []
     ingest.demo_ingest(study, messages.append)
     ingest.demo_ingest(study, messages.append)                   # idempotent: nothing new, no second job
-    assert len(jobs.list_jobs(study, kind="ingest")) == 1
+    assert len(job_control.list_jobs(study, kind="ingest")) == 1
     rows = {Path(r["source_path"]).name: r for r in study.store.query("SELECT * FROM real_images")}
     assert len(rows) == 6 and study.store.scalar("SELECT count(*) FROM splits") == 6
     for label in labels:
@@ -263,11 +263,11 @@ def test_sigterm_to_the_process_group_pauses_a_detached_ingest_and_resume_finish
     job_id = jobs.create_job(study, "ingest", ingest.ingest_params([src], workers=2))
     pid = jobs.start_detached(study, job_id)
     deadline = time.monotonic() + 120
-    while (jobs.job_status(study, job_id).get("done") or 0) < 5:
+    while (job_control.job_status(study, job_id).get("done") or 0) < 5:
         assert time.monotonic() < deadline, "the job made no progress"
         time.sleep(0.02)
     os.killpg(pid, signal.SIGTERM)
-    record = jobs.wait_for(study, job_id, timeout=120)
+    record = job_control.wait_for(study, job_id, timeout=120)
     assert record["state"] == "paused", record["error"]
     done = study.store.scalar("SELECT count(*) FROM real_images")
     assert 5 <= done < 120

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from core import jobs
+from core import job_control, jobs
 from core.errors import CspineError
 
 pytestmark = pytest.mark.timeout(120)
@@ -37,9 +37,9 @@ def test_foreground_job_runs_to_success_with_status_and_output(study):
     assert jobs.job_record(study, job)["state"] == "queued"
     record = jobs.run_job(study, job)
     assert record["state"] == "succeeded" and record["result"]["counted"] == 5
-    status = jobs.job_status(study, job)
+    status = job_control.job_status(study, job)
     assert status["state"] == "succeeded" and status["done"] == 5 and status["progress"] == 1.0
-    listed = {j["id"]: j for j in jobs.list_jobs(study)}[job]
+    listed = {j["id"]: j for j in job_control.list_jobs(study)}[job]
     assert listed["output"].endswith("count.txt") and listed["step"] == 5
     with pytest.raises(CspineError, match="succeeded"):
         jobs.run_job(study, job)
@@ -52,7 +52,7 @@ def test_dead_process_is_recognised_as_failed_and_resumable(study):
         else None
     proc.wait()
     _mark_running(study, job, proc.pid, ticks)
-    listed = {j["id"]: j for j in jobs.list_jobs(study)}[job]
+    listed = {j["id"]: j for j in job_control.list_jobs(study)}[job]
     assert listed["state"] == "failed" and "died" in listed["error"] and "resume" in listed["error"]
     assert jobs.run_job(study, job)["state"] == "succeeded"  # a died job resumes
 
@@ -62,18 +62,18 @@ def test_reused_pid_is_not_mistaken_for_the_job(study):
     me = os.getpid()
     real_ticks = jobs.process_start_ticks(me)
     _mark_running(study, job, me, real_ticks)
-    assert jobs.reconcile(study, jobs.job_record(study, job))["state"] == "running"  # alive: our own process
+    assert job_control.reconcile(study, jobs.job_record(study, job))["state"] == "running"  # alive: our own process
     _mark_running(study, job, me, real_ticks - 1)  # same pid, another process's start time
-    assert jobs.reconcile(study, jobs.job_record(study, job))["state"] == "failed"
+    assert job_control.reconcile(study, jobs.job_record(study, job))["state"] == "failed"
 
 
 def test_cancel_queued_and_ended_jobs(study):
     job = jobs.create_job(study, "selftest", {"n": 3})
-    assert jobs.cancel_job(study, job)["state"] == "cancelled"
+    assert job_control.cancel_job(study, job)["state"] == "cancelled"
     with pytest.raises(CspineError, match="already ended"):
-        jobs.cancel_job(study, job)
+        job_control.cancel_job(study, job)
     with pytest.raises(CspineError, match="no job"):
-        jobs.cancel_job(study, "nope")
+        job_control.cancel_job(study, "nope")
 
 
 def test_time_limit_pauses_and_resume_continues(study):
@@ -91,18 +91,18 @@ def test_detached_job_pause_resume_and_cancel(study):
     job = jobs.create_job(study, "selftest", {"n": 100000, "sleep": 0.01})
     pid = jobs.start_detached(study, job)
     assert pid > 0
-    _poll(lambda: (jobs.job_status(study, job).get("done") or 0) >= 3, what="the job to count")
-    jobs.request_pause(study, job)
-    paused = jobs.wait_for(study, job, timeout=60)
+    _poll(lambda: (job_control.job_status(study, job).get("done") or 0) >= 3, what="the job to count")
+    job_control.request_pause(study, job)
+    paused = job_control.wait_for(study, job, timeout=60)
     assert paused["state"] == "paused" and "pause requested" in paused["error"]
-    count = jobs.job_status(study, job)["done"]
+    count = job_control.job_status(study, job)["done"]
     jobs.start_detached(study, job, jobs.resume_command(study, job))
-    _poll(lambda: (jobs.job_status(study, job).get("done") or 0) > count + 3, what="resumed counting")
+    _poll(lambda: (job_control.job_status(study, job).get("done") or 0) > count + 3, what="resumed counting")
     assert jobs.job_record(study, job)["state"] == "running"
-    jobs.cancel_job(study, job)  # SIGTERM to the job: stops at its next safe point
-    assert jobs.wait_for(study, job, timeout=60)["state"] == "cancelled"
+    job_control.cancel_job(study, job)  # SIGTERM to the job: stops at its next safe point
+    assert job_control.wait_for(study, job, timeout=60)["state"] == "cancelled"
     with pytest.raises(CspineError, match="not running"):
-        jobs.request_pause(study, job)
+        job_control.request_pause(study, job)
 
 
 def test_secondary_rank_leaves_bookkeeping_to_rank_zero(study, monkeypatch):
@@ -150,15 +150,15 @@ def test_pause_command_needs_a_running_job(study, capsys):
 
 
 def test_control_refuses_what_a_job_state_does_not_allow(study) -> None:
-    from core import jobs
+    from core import job_control, jobs
     from core.errors import CspineError
 
     job = jobs.create_job(study, "selftest", {"n": 2})
     jobs.run_job(study, job)
     with pytest.raises(CspineError, match="only paused, failed or queued jobs resume"):
-        jobs.control(study, job, "resume")
+        job_control.control(study, job, "resume")
     with pytest.raises(CspineError, match="not running"):
-        jobs.control(study, job, "pause")
+        job_control.control(study, job, "pause")
     queued = jobs.create_job(study, "selftest", {"n": 2})
-    assert "cancelled" in jobs.control(study, queued, "cancel")
+    assert "cancelled" in job_control.control(study, queued, "cancel")
     assert jobs.job_record(study, queued)["state"] == "cancelled"

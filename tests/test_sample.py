@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core import jobs, synthetic
+from core import job_control, jobs, synthetic
 from core.errors import CspineError
 from core.model import get_preset, lucidrains_sigmoid_betas
 from core.sample import blocks, pending_blocks, regenerate, sample_params
@@ -138,7 +138,7 @@ def test_sample_job_writes_images_rows_and_provenance(sample_study):
         im = Image.open(path)
         assert im.mode == "L" and im.size == (32, 32)
         assert r["orientation_confidence"] is not None
-    listed = {j["id"]: j for j in jobs.list_jobs(study, kind="sample")}
+    listed = {j["id"]: j for j in job_control.list_jobs(study, kind="sample")}
     assert listed[record["id"]]["output"] == str(folder.resolve())
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import jobs, synthetic
+from core import job_control, jobs, synthetic
 from core.sample import sample_params
 from tests.conftest_sample import sample_study, twin_study  # noqa: F401 - fixtures
 
@@ -88,7 +88,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_images(sample_study, twin_st
     _wait_rows(sample_study, "r", 2)
     os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while jobs.reconcile(sample_study, jobs.job_record(sample_study, job_id))["state"] != "failed":
+    while job_control.reconcile(sample_study, jobs.job_record(sample_study, job_id))["state"] != "failed":
         assert time.monotonic() < deadline, "the killed job was not recognised as dead"
         time.sleep(0.05)
     folder = sample_study.synthetic_dir / "r"
@@ -109,7 +109,7 @@ def test_sigterm_pauses_between_batches_and_resume_finishes(sample_study):
     pid = jobs.start_detached(sample_study, job_id)
     _wait_rows(sample_study, "r", 2)
     os.kill(jobs.job_record(sample_study, job_id)["pid"] or pid, signal.SIGTERM)
-    record = jobs.wait_for(sample_study, job_id, timeout=120)
+    record = job_control.wait_for(sample_study, job_id, timeout=120)
     assert record["state"] == "paused" and "SIGTERM" in record["error"]
     n = len(synthetic.done_indices(sample_study, "r"))
     assert n % 2 == 0 and 2 <= n <= 10  # whole blocks only
@@ -134,7 +134,7 @@ def test_two_cpu_processes_make_the_images_one_process_makes(sample_study, twin_
     assert all(np.array_equal(got[i], reference[i]) for i in got)
     # Both ranks worked, and only rank 0 wrote rows: one per image.
     assert sample_study.store.scalar("SELECT count(*) FROM synthetic_images") == 7
-    assert "2 process(es)" in "\n".join(jobs.tail_log(sample_study, job_id, 50))
+    assert "2 process(es)" in "\n".join(job_control.tail_log(sample_study, job_id, 50))
 
 
 def test_sbatch_writes_a_script_and_leaves_the_job_queued(sample_study, capsys):
@@ -156,6 +156,6 @@ def test_detached_sample_runs_to_the_end(sample_study):
                "--steps", 3, "--run", "bg", "--detach")
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.strip().splitlines()[-1]
-    record = jobs.wait_for(sample_study, job_id, timeout=180)
+    record = job_control.wait_for(sample_study, job_id, timeout=180)
     assert record["state"] == "succeeded", record["error"]
     assert synthetic.done_indices(sample_study, "bg") == {0, 1}

@@ -253,7 +253,7 @@ async def test_filters_and_palette_commands(study, ids) -> None:
 
 
 async def test_release_from_the_palette_runs_as_a_job(study, ids) -> None:
-    from core import jobs
+    from core import job_control
 
     screening.decide_many(study, [(i, "accept", None, None) for i in ids[:4]], "ann")
     app = _app(study)
@@ -264,7 +264,7 @@ async def test_release_from_the_palette_runs_as_a_job(study, ids) -> None:
         assert any("release job" in str(n.message) for n in app._notifications)
     end = time.monotonic() + 120
     while True:
-        states = [j["state"] for j in jobs.list_jobs(study) if j["kind"] == "release"]
+        states = [j["state"] for j in job_control.list_jobs(study) if j["kind"] == "release"]
         if states and states[0] not in ("queued", "running"):
             break
         assert time.monotonic() < end, "the release job did not finish"

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from core import jobs
+from core import job_control, jobs
 from core.errors import CspineError
 from core.train import resolve_config, train_params
 from tests.conftest_train import TINY, add_real_images, train_study  # noqa: F401 - fixture
@@ -132,13 +132,13 @@ def test_exact_resume_after_sigkill_matches_uninterrupted_run(train_study):
                           deterministic=True, val_repeats=2, _test_sigkill_at_step=4)
     job = jobs.create_job(study, "train", params)
     jobs.start_detached(study, job)
-    dead = jobs.wait_for(study, job, timeout=240)
+    dead = job_control.wait_for(study, job, timeout=240)
     assert dead["state"] == "failed" and "died" in dead["error"]  # recognised as a dead process
     assert (jobs.run_dir(study, job) / "checkpoints" / "step-3" / "state").is_dir()
     assert not (jobs.run_dir(study, job) / "checkpoints" / "step-6").exists()
     done = jobs.run_job(study, job)  # resume
     assert done["state"] == "succeeded", done["error"]
-    assert "resumed from step-3" in "\n".join(jobs.tail_log(study, job, 50))
+    assert "resumed from step-3" in "\n".join(job_control.tail_log(study, job, 50))
     for sub in ("unet", "unet_ema"):
         assert _max_diff(_weights(study, ref["id"], 6, sub), _weights(study, job, 6, sub)) <= 1e-6
     # The metrics of the steps that ran twice were replaced, not duplicated.
@@ -154,11 +154,11 @@ def test_time_limit_pauses_with_a_checkpoint_and_resume_continues(train_study):
     job = jobs.create_job(study, "train", params)
     first = jobs.run_job(study, job)
     assert first["state"] == "paused" and "time limit" in first["error"]
-    step1 = jobs.job_status(study, job)["step"]
+    step1 = job_control.job_status(study, job)["step"]
     assert step1 >= 1 and (jobs.run_dir(study, job) / "checkpoints" / f"step-{step1}" / "state").is_dir()
     second = jobs.run_job(study, job)
     assert second["state"] == "paused"
-    assert jobs.job_status(study, job)["step"] > step1
+    assert job_control.job_status(study, job)["step"] > step1
 
 
 def test_non_finite_loss_fails_naming_step_and_last_checkpoint(train_study):
@@ -207,7 +207,7 @@ def test_demo_train_stage_is_idempotent(train_study, monkeypatch):
     if fid["extractor"] == "proxy":
         assert any("NOT Inception" in line for line in logs)
     again = train.demo_train(train_study, logs.append)
-    assert again == job and len(jobs.list_jobs(train_study, kind="train")) == 1
+    assert again == job and len(job_control.list_jobs(train_study, kind="train")) == 1
 
 
 def test_impossible_settings_are_one_clear_error(study):

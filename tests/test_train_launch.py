@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from core import jobs, train_launch
+from core import job_control, jobs, train_launch
 from core.train import train_params
 from tests.conftest_train import TINY, train_study  # noqa: F401 - fixture
 
@@ -36,7 +36,7 @@ def test_two_cpu_processes_train_like_one(train_study):
     two = jobs.create_job(study, "train", train_params(study, preset="tiny", overrides=over, seed=5,
                                                        num_processes=2))
     record = train_launch.start(study, two, detach=False)
-    log = "\n".join(jobs.tail_log(study, two, 40))
+    log = "\n".join(job_control.tail_log(study, two, 40))
     assert record["state"] == "succeeded", f"{record['error']}\n{log}"
     assert record["result"]["processes"] == 2  # a real world of 2, not two ranks both believing they are 0
     assert "2 process(es)" in log
@@ -86,7 +86,7 @@ def test_sbatch_usr1_trap_checkpoints_pauses_and_requeues(train_study, tmp_path)
     proc = subprocess.Popen(["bash", str(script)], env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        _poll(lambda: (jobs.job_status(study, job).get("step") or 0) >= 2, 240, "the job to train")
+        _poll(lambda: (job_control.job_status(study, job).get("step") or 0) >= 2, 240, "the job to train")
         os.kill(proc.pid, signal.SIGUSR1)
         assert proc.wait(timeout=180) == 0
     finally:
@@ -95,5 +95,5 @@ def test_sbatch_usr1_trap_checkpoints_pauses_and_requeues(train_study, tmp_path)
     record = jobs.job_record(study, job)
     assert record["state"] == "paused", (tmp_path / "slurm.out").read_text()
     assert calls.read_text().split() == ["requeue", "4242"]
-    step = jobs.job_status(study, job)["step"]
+    step = job_control.job_status(study, job)["step"]
     assert (jobs.run_dir(study, job) / "checkpoints" / f"step-{step}" / "state").is_dir()

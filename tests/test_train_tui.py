@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from core import jobs, runview
+from core import job_control, jobs, runview
 from cspine_tui.app import CspineApp
 from tests.conftest import screen_text
 
@@ -112,7 +112,7 @@ async def test_jobs_screen_lists_jobs_with_sparkline_and_log_and_outlives_the_ap
     live = jobs.create_job(study, "selftest", {"n": 100000, "sleep": 0.01})
     jobs.start_detached(study, live)
     deadline = time.monotonic() + 60
-    while (jobs.job_status(study, live).get("done") or 0) < 2:
+    while (job_control.job_status(study, live).get("done") or 0) < 2:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     try:
@@ -133,7 +133,7 @@ async def test_jobs_screen_lists_jobs_with_sparkline_and_log_and_outlives_the_ap
             await _until(app, pilot, screen.refresh_jobs, lambda: f"job {live} (selftest) started" in screen_text(app))
         # The app is closed: the detached job still runs, and a new app sees it live.
         assert jobs.job_record(study, live)["state"] == "running"
-        before = jobs.job_status(study, live)["done"]
+        before = job_control.job_status(study, live)["done"]
         app = CspineApp(study, reviewer="tester", image_protocol="off")
         async with app.run_test(size=(160, 48)) as pilot:
             app.open_screen("jobs")
@@ -141,9 +141,9 @@ async def test_jobs_screen_lists_jobs_with_sparkline_and_log_and_outlives_the_ap
             row = {r["id"]: r for r in app.screen.rows}[live]
             assert row["state"] == "running" and row["status"]["done"] >= before
     finally:
-        jobs.cancel_job(study, live)
-        end = jobs.wait_for(study, live, timeout=60)
-        assert end["state"] == "cancelled", (end["error"], jobs.tail_log(study, live, 10))
+        job_control.cancel_job(study, live)
+        end = job_control.wait_for(study, live, timeout=60)
+        assert end["state"] == "cancelled", (end["error"], job_control.tail_log(study, live, 10))
 
 
 def test_runview_helpers():

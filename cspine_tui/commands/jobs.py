@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from core.jobs import list_jobs
+    from core.job_control import list_jobs
 
     rows = list_jobs(open_study(args), kind=args.kind)
     if args.json:
@@ -60,7 +60,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from core.jobs import cancel_job
+    from core.job_control import cancel_job
 
     record = cancel_job(open_study(args), args.job)
     print(f"cancel requested for {record['id']} (now {record['state']})", file=sys.stderr)
@@ -69,7 +69,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    from core.jobs import request_pause
+    from core.job_control import request_pause
 
     record = request_pause(open_study(args), args.job)
     print(f"pause requested for {record['id']}: it saves its state at its next safe point", file=sys.stderr)
@@ -78,12 +78,12 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from core import jobs
+    from core import job_control, jobs
 
     from cspine_tui.commands.common import finish, run_foreground
 
     study = open_study(args)
-    record = jobs.resumable_record(study, args.job)
+    record = job_control.resumable_record(study, args.job)
     command = jobs.resume_command(study, record["id"])
     if args.detach:
         pid = jobs.start_detached(study, record["id"], command)
@@ -98,12 +98,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from core import jobs
+    from core import job_control, jobs
 
     study = open_study(args)
     job_id = jobs.job_record(study, args.job)["id"]
     path = jobs.run_dir(study, job_id) / "log.txt"
-    for line in jobs.tail_log(study, job_id, args.lines):
+    for line in job_control.tail_log(study, job_id, args.lines):
         print(line)
     if not args.follow:
         return 0
@@ -117,7 +117,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             sys.stdout.write(chunk[:end].decode(errors="replace"))
             sys.stdout.flush()
             pos += end
-        state = jobs.reconcile(study, jobs.job_record(study, job_id))["state"]
+        state = job_control.reconcile(study, jobs.job_record(study, job_id))["state"]
         if state not in jobs.ACTIVE_STATES:
             return 0
         time.sleep(0.5)

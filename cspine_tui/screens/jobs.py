@@ -85,7 +85,7 @@ class JobsScreen(Screen):
             self._poll_lock.release()
 
     def _poll(self) -> None:
-        from core import jobs as core_jobs
+        from core import job_control
 
         study = self.app.study
         rows = runview.scan_jobs(study)
@@ -96,7 +96,7 @@ class JobsScreen(Screen):
             r["metric"] = name
             r["values"] = tail.points(name)[1] if name else []
         selected = self.selected or (rows[0]["id"] if rows else None)
-        log = core_jobs.tail_log(study, selected, LOG_LINES) if selected else []
+        log = job_control.tail_log(study, selected, LOG_LINES) if selected else []
         self.app.call_from_thread(self._show, rows, selected, log)
 
     def _show(self, rows: list[dict[str, Any]], selected: str | None, log: list[str]) -> None:
@@ -167,9 +167,9 @@ class JobsScreen(Screen):
 
     @work(thread=True, group="jobs-action")
     def _do(self, what: str, job_id: str) -> None:
-        from core import jobs
+        from core import job_control
 
-        message = jobs.control(self.app.study, job_id, what)
+        message = job_control.control(self.app.study, job_id, what)
         self.app.call_from_thread(self.app.notify, message)
         self.app.call_from_thread(self.refresh_jobs)
 

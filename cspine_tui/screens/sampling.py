@@ -310,9 +310,9 @@ class SamplingScreen(Screen):
 
     @work(thread=True, group="sampling-action")
     def _do(self, what: str, job_id: str) -> None:
-        from core import jobs
+        from core import job_control
 
-        message = jobs.control(self.app.study, job_id, what)
+        message = job_control.control(self.app.study, job_id, what)
         self.app.call_from_thread(self.app.notify, message)
         self.app.call_from_thread(self.refresh_data, True)
 

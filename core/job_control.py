@@ -1,0 +1,141 @@
+"""Watching and controlling jobs from outside their process: the CLI, the screens, tests and scripts.
+
+``core.jobs`` creates and runs a job inside its own process; this module is the other side. It reads a
+job's live status and log, recognises a job whose process died (``reconcile``), lists jobs, and asks a
+job to pause or cancel (files in the job's folder plus a signal) or starts it again detached (``control``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import datetime
+from typing import Any
+
+from core.errors import CspineError
+from core.jobs import (job_record, process_alive, read_json, recorded_start_ticks, resume_command, run_dir,
+                       set_state, start_detached, write_json_atomic)
+from core.study import Study
+
+
+def job_status(study: Study, job_id: str) -> dict[str, Any]:
+    return read_json(run_dir(study, job_id) / "status.json") or {}
+
+
+def reconcile(study: Study, record: dict[str, Any]) -> dict[str, Any]:
+    """Mark a running job whose process is gone as failed (resumable when its runner can resume)."""
+    if record["state"] != "running":
+        return record
+    if process_alive(record.get("pid"), recorded_start_ticks(study, record["id"])):
+        return record
+    error = f"the job's process (pid {record.get('pid')}) died without finishing; resume it with " \
+            f"`cspine-tui resume {record['id']}`"
+    set_state(study, record["id"], "failed", ended_at=datetime.now(), error=error)
+    status = job_status(study, record["id"])
+    write_json_atomic(run_dir(study, record["id"]) / "status.json", {**status, "state": "failed", "error": error})
+    record.update(state="failed", error=error)
+    return record
+
+
+def list_jobs(study: Study, kind: str | None = None) -> list[dict[str, Any]]:
+    """All jobs, newest first, with live status merged in and dead processes recognised."""
+    sql = "SELECT * FROM jobs" + (" WHERE kind = ?" if kind else "") + " ORDER BY created_at DESC, id DESC"
+    rows = study.store.query(sql, [kind] if kind else None)
+    out = []
+    for row in rows:
+        row["params"] = json.loads(row["params"]) if row["params"] else {}
+        row["result"] = json.loads(row["result"]) if row["result"] else None
+        row = reconcile(study, row)
+        status = job_status(study, row["id"])
+        out.append({
+            "id": row["id"], "kind": row["kind"], "state": row["state"], "pid": row["pid"],
+            "progress": status.get("progress"), "done": status.get("done"), "total": status.get("total"),
+            "step": status.get("step"), "message": status.get("message"),
+            "heartbeat": status.get("heartbeat"), "output": row["output"] or status.get("output"),
+            "error": row["error"], "created_at": str(row["created_at"]),
+            "started_at": str(row["started_at"]) if row["started_at"] else None,
+            "ended_at": str(row["ended_at"]) if row["ended_at"] else None,
+            "params": row["params"], "result": row["result"],
+        })
+    return out
+
+
+def cancel_job(study: Study, job_id: str) -> dict[str, Any]:
+    record = reconcile(study, job_record(study, job_id))
+    job_id = record["id"]
+    if record["state"] in ("succeeded", "failed", "cancelled"):
+        raise CspineError(f"job {job_id} has already ended ({record['state']})")
+    (run_dir(study, job_id) / "cancel").touch()
+    if record["state"] == "running" and record["pid"]:
+        try:
+            os.killpg(record["pid"], signal.SIGTERM)  # detached jobs lead their own process group
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(record["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    else:  # queued or paused: nothing runs, so the cancel takes effect now
+        set_state(study, job_id, "cancelled", ended_at=datetime.now())
+        write_json_atomic(run_dir(study, job_id) / "status.json", {**job_status(study, job_id), "state": "cancelled"})
+    return job_record(study, job_id)
+
+
+def wait_for(study: Study, job_id: str, timeout: float = 60.0, states: tuple[str, ...] = ("succeeded", "failed",
+             "paused", "cancelled")) -> dict[str, Any]:
+    """Poll until a job reaches one of `states` (used by tests and scripts; never by the TUI loop)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = reconcile(study, job_record(study, job_id))
+        if record["state"] in states:
+            return record
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} still {record['state']} after {timeout} s")
+        time.sleep(0.05)
+
+
+def tail_log(study: Study, job_id: str, lines: int = 20) -> list[str]:
+    path = run_dir(study, job_id) / "log.txt"
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            text = fh.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+
+def request_pause(study: Study, job_id: str) -> dict[str, Any]:
+    """Ask a running job to checkpoint and end paused at its next safe point (resumable)."""
+    record = reconcile(study, job_record(study, job_id))
+    if record["state"] != "running":
+        raise CspineError(f"job {record['id']} is {record['state']}, not running; nothing to pause"
+                          + (" (cancel it instead)" if record["state"] == "queued" else ""))
+    (run_dir(study, record["id"]) / "pause").touch()
+    return record
+
+
+def resumable_record(study: Study, job_id: str) -> dict[str, Any]:
+    """The job's record if it can resume (paused, failed or queued), else a clear error."""
+    record = reconcile(study, job_record(study, job_id))
+    if record["state"] not in ("paused", "failed", "queued"):
+        raise CspineError(f"job {record['id']} is {record['state']}; only paused, failed or queued jobs resume")
+    return record
+
+
+def control(study: Study, job_id: str, action: str) -> str:
+    """Pause, cancel or resume (detached) a job, as the screens' keys do; returns a one-line message."""
+    if action == "pause":
+        request_pause(study, job_id)
+        return f"pause requested for {job_id}: it stops at its next safe point, resumable"
+    if action == "cancel":
+        return f"cancel requested for {job_id} ({cancel_job(study, job_id)['state']})"
+    if action == "resume":
+        record = resumable_record(study, job_id)
+        pid = start_detached(study, record["id"], resume_command(study, record["id"]))
+        return f"resumed {record['id']} in the background (pid {pid})"
+    raise ValueError(f"unknown job action {action!r}")

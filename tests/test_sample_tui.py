@@ -77,7 +77,7 @@ async def test_sampling_screen_shows_checkpoints_runs_and_gallery(sample_study):
         # A new image lands while the screen is open: the gallery follows without reopening.
         synthetic.add_images(sample_study, "live", [synthetic.save_image(
             sample_study, "live", 8, np.full((32, 32), 80, np.uint8), seed=8, orient=False)])
-        screen.refresh_data(True)
+        screen.refresh_data()
         await _until(app, pilot, lambda: screen.shown_images[0].endswith("000008.png"))
 
 

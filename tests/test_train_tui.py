@@ -77,7 +77,7 @@ async def test_training_screen_shows_curve_evals_and_stats(study):
         # More lines arrive while the screen is open: the curve grows without reopening.
         with open(jobs.run_dir(study, job) / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps({"step": 301, "time": 0, "train_loss": {"value": 0.01}}) + "\n")
-        await _until(app, pilot, screen.refresh_runs, lambda: screen.tail.points("train_loss")[0][-1] == 301)
+        await _until(app, pilot, screen.poll_now, lambda: screen.tail.points("train_loss")[0][-1] == 301)
 
 
 async def test_training_screen_cancel_and_new_run(study, monkeypatch):
@@ -130,7 +130,7 @@ async def test_jobs_screen_lists_jobs_with_sparkline_and_log_and_outlives_the_ap
             assert {r["id"]: r["state"] for r in screen.rows}[train_job] == "died"
             assert any(ch in text for ch in runview.SPARK)
             screen.selected = live
-            await _until(app, pilot, screen.refresh_jobs, lambda: f"job {live} (selftest) started" in screen_text(app))
+            await _until(app, pilot, screen.poll_now, lambda: f"job {live} (selftest) started" in screen_text(app))
         # The app is closed: the detached job still runs, and a new app sees it live.
         assert jobs.job_record(study, live)["state"] == "running"
         before = job_control.job_status(study, live)["done"]

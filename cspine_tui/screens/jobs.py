@@ -3,19 +3,17 @@ its main metric and the tail of its log, read live from the run folders."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Sparkline, Static
 
 from core import runview
-from cspine_tui.screens.training import state_text
+from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 
 LOG_LINES = 14
 SPARK_METRICS = ("train_loss", "fid", "loss")
@@ -29,7 +27,7 @@ def progress_text(status: dict[str, Any], width: int = 12) -> Text:
     return Text("█" * filled + "░" * (width - filled) + f" {100 * p:3.0f}%")
 
 
-class JobsScreen(Screen):
+class JobsScreen(PolledScreen):
     HELP = ("All jobs of the study, newest first, refreshed every second from their run folders. The selected "
             "job's log tail and metric trend are below. p pauses, c cancels, r resumes (in the background), "
             "t opens the training view. Jobs keep running when the app closes.")
@@ -52,14 +50,10 @@ class JobsScreen(Screen):
         self.rows: list[dict[str, Any]] = []
         self.selected: str | None = None
         self._tails: dict[str, runview.MetricsTail] = {}
-        self._row_ids: list[str] = []
-        self._columns: list[Any] = []
-        self._ignore_highlight = False
-        self._poll_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
+        yield LiveTable(id="jobs")
         with Vertical(id="detail", classes="panel"):
             yield Static("", id="summary")
             yield Sparkline([], id="spark")
@@ -67,24 +61,11 @@ class JobsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self._columns = self.query_one("#jobs", DataTable).add_columns(
+        self.query_one("#jobs", LiveTable).add_columns(
             "job", "kind", "state", "progress", "step", "trend", "message")
-        self.refresh_jobs()
-        self.set_interval(1.0, self.refresh_jobs)
+        self.start_polling()
 
-    def refresh_jobs(self) -> None:
-        """Poll the run folders in a thread; a poll still running (a slow disk) is not stacked upon."""
-        if self._poll_lock.acquire(blocking=False):
-            self._poll_worker()
-
-    @work(thread=True, group="jobs-poll")
-    def _poll_worker(self) -> None:
-        try:
-            self._poll()
-        finally:
-            self._poll_lock.release()
-
-    def _poll(self) -> None:
+    def poll(self) -> None:
         from core import job_control
 
         study = self.app.study
@@ -101,7 +82,6 @@ class JobsScreen(Screen):
 
     def _show(self, rows: list[dict[str, Any]], selected: str | None, log: list[str]) -> None:
         self.rows, self.selected = rows, selected
-        table = self.query_one("#jobs", DataTable)
         cells = []
         for r in rows:
             st = r["status"]
@@ -109,20 +89,7 @@ class JobsScreen(Screen):
             message = str(st.get("error") or st.get("message") or "")[:60]
             cells.append((r["id"], [r["id"], r["kind"] or "", state_text(r["state"]), progress_text(st),
                                     str(st.get("step") or ""), Text(spark, style="cyan"), message]))
-        ids = [rid for rid, _ in cells]
-        if ids == self._row_ids:
-            for rid, values in cells:
-                for col, value in zip(self._columns, values):
-                    table.update_cell(rid, col, value)
-        else:
-            self._ignore_highlight = True
-            table.clear()
-            for rid, values in cells:
-                table.add_row(*values, key=rid)
-            if ids:
-                table.move_cursor(row=ids.index(selected) if selected in ids else 0)
-            self._row_ids = ids
-            self.call_after_refresh(self._accept_highlights)
+        self.query_one("#jobs", LiveTable).show_rows(cells, selected)
         row = next((r for r in rows if r["id"] == selected), None)
         summary = self.query_one("#summary", Static)
         if row is None:
@@ -143,35 +110,25 @@ class JobsScreen(Screen):
         self.query_one("#spark", Sparkline).data = values
         self.query_one("#log", Static).update(Text("\n".join(log) or "(no log yet)", style="dim"))
 
-    def _accept_highlights(self) -> None:
-        self._ignore_highlight = False
-
     @on(DataTable.RowHighlighted, "#jobs")
     def _highlight(self, event: DataTable.RowHighlighted) -> None:
-        key = event.row_key.value if event.row_key else None
-        if key and key != self.selected and not self._ignore_highlight:
+        key = self.query_one("#jobs", LiveTable).chosen_key(event)
+        if key and key != self.selected:
             self.selected = key
-            self.refresh_jobs()
+            self.poll_now()
+
+    def _act(self, what: str) -> None:
+        if self.selected:
+            self.control_job(what, self.selected)
 
     def action_pause(self) -> None:
-        if self.selected:
-            self._do("pause", self.selected)
+        self._act("pause")
 
     def action_cancel_job(self) -> None:
-        if self.selected:
-            self._do("cancel", self.selected)
+        self._act("cancel")
 
     def action_resume(self) -> None:
-        if self.selected:
-            self._do("resume", self.selected)
-
-    @work(thread=True, group="jobs-action")
-    def _do(self, what: str, job_id: str) -> None:
-        from core import job_control
-
-        message = job_control.control(self.app.study, job_id, what)
-        self.app.call_from_thread(self.app.notify, message)
-        self.app.call_from_thread(self.refresh_jobs)
+        self._act("resume")
 
     def palette_commands(self):
         return [("Jobs: pause", "pause the selected job at its next safe point", self.action_pause),

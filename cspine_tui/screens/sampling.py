@@ -14,11 +14,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from core import runview
-from cspine_tui.screens.training import state_text
+from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 from cspine_tui.widgets.preview import ImagePreview, load_preview
 
 GALLERY = 6
@@ -29,7 +28,7 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
     return "" if value is None else format(value, spec)
 
 
-class SamplingScreen(Screen):
+class SamplingScreen(PolledScreen):
     HELP = ("Checkpoints of the study (top left) with train/validation loss, FID and the images sampled from "
             "each so far; space marks checkpoints, s samples --count images from each marked one (or the "
             "highlighted one) with the chosen sampler, in the background. Runs are listed below with their "
@@ -64,10 +63,7 @@ class SamplingScreen(Screen):
         self.selected_run: str | None = None
         self.shown_images: list[str] = []
         self._db_cache: tuple[list[dict[str, Any]], list[dict[str, Any]], float] | None = None
-        self._run_ids: list[str] = []
-        self._run_cols: list[Any] = []
         self._ckpt_rows: list[tuple[str, tuple[str, ...]]] = []
-        self._ignore_highlight = False
 
     def compose(self) -> ComposeResult:
         from core.samplers import DEFAULT_FAST_SAMPLER, SAMPLERS
@@ -86,7 +82,7 @@ class SamplingScreen(Screen):
                                  id="weights", allow_blank=False)
                     yield Button("Sample", variant="primary", id="start")
                 yield Label("Runs", classes="panel-title")
-                yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+                yield LiveTable(id="runs")
             with Vertical():
                 yield Static("no run selected", id="run-info", classes="panel")
                 yield Label("Newest images of the highlighted run", classes="panel-title")
@@ -98,14 +94,16 @@ class SamplingScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#checkpoints", DataTable).add_columns(
             " ", "job", "step", "train loss", "val loss", "FID", "generated")
-        self._run_cols = self.query_one("#runs", DataTable).add_columns(
-            "run", "checkpoint", "sampler", "state", "images", "img/s")
-        self.refresh_data(force_db=True)
-        self.set_interval(1.0, self.refresh_data)
+        self.query_one("#runs", LiveTable).add_columns("run", "checkpoint", "sampler", "state", "images", "img/s")
+        self.start_polling()
 
     # -- data (thread workers) -----------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="sampling-poll")
-    def refresh_data(self, force_db: bool = False) -> None:
+    def refresh_data(self) -> None:
+        """Re-read everything now, the database included (after an action, or when new images land)."""
+        self._db_cache = None
+        self.poll_now()
+
+    def poll(self) -> None:
         import time
 
         from core.sample import checkpoint_overview, newest_images
@@ -115,9 +113,9 @@ class SamplingScreen(Screen):
         jobs = runview.scan_jobs(study, kind="sample")
         now = time.monotonic()
         cache = self._db_cache
-        if force_db or cache is None or now - cache[2] >= DB_EVERY_S:  # the database only every few seconds
+        if cache is None or now - cache[2] >= DB_EVERY_S:  # the database only every few seconds
             cache = (checkpoint_overview(study), list_runs(study), now)
-            self._db_cache = cache  # kept even if this worker is superseded before it shows anything
+            self._db_cache = cache
         ckpts, db_runs, _ = cache
         runs = self._merge_runs(jobs, db_runs)
         selected = self.selected_run if any(r["key"] == self.selected_run for r in runs) else \
@@ -191,30 +189,13 @@ class SamplingScreen(Screen):
         self._ckpt_rows = rows
 
     def _show_runs(self) -> None:
-        table = self.query_one("#runs", DataTable)
-        ids = [r["key"] for r in self.runs]
         rows = []
         for r in self.runs:
             done = r["done"] if r["done"] is not None else (r["images"] or 0)
             images = f"{done}/{r['total']}" if r["total"] else str(done)
             rows.append((r["key"], [r["run"] or "(starting)", r["checkpoint"], r["sampler"],
                                     state_text(r["state"]), images, _fmt(r["rate"], ".2f")]))
-        if ids == self._run_ids:  # update in place: the cursor stays where the user put it
-            for key, cells in rows:
-                for col, value in zip(self._run_cols, cells):
-                    table.update_cell(key, col, value)
-            return
-        self._ignore_highlight = True
-        table.clear()
-        for key, cells in rows:
-            table.add_row(*cells, key=key)
-        if ids:
-            table.move_cursor(row=ids.index(self.selected_run) if self.selected_run in ids else 0)
-        self._run_ids = ids
-        self.call_after_refresh(self._accept_highlights)
-
-    def _accept_highlights(self) -> None:
-        self._ignore_highlight = False
+        self.query_one("#runs", LiveTable).show_rows(rows, self.selected_run)
 
     def _show_run_info(self) -> None:
         run = self._selected()
@@ -238,8 +219,8 @@ class SamplingScreen(Screen):
 
     @on(DataTable.RowHighlighted, "#runs")
     def _highlight_run(self, event: DataTable.RowHighlighted) -> None:
-        key = event.row_key.value if event.row_key else None
-        if key and key != self.selected_run and not self._ignore_highlight:
+        key = self.query_one("#runs", LiveTable).chosen_key(event)
+        if key and key != self.selected_run:
             self.selected_run = key
             self.shown_images = []
             self.refresh_data()
@@ -292,12 +273,12 @@ class SamplingScreen(Screen):
         self.selected_run = started[-1]
         self.shown_images = []
         self.app.call_from_thread(self.app.notify, f"started {len(started)} sampling job(s) in the background")
-        self.app.call_from_thread(self.refresh_data, True)
+        self.app.call_from_thread(self.refresh_data)
 
     def _act(self, what: str) -> None:
         run = self._selected()
         if run and run["job"]:
-            self._do(what, run["job"])
+            self.control_job(what, run["job"])
 
     def action_pause(self) -> None:
         self._act("pause")
@@ -307,14 +288,6 @@ class SamplingScreen(Screen):
 
     def action_cancel_job(self) -> None:
         self._act("cancel")
-
-    @work(thread=True, group="sampling-action")
-    def _do(self, what: str, job_id: str) -> None:
-        from core import job_control
-
-        message = job_control.control(self.app.study, job_id, what)
-        self.app.call_from_thread(self.app.notify, message)
-        self.app.call_from_thread(self.refresh_data, True)
 
     def palette_commands(self):
         return [("Sampling: sample", "sample from the marked or highlighted checkpoints", self.action_start),

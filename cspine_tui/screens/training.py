@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import threading
 from typing import Any
 
 from rich.text import Text
@@ -16,16 +15,15 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 from textual_plot import HiResMode, PlotWidget
 from textual_plot.axis_formatter import AxisFormatter
 
 from core import runview
 from core.runview import fmt_duration
+from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 
-STATE_STYLE = {"running": "bold green", "paused": "yellow", "succeeded": "cyan", "failed": "bold red",
-               "died": "bold red", "cancelled": "dim", "queued": "blue"}
 MAX_CURVE_POINTS = 400
 
 
@@ -45,10 +43,6 @@ class LogAxisFormatter(AxisFormatter):
 
     def get_labels_for_ticks(self, ticks) -> list[str]:
         return [f"{10 ** t:.3g}" for t in ticks]
-
-
-def state_text(state: str) -> Text:
-    return Text(state, style=STATE_STYLE.get(state, ""))
 
 
 class NewRunScreen(ModalScreen[dict | None]):
@@ -86,7 +80,7 @@ class NewRunScreen(ModalScreen[dict | None]):
         self.dismiss(None)
 
 
-class TrainingScreen(Screen):
+class TrainingScreen(PolledScreen):
     HELP = ("Runs of the study on the left (newest first); the selected run's train loss (window means, log "
             "scale), validation loss per checkpoint and FID per evaluation on the right. n starts a run in the "
             "background, p pauses (checkpoint, resumable), c cancels, r resumes a paused or died run. Runs keep "
@@ -112,16 +106,12 @@ class TrainingScreen(Screen):
         self.selected: str | None = None
         self.tail: runview.MetricsTail | None = None
         self._plotted_offset = -1
-        self._row_ids: list[str] = []
-        self._columns: list[Any] = []
-        self._ignore_highlight = False
-        self._poll_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal():
             with Vertical(id="runs-pane"):
-                yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+                yield LiveTable(id="runs")
                 yield Static("no training runs yet: press n to start one", id="stats", classes="panel")
             with Vertical():
                 yield PlotWidget(id="curve")
@@ -129,31 +119,17 @@ class TrainingScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        runs = self.query_one("#runs", DataTable)
-        self._columns = runs.add_columns("run", "state", "step", "loss")
+        self.query_one("#runs", LiveTable).add_columns("run", "state", "step", "loss")
         evals = self.query_one("#evals", DataTable)
         evals.add_columns("step", "train loss", "val loss", "val loss (EMA)", "FID", "KID", "FID details")
         plot = self.query_one("#curve", PlotWidget)
         plot.set_xlabel("step")
         plot.set_ylabel("loss (log)")
         plot.set_y_formatter(LogAxisFormatter())
-        self.refresh_runs()
-        self.set_interval(1.0, self.refresh_runs)
+        self.start_polling()
 
     # -- data (thread workers; files only) --------------------------------------------------------
-    def refresh_runs(self) -> None:
-        """Poll the run folders in a thread; a poll still running (a slow disk) is not stacked upon."""
-        if self._poll_lock.acquire(blocking=False):
-            self._poll_worker()
-
-    @work(thread=True, group="training-poll")
-    def _poll_worker(self) -> None:
-        try:
-            self._poll()
-        finally:
-            self._poll_lock.release()
-
-    def _poll(self) -> None:
+    def poll(self) -> None:
         runs = runview.scan_jobs(self.app.study, kind="train")
         selected = self.selected or (runs[0]["id"] if runs else None)
         changed = False
@@ -168,35 +144,18 @@ class TrainingScreen(Screen):
     def _show(self, runs: list[dict[str, Any]], selected: str | None, changed: bool) -> None:
         self.runs = runs
         self.selected = selected
-        table = self.query_one("#runs", DataTable)
         rows = []
         for r in runs:
             st = r["status"]
             step = f"{st.get('step') or 0}/{st.get('total') or r['params'].get('config', {}).get('max_steps', '?')}"
             loss = str(st.get("message") or "").replace("loss ", "")
             rows.append((r["id"], [r["id"].removeprefix("train-"), state_text(r["state"]), step, loss]))
-        ids = [rid for rid, _ in rows]
-        if ids == self._row_ids:  # same runs: update the cells, keep the cursor where the user left it
-            for rid, cells in rows:
-                for col, value in zip(self._columns, cells):
-                    table.update_cell(rid, col, value)
-        else:
-            self._ignore_highlight = True  # rebuilding moves the cursor; that is not the user choosing
-            table.clear()
-            for rid, cells in rows:
-                table.add_row(*cells, key=rid)
-            if ids:
-                table.move_cursor(row=ids.index(selected) if selected in ids else 0)
-            self._row_ids = ids
-            self.call_after_refresh(self._accept_highlights)
+        self.query_one("#runs", LiveTable).show_rows(rows, selected)
         self._show_stats()
         if changed and self.tail is not None:
             self._show_curve()
             self._show_evals()
             self._plotted_offset = self.tail.offset
-
-    def _accept_highlights(self) -> None:
-        self._ignore_highlight = False
 
     def _run(self) -> dict[str, Any] | None:
         return next((r for r in self.runs if r["id"] == self.selected), None)
@@ -265,11 +224,11 @@ class TrainingScreen(Screen):
 
     @on(DataTable.RowHighlighted, "#runs")
     def _highlight(self, event: DataTable.RowHighlighted) -> None:
-        key = event.row_key.value if event.row_key else None
-        if key and key != self.selected and not self._ignore_highlight:
+        key = self.query_one("#runs", LiveTable).chosen_key(event)
+        if key and key != self.selected:
             self.selected = key
             self.tail = None
-            self.refresh_runs()
+            self.poll_now()
 
     # -- actions (short engine calls in threads) --------------------------------------------------
     def action_new_run(self) -> None:
@@ -291,11 +250,11 @@ class TrainingScreen(Screen):
         train_launch.start(study, job_id, detach=True)
         self.selected, self.tail = job_id, None
         self.app.call_from_thread(self.app.notify, f"started {job_id} in the background")
-        self.app.call_from_thread(self.refresh_runs)
+        self.app.call_from_thread(self.poll_now)
 
     def _act(self, what: str) -> None:
         if self.selected:
-            self._do(what, self.selected)
+            self.control_job(what, self.selected)
 
     def action_pause(self) -> None:
         self._act("pause")
@@ -305,14 +264,6 @@ class TrainingScreen(Screen):
 
     def action_resume(self) -> None:
         self._act("resume")
-
-    @work(thread=True, group="training-action")
-    def _do(self, what: str, job_id: str) -> None:
-        from core import job_control
-
-        message = job_control.control(self.app.study, job_id, what)
-        self.app.call_from_thread(self.app.notify, message)
-        self.app.call_from_thread(self.refresh_runs)
 
     def palette_commands(self):
         return [("Training: new run", "start a training run in the background", self.action_new_run),

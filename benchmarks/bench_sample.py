@@ -12,7 +12,8 @@ Measured in one process, interleaved in rounds so load from other processes hits
   reference's 1000-step ancestral sampler; the reference's 1000 steps are its measured per-step time x 1000.
 
 CPU by default (--size 64, float32, --threads 1). With --device cuda: 256 px, bf16 autocast and channels_last
-for ours, the reference's own fp32 sampling (as its sample script runs), plus our images/s.
+for ours, the reference's own fp32 sampling (as its sample script runs), plus our images/s and the fraction
+of the GPU's dense bf16 peak (bench_train.py's table) that our ancestral steps reach.
 
 Prints one JSON line. Needs the `bench` extra: pip install -e '.[bench]'.
 """
@@ -152,6 +153,12 @@ def main() -> int:
         "note": "reference 1000-step figures = measured per-step time x 1000; CPU timings on a shared machine",
         "torch": torch.__version__,
     }
+    if device.type == "cuda":  # how much of the GPU's dense bf16 peak our network's forwards reach
+        from bench_train import peak_for
+
+        peak = peak_for(out["device_name"])
+        out["bf16_peak_tflops"] = peak
+        out["ours_fraction_of_bf16_peak"] = round(o_gflops_s / 1e3 / peak, 4) if peak else None
     print(json.dumps(out))
     return 0
 

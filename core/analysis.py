@@ -23,7 +23,7 @@ from typing import Any, Callable
 from core import stats
 from core.errors import CspineError
 from core.study import Study
-from core.survey import LETTERS, PackSpec, load_pack
+from core.survey import LETTERS, PackSpec
 
 KAPPA_CODINGS = ("source", "position", "correct")
 Log = Callable[[str], None]
@@ -148,8 +148,10 @@ def analyze(study: Study, pack: str | Path | None = None, *, kappa_coding: str =
     """Analyse a pack's imported ratings, write the figures and the report, record the analysis."""
     from core.report import write_report
 
+    from core.pack_check import load_checked_pack
+
     log = log or (lambda _m: None)
-    spec = load_pack(study, pack)
+    spec = load_checked_pack(study, pack)  # a pack edited by hand since export is refused
     raters, picks, ratings = _load(study, spec, include_simulated)
     result = _finite(compute(spec, raters, picks, ratings, kappa_coding=kappa_coding))
     analysis_id = f"analysis-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"

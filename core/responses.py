@@ -27,7 +27,7 @@ from typing import Any
 
 from core.errors import CspineError
 from core.study import Study
-from core.survey import LETTERS, RATER_CODE_TAG, PackSpec, load_pack
+from core.survey import LETTERS, RATER_CODE_TAG, PackSpec
 
 EXCLUSION_REASONS = ("preview", "test", "spam", "incomplete", "already_imported", "duplicate_rater")
 TRUE_WORDS = {"1", "true", "yes", "wahr", "vrai", "verdadero", "vero", "waar", "sim", "ja"}
@@ -93,7 +93,11 @@ def _read_rows(path: Path) -> tuple[list[list[str]], str]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise CspineError(f"{path} is not UTF-8 text ({exc}); export the responses from Qualtrics as CSV") from exc
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (128 KiB): not an export Qualtrics writes
+        raise CspineError(f"{path} is not a readable CSV ({exc}); export the responses from Qualtrics as CSV "
+                          "again") from exc
     return [r for r in rows if any(c.strip() for c in r)], hashlib.sha256(data).hexdigest()
 
 
@@ -119,7 +123,7 @@ def parse_header(rows: list[list[str]], path: Path) -> Header:
     if len(rows) >= 2 and rows[0] and rows[0][0].strip() == "V1" and "ResponseID" in [c.strip() for c in rows[1]]:
         return Header("qualtrics-legacy-2-header", [c.strip() for c in rows[0]], [None] * len(rows[0]),
                       [c.strip() for c in rows[1]], 2)
-    first = ", ".join(c for c in (rows[0] if rows else [])[:6])
+    first = " ".join(", ".join(c for c in (rows[0] if rows else [])[:6]).split())  # one line, even if a cell is not
     raise CspineError(
         f"{path} is not a Qualtrics response export: expected three header rows (export tags, question text, "
         f'{{"ImportId": ...}}) or the legacy two (V1..V10, ResponseID ...); the file starts with: {first[:120]}')
@@ -158,6 +162,13 @@ def _columns(header: Header, spec: PackSpec, path: Path) -> tuple[dict[str, int 
         raise CspineError(f"{path} has questions for quartet(s) {extra[:5]} but pack {spec.pack_id} has "
                           f"{spec.count} quartets; give the pack this survey was built from")
     return meta, pick, rate
+
+
+def _column_name(header: Header, col: int) -> str:
+    """The export tag of a column, or its ImportId when row 1 is shorter than row 3 (a damaged header)."""
+    if col < len(header.names) and header.names[col]:
+        return header.names[col]
+    return header.import_ids[col] or f"column {col + 1}"
 
 
 def _cell(cells: list[str], col: int | None) -> str:
@@ -216,7 +227,7 @@ def read_responses(path: Path | str, spec: PackSpec) -> tuple[Header, list[list[
             if value is None:
                 if resp.status != "used":
                     continue  # a preview's odd answer does not make the file wrong
-                raise CspineError(f"{path} line {line}, column {header.names[col]}: {raw[:40]!r} is not a choice "
+                raise CspineError(f"{path} line {line}, column {_column_name(header, col)}: {raw[:40]!r} is not a choice "
                                   "A-D (1-4); was the survey's pick question edited after export from the pack?")
             kinds.add("numeric" if raw.isdigit() else "choice text")
             resp.picks[q] = value
@@ -229,7 +240,7 @@ def read_responses(path: Path | str, spec: PackSpec) -> tuple[Header, list[list[
             if value is None:
                 if resp.status != "used":
                     continue
-                raise CspineError(f"{path} line {line}, column {header.names[col]}: {raw[:40]!r} is not a "
+                raise CspineError(f"{path} line {line}, column {_column_name(header, col)}: {raw[:40]!r} is not a "
                                   "rating 1-4; were the matrix scale points or their recode values changed?")
             kinds.add("numeric" if raw.isdigit() else "choice text")
             resp.ratings[(q, p)] = value
@@ -241,8 +252,10 @@ def read_responses(path: Path | str, spec: PackSpec) -> tuple[Header, list[list[
 def import_ratings(study: Study, path: Path | str, pack: str | Path | None = None, *,
                    simulated: bool = False) -> dict[str, Any]:
     """Import one Qualtrics export into the study; returns the summary (also stored in rating_imports)."""
+    from core.pack_check import load_checked_pack
+
     path = Path(path).expanduser()
-    spec = load_pack(study, pack)
+    spec = load_checked_pack(study, pack)  # a pack edited by hand since export is refused
     header, rows, responses, sha, values = read_responses(path, spec)
     previous = study.store.query_one("SELECT id, summary FROM rating_imports WHERE pack_id = ? AND file_sha256 = ?",
                                      [spec.pack_id, sha])

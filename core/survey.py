@@ -114,7 +114,13 @@ class PackSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "PackSpec":
+        from core.pack_check import check_image_name
+
         items = [QuartetItem(**i) for i in data["items"]]
+        for item in items:  # a hand-edited manifest must not point outside the pack (../, /abs, ...)
+            check_image_name(item.image_file, "pack.json")
+        for name in data.get("image_urls") or {}:
+            check_image_name(name, "pack.json image_urls")
         keys = {f for f in cls.__dataclass_fields__ if f != "items"}
         return cls(**{k: v for k, v in data.items() if k in keys}, items=items)
 
@@ -212,7 +218,9 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str], count: 
 
     log = log or (lambda _m: None)
     out = Path(out).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    # A complete pack of this same request may be there from a build killed before its rows were committed.
+    leftover = seed is not None and out.is_dir() and (out / "pack.json").is_file()
+    if out.exists() and not leftover and (not out.is_dir() or any(out.iterdir())):
         raise CspineError(f"{out} exists and is not empty; packs are never overwritten, choose a new --out")
     if len(checkpoints) != 3:
         raise CspineError(f"a quartet holds one image from each of 3 checkpoints; got {len(checkpoints)}: "
@@ -262,6 +270,9 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str], count: 
                                source=source, image_file=opaque())
             items.append(item)
             src_path[item.image_file] = study.abs(row["path"])
+    if leftover:
+        return _adopt_interrupted_build(study, out, items, size=size, shuffle_pages=shuffle_pages,
+                                        image_base_url=image_base_url, log=log)
 
     now = datetime.now()
     pack_id = f"pack-{now.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
@@ -271,7 +282,8 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str], count: 
 
     # Write everything into a temporary sibling and rename at the end: a failed build leaves no half pack.
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(3)}"
+    _remove_killed_builds(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
     tmp.mkdir()
     try:
         images = tmp / "upload" / "images"
@@ -285,16 +297,46 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str], count: 
         fmt.write_pack_files(tmp, spec)
         if out.exists():
             out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
+        _record_pack(study, spec, out, move_from=tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _record_pack(study, spec, out)
     log(f"pack {pack_id}: {count} quartets from checkpoints {', '.join(spec.checkpoints)} (seed {seed}) in {out}")
     return spec
 
 
-def _record_pack(study: Study, spec: PackSpec, out: Path) -> None:
+def _remove_killed_builds(out: Path) -> None:
+    """Delete the half-written temporary folders that killed builds into `out` left (their process is gone)."""
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = stale.name.rsplit(".tmp-", 1)[1].split("-")[0]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue  # an older name without a pid, or another user's live process: leave it
+
+
+def _adopt_interrupted_build(study: Study, out: Path, items: list[QuartetItem], *, size: int, shuffle_pages: bool,
+                             image_base_url: str | None, log: Log) -> PackSpec:
+    """Register the complete pack a killed build of the same request left in `out` (rename done, rows not)."""
+    try:
+        spec = read_pack_dir(out)
+    except CspineError:
+        spec = None
+    key = [(i.quartet, i.position, i.image_kind, i.image_id, i.source, i.image_file) for i in items]
+    same = spec is not None and spec.study == str(study.root.resolve()) and \
+        [(i.quartet, i.position, i.image_kind, i.image_id, i.source, i.image_file) for i in spec.items] == key and \
+        (spec.size, spec.shuffle_pages, spec.image_base_url) == (size, shuffle_pages, image_base_url) and \
+        all((out / "upload" / "images" / i.image_file).is_file() for i in spec.items)
+    if not same or study.store.scalar("SELECT count(*) FROM quartet_packs WHERE id = ?", [spec.pack_id]):
+        raise CspineError(f"{out} exists and is not empty; packs are never overwritten, choose a new --out")
+    _record_pack(study, spec, out)
+    log(f"pack {spec.pack_id}: registered the complete pack an interrupted build of the same request left in {out}")
+    return spec
+
+
+def _record_pack(study: Study, spec: PackSpec, out: Path, move_from: Path | None = None) -> None:
     params = {"count": spec.count, "size": spec.size, "shuffle_pages": spec.shuffle_pages,
               "created_at": spec.created_at}
     with study.store.connect() as tx:
@@ -310,6 +352,11 @@ def _record_pack(study: Study, spec: PackSpec, out: Path) -> None:
                        "matrix_qid) VALUES (?, ?, ?, ?, ?, ?)",
                        [[spec.pack_id, q, spec.mc_tag(q), spec.matrix_tag(q), spec.mc_qid(q), spec.matrix_qid(q)]
                         for q in range(1, spec.count + 1)])
+        if move_from is not None:  # the folder appears only with its rows: a kill leaves both or neither
+            os.replace(move_from, out)  # (but for the commit itself, which a re-run adopts)
+    from core.pack_check import record
+
+    record(study, spec.pack_id, out)  # the files' hashes: the import and the analysis check them
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -390,8 +437,14 @@ def set_image_urls(study: Study | None, folder: Path | str, *, base_url: str | N
     """
     from core import survey_formats as fmt
 
+    from core.pack_check import record, verify_pack
+
     folder = Path(folder).expanduser()
     spec = read_pack_dir(folder)
+    registered = study is not None and bool(study.store.scalar("SELECT count(*) FROM quartet_packs WHERE id = ?",
+                                                               [spec.pack_id]))
+    if registered:
+        verify_pack(study, spec.pack_id, folder)  # never re-bless a pack edited by hand
     if base_url:
         if not base_url.startswith(("https://", "http://")):
             raise CspineError(f"--image-base-url {base_url!r} must start with https:// (or http://)")
@@ -403,6 +456,8 @@ def set_image_urls(study: Study | None, folder: Path | str, *, base_url: str | N
     if study is not None:
         study.store.execute("UPDATE quartet_packs SET image_base_url = ? WHERE id = ?",
                             [spec.image_base_url, spec.pack_id])
+        if registered:
+            record(study, spec.pack_id, folder)  # the rewritten survey files are the new reference
     return spec
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,6 +176,8 @@ def _decode_dicom(data: bytes, max_pixels: int, *, sniffed: bool) -> Decoded:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    if sniffed:
+        _check_deflated_size(data, max_pixels)
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not sniffed)
     except InvalidDicomError:
@@ -191,8 +194,8 @@ def _decode_dicom(data: bytes, max_pixels: int, *, sniffed: bool) -> Decoded:
     tsyntax_s = str(tsyntax) if tsyntax else None
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise SkipFile("DICOM without pixel data (no PixelData element)")
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    rows, cols = _int_tag(ds, "Rows", 0), _int_tag(ds, "Columns", 0)
+    frames = _int_tag(ds, "NumberOfFrames", 1)
     if rows <= 0 or cols <= 0:
         raise SkipFile("DICOM with no image size (Rows/Columns missing)")
     if rows * cols * frames > max_pixels:
@@ -225,11 +228,54 @@ def _decode_dicom(data: bytes, max_pixels: int, *, sniffed: bool) -> Decoded:
     lo, hi = float(values.min()), float(values.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise SkipFile("DICOM pixel data contains NaN or infinity")
-    bits = int(ds.get("BitsStored", 0) or ds.get("BitsAllocated", 16) or 16)
+    bits = _int_tag(ds, "BitsStored", 0) or _int_tag(ds, "BitsAllocated", 16) or 16
     # MONOCHROME1: low values display bright; the canonical image is as displayed (see Decoded.scale).
     return Decoded(image=Image.fromarray(values), lo=lo, hi=hi, source_format="dicom",
                    photometric=photometric or "MONOCHROME2", bit_depth=bits, width=cols, height=rows,
                    modality=modality, transfer_syntax=tsyntax_s, inverted_by_tag=photometric == "MONOCHROME1")
+
+
+def _int_tag(ds, keyword: str, default: int) -> int:
+    """An integer element (Rows, Columns, ...); a malformed value ('1A', a list) is a corrupt file, not a crash."""
+    try:
+        return int(ds.get(keyword, default) or default)
+    except (TypeError, ValueError, OverflowError):
+        raise SkipFile(f"corrupt DICOM ({keyword} is not a number)") from None
+
+
+DEFLATED_TS = b"1.2.840.10008.1.2.1.99"
+
+
+def _check_deflated_size(data: bytes, max_pixels: int) -> None:
+    """A Deflated Explicit VR DICOM inflates its whole data set in memory (pydicom): a 1 MB file can expand to
+    1 GB. Count the inflated size in 16 MiB steps first and refuse one larger than the biggest image allowed
+    (4 bytes a pixel) plus 64 MiB of other elements."""
+    meta_end = _file_meta_end(data)
+    if DEFLATED_TS not in data[132:meta_end]:
+        return
+    limit = 4 * max_pixels + (64 << 20)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending, total = data[meta_end:], 0
+    try:
+        while pending:
+            total += len(inflater.decompress(pending, 16 << 20))
+            if total > limit:
+                raise SkipFile(f"too large: the deflated DICOM data set expands beyond {limit >> 20} MiB "
+                               "(a decompression bomb?)")
+            pending = inflater.unconsumed_tail
+    except zlib.error:
+        return  # damaged stream: pydicom reports it below
+
+
+def _file_meta_end(data: bytes) -> int:
+    """Offset just after the file meta group (0002,xxxx), always explicit VR little endian."""
+    pos = 132
+    while pos + 8 <= len(data) and data[pos:pos + 2] == b"\x02\x00":
+        if data[pos + 4:pos + 6] in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            pos += 12 + struct.unpack("<I", data[pos + 8:pos + 12])[0]
+        else:
+            pos += 8 + struct.unpack("<H", data[pos + 6:pos + 8])[0]
+    return min(pos, len(data))
 
 
 def _check_decoder(tsyntax) -> None:

@@ -79,7 +79,7 @@ def ingest_and_account(study, files: list[str]) -> dict[str, tuple[str, str | No
                 assert study.store.scalar("SELECT count(*) FROM real_images WHERE id = ?", [ev["duplicate_of"]])
             else:
                 assert ev["outcome"] == "skipped" and ev["reason"] and hh.one_line(ev["reason"]), ev
-                assert len(ev["reason"]) < 200, ev["reason"]
+                assert len(ev["reason"]) < 300, ev["reason"]  # a line of the `real` listing
             out[path] = (ev["outcome"], ev["reason"])
     hh.assert_kept(before, hh.snapshot(study))
     return out
@@ -208,7 +208,7 @@ def test_decompression_bombs_are_refused_before_they_are_decoded(stocked, tmp_pa
         (folder / name).write_bytes(blob)
     save_dicom(film, folder / "dicom_4gp.dcm")
     hh.dicom_huge_header(folder / "dicom_4gp.dcm")
-    hh.deflated_dicom_bomb(folder / "dicom_deflate_1gb.dcm", 1 << 30)
+    hh.deflated_dicom_bomb(folder / "dicom_deflate_600mb.dcm", 600 << 20)  # limit: 4 B/px x 100 MP + 64 MiB
     files = sorted(str(p) for p in folder.iterdir())
     assert all(os.path.getsize(f) < 2_000_000 for f in files)
     timed = timed_and_bounded(files, fresh_process=True)

@@ -30,13 +30,30 @@ def reconcile(study: Study, record: dict[str, Any]) -> dict[str, Any]:
         return record
     if process_alive(record.get("pid"), recorded_start_ticks(study, record["id"])):
         return record
+    status = job_status(study, record["id"])
+    if _ended_in_this_run(status, record):  # it finished but could not tell the database (a full disk)
+        result = status.get("result")
+        set_state(study, record["id"], status["state"], ended_at=datetime.now(), error=status.get("error"),
+                  result=result, **({"output": result["output"]} if isinstance(result, dict)
+                                    and "output" in result else {}))
+        record.update(state=status["state"], error=status.get("error"), result=result)
+        return record
     error = f"the job's process (pid {record.get('pid')}) died without finishing; resume it with " \
             f"`cspine-tui resume {record['id']}`"
     set_state(study, record["id"], "failed", ended_at=datetime.now(), error=error)
-    status = job_status(study, record["id"])
     write_json_atomic(run_dir(study, record["id"]) / "status.json", {**status, "state": "failed", "error": error})
     record.update(state="failed", error=error)
     return record
+
+
+def _ended_in_this_run(status: dict[str, Any], record: dict[str, Any]) -> bool:
+    """Whether status.json holds an end state the job wrote after the run the database knows of started."""
+    if status.get("state") not in ("succeeded", "failed", "paused", "cancelled"):
+        return False
+    started = record.get("started_at")
+    if not isinstance(started, datetime) or not status.get("heartbeat"):
+        return False
+    return float(status["heartbeat"]) >= started.timestamp()
 
 
 def list_jobs(study: Study, kind: str | None = None) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from core.disk_errors import disk_full_path, resume_hint
 from core.errors import CspineError
 from core.study import Study
 
@@ -78,11 +79,15 @@ def now_iso() -> str:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(data, fh, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no temporary file behind
+        raise
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -363,24 +368,49 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
     except JobPaused as exc:
         state = "cancelled" if ctx.cancel_requested else "paused"
         error = str(exc) or ctx.stop_reason
-    except CspineError as exc:
-        state, error = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 - a job records any crash instead of vanishing
-        state, error = "failed", f"{type(exc).__name__}: {exc}"
-        if ctx.is_main:
-            with open(ctx.dir / "log.txt", "a") as fh:
-                fh.write(traceback.format_exc())
+        state = "failed"
+        full = disk_full_path(exc)
+        if full is not None:  # failed, not paused: nothing resumes until someone frees space
+            error = resume_hint(job_id, full)
+        elif isinstance(exc, CspineError):
+            error = str(exc)
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+            if ctx.is_main:
+                _best_effort(lambda: _append_log(ctx, traceback.format_exc()))
     finally:
         stop_heartbeat.set()
         for sig, old in handlers.items():
             signal.signal(sig, old)
 
-    if ctx.is_main:
-        ctx.log(f"job {job_id} {state}" + (f": {error}" if error else ""))
-        ctx.write_status(state, error=error, result=result)
+    if not ctx.is_main:
+        return job_record(study, job_id)
+    # On a full disk any of these writes may fail too: the small files first (a reader adopts the end state
+    # from status.json when the database could not take it, see core.job_control.reconcile), each on its own.
+    _best_effort(lambda: ctx.log(f"job {job_id} {state}" + (f": {error}" if error else "")))
+    _best_effort(lambda: ctx.write_status(state, error=error, result=result))
+    try:
         set_state(study, job_id, state, ended_at=datetime.now(), error=error, result=result,
-                   **({"output": result["output"]} if isinstance(result, dict) and "output" in result else {}))
-    return job_record(study, job_id)
+                  **({"output": result["output"]} if isinstance(result, dict) and "output" in result else {}))
+        return job_record(study, job_id)
+    except Exception as exc:  # noqa: BLE001 - the database is on the full disk too
+        print(f"job {job_id} {state}: {error}; could not record it in the database ({exc})", file=sys.stderr,
+              flush=True)
+        return {**record, "state": state, "error": error, "result": result}
+
+
+def _append_log(ctx: JobContext, text: str) -> None:
+    with open(ctx.dir / "log.txt", "a") as fh:
+        fh.write(text)
+
+
+def _best_effort(write: Callable[[], None]) -> None:
+    """Run one bookkeeping write; a full disk must not turn a clean failure into a crash."""
+    try:
+        write()
+    except OSError as exc:
+        print(f"could not write job bookkeeping: {exc}", file=sys.stderr, flush=True)
 
 
 def _run_secondary_rank(study: Study, record: dict[str, Any], foreground: bool) -> dict[str, Any]:
@@ -406,7 +436,7 @@ def _run_secondary_rank(study: Study, record: dict[str, Any], foreground: bool) 
 def _heartbeat(ctx: JobContext, stop: threading.Event) -> None:
     while not stop.wait(HEARTBEAT_S):
         with ctx._lock:
-            ctx._write_status_locked()
+            _best_effort(ctx._write_status_locked)  # a full disk ends the runner, not this thread
 
 
 def recorded_start_ticks(study: Study, job_id: str) -> int | None:
@@ -464,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     os.umask(0o077)  # a job writes study data: readable by its owner only, like the study folder
+    # A file-size limit (ulimit -f) must end in an OSError (EFBIG) the job reports, not kill it by signal.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     parser = argparse.ArgumentParser(prog="python -m core.jobs", description="run one job of a study")
     parser.add_argument("command", choices=["run"])
     parser.add_argument("--study", required=True)

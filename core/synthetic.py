@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from core.disk_errors import DiskFull, disk_full_path
 from core.errors import CspineError
 from core.study import Study
 
@@ -178,11 +179,17 @@ def encode_png(arr: np.ndarray) -> bytes:
 def write_png_atomic(path: Path, data: bytes) -> None:
     """Write to a hidden temporary name in the same folder, flush to disk, then rename into place."""
     tmp = path.with_name(f"{TMP_MARK}{path.name}.{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial image behind
+        if disk_full_path(exc) is not None:
+            raise DiskFull(path) from exc
+        raise
 
 
 def save_image(study: Study, run_id: str, idx: int, arr: np.ndarray, *, seed: int | None = None,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CspineError
+from core.disk_errors import DiskFull, disk_full_path, write_failed_for_space
 from core.jobs import JobContext, JobPaused, sync_metrics
 from core.model import ModelConfig, get_preset
 from core.study import Study
@@ -306,14 +307,24 @@ def run(ctx: JobContext) -> dict[str, Any]:
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-        state.last_checkpoint = str(final)
+        previous, state.last_checkpoint = state.last_checkpoint, str(final)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp / "state"))
-        acc.wait_for_everyone()
+        try:
+            acc.save_state(str(tmp / "state"))
+            acc.wait_for_everyone()
+            if main:
+                save_model_folder(tmp, acc.unwrap_model(model, keep_torch_compile=False), ema.model, cfg, step,
+                                  extra={"job": ctx.job_id, "data": params["data"], "seed": seed,
+                                         "dataset_hash": train_set.dataset_hash, **extra_meta})
+        except Exception as exc:
+            state.last_checkpoint = previous
+            if main:  # no partial checkpoint stays behind; the last complete one is what a resume uses
+                full = disk_full_path(exc) is not None or write_failed_for_space(tmp)
+                shutil.rmtree(tmp, ignore_errors=True)
+                if full:  # torch.save hides the errno ("unexpected pos ..."): say what happened
+                    raise DiskFull(study.rel(final)) from exc
+            raise
         if main:
-            save_model_folder(tmp, acc.unwrap_model(model, keep_torch_compile=False), ema.model, cfg, step,
-                              extra={"job": ctx.job_id, "data": params["data"], "seed": seed,
-                                     "dataset_hash": train_set.dataset_hash, **extra_meta})
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

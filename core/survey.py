@@ -337,8 +337,11 @@ def _adopt_interrupted_build(study: Study, out: Path, items: list[QuartetItem], 
 
 
 def _record_pack(study: Study, spec: PackSpec, out: Path, move_from: Path | None = None) -> None:
+    from core.pack_check import fingerprint
+
+    # "files": the hashes of the pack's key files, verified before an import or analysis (core/pack_check.py)
     params = {"count": spec.count, "size": spec.size, "shuffle_pages": spec.shuffle_pages,
-              "created_at": spec.created_at}
+              "created_at": spec.created_at, "files": fingerprint(move_from or out)}
     with study.store.connect() as tx:
         tx.execute("INSERT INTO quartet_packs (id, seed, checkpoints, out_dir, image_base_url, params) "
                    "VALUES (?, ?, ?, ?, ?, ?)",
@@ -354,9 +357,6 @@ def _record_pack(study: Study, spec: PackSpec, out: Path, move_from: Path | None
                         for q in range(1, spec.count + 1)])
         if move_from is not None:  # the folder appears only with its rows: a kill leaves both or neither
             os.replace(move_from, out)  # (but for the commit itself, which a re-run adopts)
-    from core.pack_check import record
-
-    record(study, spec.pack_id, out)  # the files' hashes: the import and the analysis check them
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -5,10 +5,12 @@
   GPUs, gloo on CPUs where the runner passes ``cpu=True`` and ``ACCELERATE_USE_CPU`` is set, see
   reference/cluster.md). Rank 0 does the bookkeeping; every rank agrees on stopping. The rendezvous port is
   picked free at each (re)launch, so two runs on one machine do not collide.
-* ``--sbatch`` writes ``runs/<job>/train.sbatch``: it requests the GPUs, asks Slurm for ``USR1`` some minutes
-  before the time limit (``--signal=B:USR1@N``), and its trap asks the job to pause (``runs/<job>/pause``),
-  waits for the checkpoint, and requeues itself when the job ended paused; ``--open-mode=append`` keeps the
-  output of every restart. Each restart runs the same command, which resumes from the newest checkpoint.
+* ``--sbatch`` writes ``runs/<job>/<kind>.sbatch`` (train or sample): it requests the GPUs (or CPU cores),
+  asks Slurm for ``USR1`` some minutes before the time limit (``--signal=B:USR1@N``), and its trap asks the job
+  to pause (``runs/<job>/pause``), waits for the checkpoint, and requeues itself when the job ended paused;
+  ``--open-mode=append`` keeps the output of every restart. Each restart runs the same command, which resumes
+  from the newest checkpoint. A TERM from ``scancel`` cancels the job; one that ends the allocation for
+  another reason (time limit, preemption) pauses it. Tested against a real Slurm in tests/cluster/.
 """
 
 from __future__ import annotations
@@ -107,37 +109,84 @@ def settle_after_launcher(study: Study, job_id: str, returncode: int) -> dict[st
 
 
 SBATCH_TEMPLATE = """#!/bin/bash
-#SBATCH --job-name=cspine-{short}
+#SBATCH --job-name=cspine-{kind}-{short}
 #SBATCH --nodes=1
 #SBATCH --ntasks=1
-#SBATCH --gres=gpu:{gpus}
-#SBATCH --cpus-per-task={cpus}
+{resources}
 #SBATCH --time={time}
 #SBATCH --signal=B:USR1@{lead}
 #SBATCH --requeue
 #SBATCH --open-mode=append
 #SBATCH --output={run}/slurm-%j.out
 {partition}
-# Written by `cspine-tui train --sbatch` for job {job}. Submit with: sbatch {script}
+# Written by `cspine-tui {kind} --sbatch` for job {job}. Submit with: sbatch {script}
 # Slurm sends USR1 to this script {lead} s before the time limit: the job is asked to checkpoint and pause,
 # and the script requeues itself; each (re)start resumes from the newest checkpoint of runs/{job}/.
+# `scancel` sends TERM: the job stops at its next safe point and is recorded cancelled. A TERM that ends the
+# allocation for another reason (time limit, preemption) leaves it paused: resume it or submit this again.
 set -u
 cd {cwd}
 RUN={run}
 CHILD=""
+STOPPING=""
+
+job_state() {{
+    {python} -c 'import json, sys; print(json.load(open(sys.argv[1])).get("state", ""))' "$RUN/status.json"
+}}
+
+wait_child() {{  # a signal interrupts `wait`: wait again until the job's process has really ended
+    while [ -n "$CHILD" ] && kill -0 "$CHILD" 2>/dev/null; do wait "$CHILD"; done
+}}
 
 on_usr1() {{
+    [ -n "$STOPPING" ] && return
+    STOPPING=usr1  # the TERM that `scontrol requeue` sends this script is ours, not a cancel
     echo "$(date +%T) USR1: asking job {job} to checkpoint and pause"
     touch "$RUN/pause"
-    [ -n "$CHILD" ] && wait "$CHILD"
-    state=$({python} -c 'import json, sys; print(json.load(open(sys.argv[1])).get("state", ""))' "$RUN/status.json")
+    wait_child
+    state=$(job_state)
     echo "$(date +%T) job {job} is $state"
     if [ "$state" = "paused" ]; then
         scontrol requeue "$SLURM_JOB_ID"
     fi
     exit 0
 }}
+
+slurm_field() {{  # one field of `scontrol show job` for this job
+    printf '%s\\n' "$SLURM_INFO" | grep -o " $1=[^ ]*" | head -n 1 | cut -d= -f2
+}}
+
+on_term() {{
+    [ -n "$STOPPING" ] && return
+    STOPPING=term
+    # scancel and the end of an allocation both send TERM (to the job too); Slurm tells them apart: a cancel
+    # leaves no Reason (a time limit says TimeLimit, a preemption Preempted) and no new restart (a requeue).
+    SLURM_INFO=$(timeout 20 scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null)
+    slurm_state=$(slurm_field JobState)
+    why=$(slurm_field Reason)
+    cancelled=""
+    if [ "$slurm_state" = "CANCELLED" ] || {{ [ "$slurm_state" = "COMPLETING" ] && [ "$why" = "None" ] \\
+            && [ "$(slurm_field Restarts)" = "${{SLURM_RESTART_COUNT:-0}}" ]; }}; then
+        cancelled=yes
+        echo "$(date +%T) TERM: the Slurm job was cancelled; cancelling job {job}"
+        touch "$RUN/cancel"
+    else
+        echo "$(date +%T) TERM (Slurm job ${{slurm_state:-unknown}}, reason ${{why:-unknown}}): asking job {job} to" \\
+            "checkpoint and pause"
+        touch "$RUN/pause"
+    fi
+    [ -n "$CHILD" ] && kill -TERM "$CHILD" 2>/dev/null
+    wait_child
+    state=$(job_state)
+    if [ -n "$cancelled" ] && [ "$state" = "paused" ]; then
+        # Slurm's TERM reached the job before the cancel marker did: record what the user asked for.
+        {python} -m cspine_tui cancel {job} --study {study} && state=cancelled
+    fi
+    echo "$(date +%T) job {job} is $state"
+    exit 143
+}}
 trap on_usr1 USR1
+trap on_term TERM
 
 echo "$(date +%T) starting job {job} on $(hostname) (restart ${{SLURM_RESTART_COUNT:-0}})"
 {command} &
@@ -149,23 +198,29 @@ exit $rc
 """
 
 
-def write_sbatch(study: Study, job_id: str, *, gpus: int, time_limit: str = "24:00:00", signal_lead_s: int = 300,
-                 partition: str | None = None, cpus_per_gpu: int = 8) -> Path:
-    """Write runs/<job>/train.sbatch and return its path (the job stays queued until Slurm starts it)."""
+def write_sbatch(study: Study, job_id: str, *, gpus: int, cpu: bool = False, time_limit: str = "24:00:00",
+                 signal_lead_s: int = 300, partition: str | None = None, cpus_per_gpu: int = 8) -> Path:
+    """Write runs/<job>/<kind>.sbatch for a train or sample job and return its path (the job stays queued
+    until Slurm starts it). `gpus` processes, one GPU each; with `cpu` they run on that many CPU cores of a
+    CPU-only node instead (no GPU requested, gloo between processes)."""
     if gpus < 1:
-        raise CspineError("--sbatch needs at least one GPU (--num-processes N asks for N)")
+        raise CspineError("--sbatch needs at least one process (--num-processes N asks for N GPUs, or N cores "
+                          "with --sbatch-cpu)")
     if signal_lead_s < 30:
         raise CspineError("the USR1 lead must be at least 30 s: Slurm checks time limits every 30 s")
     record = jobs.job_record(study, job_id)
     folder = jobs.run_dir(study, record["id"]).resolve()
     port = 29500 + int(hashlib.sha256(record["id"].encode()).hexdigest(), 16) % 1000
-    command = launch_command(study, record["id"], gpus, port=port, cpu=False)  # it runs on a GPU node
-    script = folder / "train.sbatch"
+    command = launch_command(study, record["id"], gpus, port=port, cpu=cpu)
+    resources = f"#SBATCH --cpus-per-task={gpus}" if cpu else \
+        f"#SBATCH --gres=gpu:{gpus}\n#SBATCH --cpus-per-task={cpus_per_gpu * gpus}"
+    script = folder / f"{record['kind']}.sbatch"
     script.write_text(SBATCH_TEMPLATE.format(
-        short=record["id"][-9:], gpus=gpus, cpus=cpus_per_gpu * gpus, time=time_limit, lead=signal_lead_s,
+        kind=record["kind"], short=record["id"][-9:], resources=resources, time=time_limit, lead=signal_lead_s,
         run=shlex.quote(str(folder)), partition=f"#SBATCH --partition={partition}" if partition else "",
         job=record["id"], script=shlex.quote(str(script)), cwd=shlex.quote(str(Path.cwd().resolve())),
-        python=shlex.quote(sys.executable), command=shlex.join(command)))
+        python=shlex.quote(sys.executable), study=shlex.quote(str(study.root.resolve())),
+        command=shlex.join(command)))
     script.chmod(0o700)
     job_json = jobs.read_json(folder / "job.json") or {}
     jobs.write_json_atomic(folder / "job.json", {**job_json, "command": command, "sbatch": str(script)})

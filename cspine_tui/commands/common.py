@@ -107,6 +107,75 @@ def run_foreground(study: Study, job_id: str) -> dict[str, Any]:
     return record
 
 
+def add_launch_options(parser: argparse.ArgumentParser, *, processes_help: str) -> None:
+    """The options of a job that can run as N processes (accelerate launch) or through a Slurm script."""
+    parser.add_argument("--num-processes", type=int, default=1, help=processes_help)
+    parser.add_argument("--sbatch", action="store_true",
+                        help="write a Slurm script for this job instead of running it (see README: Slurm)")
+    parser.add_argument("--sbatch-time", default="24:00:00", help="Slurm --time of each allocation")
+    parser.add_argument("--sbatch-cpu", action="store_true",
+                        help="the script asks for CPU cores, not GPUs (CPU-only nodes; gloo between processes)")
+    parser.add_argument("--signal-lead", type=int, default=300,
+                        help="seconds before the Slurm time limit to checkpoint and requeue")
+    parser.add_argument("--partition", default=None, help="Slurm partition")
+
+
+def run_launched_job(args: argparse.Namespace, study: Study, kind: str, params: dict[str, Any]
+                     ) -> dict[str, Any] | None:
+    """A job that runs through a launcher: write its Slurm script (--sbatch), start it detached, or run it
+    in the foreground with a progress bar. Returns the final record, or None when it did not run here (its id
+    is then printed as the last stdout line)."""
+    from core import jobs, train_launch
+
+    if args.num_processes < 1:
+        raise CspineError("--num-processes must be at least 1")
+    if getattr(args, "time_limit", None):
+        params = {**params, "time_limit_s": args.time_limit}
+    job_id = jobs.create_job(study, kind, params, argv=sys.argv[1:])
+    if args.sbatch:
+        script = train_launch.write_sbatch(study, job_id, gpus=args.num_processes, cpu=args.sbatch_cpu,
+                                           time_limit=args.sbatch_time, signal_lead_s=args.signal_lead,
+                                           partition=args.partition)
+        print(f"wrote {script}; submit it with `sbatch {script}` (the job stays queued until it starts)",
+              file=sys.stderr)
+        if args.json:
+            print_json({"job": job_id, "sbatch": str(script)})
+        print(job_id)
+        return None
+    if args.detach:
+        train_launch.start(study, job_id, detach=True)
+        print(f"started {kind} job with {args.num_processes} processes in the background; follow it with "
+              f"`cspine-tui logs {job_id} --follow --study {study.root}`", file=sys.stderr)
+        print(job_id)
+        return None
+    return run_launched_foreground(study, job_id, train_launch.launch_command(study, job_id))
+
+
+def run_launched_foreground(study: Study, job_id: str, command: list[str]) -> dict[str, Any]:
+    """Run a job through a launcher subprocess (multi-process), with a progress bar from its status.json."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from core import train_launch
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[message]}"))
+    with Progress(*columns, console=_stderr_console()) as bar:
+        task = bar.add_task(job_id.split("-")[0], total=None, message="starting processes")
+
+        def on_status(status: dict) -> None:
+            if status.get("total"):
+                bar.update(task, completed=status.get("done") or 0, total=status["total"],
+                           message=str(status.get("message") or "")[:60])
+
+        record = train_launch.run_launcher(study, job_id, command, on_status=on_status)
+    if record["state"] == "failed":
+        print(f"error: {record['error']}", file=sys.stderr)
+    elif record["state"] == "paused":
+        print(f"paused: {record['error']}; continue with `cspine-tui resume {job_id} --study {study.root}`",
+              file=sys.stderr)
+    return record
+
+
 def _stderr_console():
     from rich.console import Console
 
@@ -124,4 +193,5 @@ def finish(record: dict[str, Any] | None, result: Any = None, *, as_json: bool =
 
 
 __all__ = ["CspineError", "add_study", "add_json", "add_job_options", "open_study", "print_json",
-           "parse_duration", "run_as_job", "run_foreground", "finish"]
+           "parse_duration", "run_as_job", "run_foreground", "finish", "add_launch_options", "run_launched_job",
+           "run_launched_foreground"]

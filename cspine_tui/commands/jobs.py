@@ -91,7 +91,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(record["id"])
         return 0
     if command[:3] != jobs.job_command(study, record["id"])[:3]:  # a launcher (multi-process) runs the job
-        from cspine_tui.commands.train import run_launched_foreground
+        from cspine_tui.commands.common import run_launched_foreground
 
         return finish(run_launched_foreground(study, record["id"], command))
     return finish(run_foreground(study, record["id"]))

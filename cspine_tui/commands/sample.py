@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cspine_tui.commands.common import add_job_options, add_json, add_study, open_study, print_json
+from cspine_tui.commands.common import add_job_options, add_json, add_launch_options, add_study, open_study, \
+    print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,14 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run name (folder under images/synthetic/); an existing run is extended to --count")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA only)")
-    p.add_argument("--num-processes", type=int, default=1,
-                   help="processes (GPUs) through accelerate launch; images are the same as with one")
+    add_launch_options(p, processes_help="processes (GPUs) through accelerate launch; images are the same as "
+                                         "with one")
     p.add_argument("--no-orient", action="store_true",
                    help="keep images as generated (default: mirror right-facing ones to face left, recorded)")
-    p.add_argument("--sbatch", action="store_true", help="write a Slurm script for this job instead of running it")
-    p.add_argument("--sbatch-time", default="24:00:00", help="Slurm --time of each allocation")
-    p.add_argument("--signal-lead", type=int, default=300, help="seconds before the time limit to stop cleanly")
-    p.add_argument("--partition", default=None, help="Slurm partition")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("add-synthetic", help="register images made elsewhere as a synthetic run",
@@ -64,40 +61,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from core import jobs
     from core.sample import sample_params
 
-    from cspine_tui.commands.common import finish, run_as_job
+    from cspine_tui.commands.common import finish, run_as_job, run_launched_job
 
     study = open_study(args)
+    if args.sbatch and args.sbatch_cpu:
+        args.device = "cpu"  # CPU-only nodes: sample there on the CPU even if a GPU shows up
     params = sample_params(
         study, checkpoint=args.checkpoint, job=args.job, count=args.count, sampler=args.sampler, steps=args.steps,
         batch=args.batch, seed=args.seed, weights=args.weights, run=args.run, device=args.device,
         compile=args.compile, num_processes=args.num_processes, orient=not args.no_orient)
+    if args.sbatch and args.device == "cpu":
+        args.sbatch_cpu = True  # --device cpu: the script asks for cores, not GPUs
     if args.sbatch or args.num_processes > 1:
-        from core import train_launch
-
-        if args.time_limit:
-            params["time_limit_s"] = args.time_limit
-        job_id = jobs.create_job(study, "sample", params, argv=sys.argv[1:])
-        if args.sbatch:
-            script = train_launch.write_sbatch(study, job_id, gpus=args.num_processes, time_limit=args.sbatch_time,
-                                               signal_lead_s=args.signal_lead, partition=args.partition)
-            print(f"wrote {script}; submit it with `sbatch {script}` (the job stays queued until it starts)",
-                  file=sys.stderr)
-            if args.json:
-                print_json({"job": job_id, "sbatch": str(script)})
-            print(job_id)
-            return 0
-        if args.detach:
-            train_launch.start(study, job_id, detach=True)
-            print(f"started sample job with {args.num_processes} processes in the background; follow it with "
-                  f"`cspine-tui logs {job_id} --follow --study {study.root}`", file=sys.stderr)
-            print(job_id)
-            return 0
-        from cspine_tui.commands.train import run_launched_foreground
-
-        record = run_launched_foreground(study, job_id, train_launch.launch_command(study, job_id))
+        record = run_launched_job(args, study, "sample", params)
     else:
         record = run_as_job(args, study, "sample", params)
     if record is not None and record["state"] == "succeeded":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cspine_tui.commands.common import add_job_options, add_json, add_study, open_study, print_json
+from cspine_tui.commands.common import add_job_options, add_json, add_launch_options, add_study, open_study, \
+    print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,12 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", choices=["train", "all"], default="train",
                    help="train: the train split, validation loss on val (default); all: every image (FID monitors)")
     p.add_argument("--seed", type=int, default=None, help="seed of initialisation, data order and noise")
-    p.add_argument("--num-processes", type=int, default=1, help="processes (GPUs) through accelerate launch")
-    p.add_argument("--sbatch", action="store_true",
-                   help="write a Slurm script for this run instead of running it (see --sbatch-time)")
-    p.add_argument("--sbatch-time", default="24:00:00", help="Slurm --time of each allocation")
-    p.add_argument("--signal-lead", type=int, default=300, help="seconds before the time limit to checkpoint")
-    p.add_argument("--partition", default=None, help="Slurm partition")
+    add_launch_options(p, processes_help="processes (GPUs) through accelerate launch")
     g = p.add_argument_group("model and optimisation overrides")
     g.add_argument("--batch-size", type=int, default=None)
     g.add_argument("--grad-accum", type=int, default=None)
@@ -60,11 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core import jobs, train_launch
     from core.errors import CspineError
     from core.train import train_params
 
-    from cspine_tui.commands.common import finish, run_as_job
+    from cspine_tui.commands.common import finish, run_as_job, run_launched_job
 
     study = open_study(args)
     overrides = {"max_steps": args.steps, "checkpoint_every": args.checkpoint_every, "fid_every": args.fid_every,
@@ -77,59 +72,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         keep_last=args.keep_last, deterministic=args.deterministic or None, mixed_precision=args.precision,
         compile=args.compile or None, fid_extractor=args.fid_extractor, inception_weights=args.inception_weights,
         fid_sampler=args.fid_sampler, fid_steps=args.fid_steps, num_processes=args.num_processes)
-    if args.sbatch:
-        if args.time_limit:
-            params["time_limit_s"] = args.time_limit
-        job_id = jobs.create_job(study, "train", params, argv=sys.argv[1:])
-        script = train_launch.write_sbatch(study, job_id, gpus=args.num_processes, time_limit=args.sbatch_time,
-                                           signal_lead_s=args.signal_lead, partition=args.partition)
-        print(f"wrote {script}; submit it with `sbatch {script}` (the job stays queued until it starts)",
-              file=sys.stderr)
-        if args.json:
-            print_json({"job": job_id, "sbatch": str(script)})
-        print(job_id)
-        return 0
-    if args.num_processes == 1:
-        record = run_as_job(args, study, "train", params)
+    if args.sbatch and args.sbatch_cpu:
+        params["cpu"] = True  # CPU-only nodes: train there on the CPU even if a GPU shows up
+    if args.sbatch or args.num_processes > 1:
+        record = run_launched_job(args, study, "train", params)
     else:
-        if args.time_limit:
-            params["time_limit_s"] = args.time_limit
-        job_id = jobs.create_job(study, "train", params, argv=sys.argv[1:])
-        if args.detach:
-            train_launch.start(study, job_id, detach=True)
-            print(f"started train job with {args.num_processes} processes in the background; follow it with "
-                  f"`cspine-tui logs {job_id} --follow --study {study.root}`", file=sys.stderr)
-            print(job_id)
-            return 0
-        record = run_launched_foreground(study, job_id, train_launch.launch_command(study, job_id))
+        record = run_as_job(args, study, "train", params)
     return finish(record, record["result"] if record else None, as_json=args.json)
-
-
-def run_launched_foreground(study, job_id: str, command: list[str]) -> dict:
-    """Run a job through a launcher subprocess (multi-process), with a progress bar from its status.json."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from core import train_launch
-
-    from cspine_tui.commands.common import _stderr_console
-
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[message]}"))
-    with Progress(*columns, console=_stderr_console()) as bar:
-        task = bar.add_task(job_id.split("-")[0], total=None, message="starting processes")
-
-        def on_status(status: dict) -> None:
-            if status.get("total"):
-                bar.update(task, completed=status.get("done") or 0, total=status["total"],
-                           message=str(status.get("message") or "")[:60])
-
-        record = train_launch.run_launcher(study, job_id, command, on_status=on_status)
-    if record["state"] == "failed":
-        print(f"error: {record['error']}", file=sys.stderr)
-    elif record["state"] == "paused":
-        print(f"paused: {record['error']}; continue with `cspine-tui resume {job_id} --study {study.root}`",
-              file=sys.stderr)
-    return record
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:

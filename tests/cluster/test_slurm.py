@@ -1,0 +1,213 @@
+"""The scripts `cspine-tui train --sbatch` and `sample --sbatch` write, run by a real single-node Slurm.
+
+The cluster (tests/cluster/slurm.py) runs on loopback from Debian's packages; every job gets one or two of
+its two CPUs. `scancel -b -s USR1` delivers the pre-timeout signal at once (Slurm's own `--signal` fires on a
+30-s check), and `cred_expire=10` lets a requeued job start again after ~10 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import jobs
+from core.sample import regenerate
+from core.study import Study
+from tests.cluster.slurm import Slurm
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+STEP_POLL_S = 0.1
+
+
+# One training config: run through Slurm with a USR1 in the middle, and in this process without a break.
+TRAIN = ("--preset", "tiny", "--steps", "30", "--checkpoint-every", "15", "--seed", "11", "--deterministic")
+
+
+def cli(*argv: str) -> str:
+    """Run `cspine-tui ARGV` in this process; its stdout (the job id is the last line)."""
+    from cspine_tui.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        rc = main(list(argv))
+    assert rc == 0, f"cspine-tui {' '.join(argv)} exited {rc}: {out.getvalue()}"
+    return out.getvalue()
+
+
+def submit(slurm: Slurm, study: Study, command: str, *argv: str) -> tuple[str, int, Path]:
+    """Write the job's Slurm script with the CLI and sbatch it: (our job id, Slurm job id, script)."""
+    out = cli(command, "--study", str(study.root), "--sbatch", "--sbatch-cpu", "--sbatch-time", "10:00",
+              "--signal-lead", "30", *argv)
+    job = out.strip().splitlines()[-1]
+    script = jobs.run_dir(study, job) / f"{command}.sbatch"
+    assert script.is_file(), f"no {script.name} in {sorted(p.name for p in script.parent.iterdir())}"
+    return job, slurm.sbatch(script), script
+
+
+def jobs_listed(study: Study) -> dict[str, dict]:
+    """`cspine-tui jobs --json`, by job id."""
+    return {row["id"]: row for row in json.loads(cli("jobs", "--study", str(study.root), "--json"))}
+
+
+def poll(predicate, timeout: float, what: str, details=lambda: ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{details()}")
+        time.sleep(STEP_POLL_S)
+
+
+def step_of(study: Study, job: str) -> int:
+    status = jobs.read_json(jobs.run_dir(study, job) / "status.json") or {}
+    return int(status.get("step") or 0) if status.get("state") == "running" else 0
+
+
+def slurm_out(study: Study, job: str, slurm_id: int) -> str:
+    path = jobs.run_dir(study, job) / f"slurm-{slurm_id}.out"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def context(study: Study, job: str, slurm_id: int, slurm: Slurm):
+    def show() -> str:
+        log = (jobs.run_dir(study, job) / "log.txt")
+        return (f"--- slurm-{slurm_id}.out\n{slurm_out(study, job, slurm_id)[-3000:]}\n--- log.txt\n"
+                f"{log.read_text(errors='replace')[-3000:] if log.exists() else ''}\n{slurm.logs(1500)}")
+    return show
+
+
+def ended(info: dict[str, str]) -> bool:
+    return info.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
+
+
+def tree_hashes(folder: Path, pattern: str) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.glob(pattern)) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def reference_train(slurm_study) -> str:
+    """TRAIN run in this process without a break (`cspine-tui train`): the result to match, and the
+    checkpoint the sampling test samples from."""
+    job = cli("train", "--study", str(slurm_study.root), *TRAIN).strip().splitlines()[-1]
+    assert jobs.job_record(slurm_study, job)["state"] == "succeeded"
+    return job
+
+
+def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_result(slurm, slurm_study, request):
+    """The pre-timeout USR1: checkpoint, `scontrol requeue`, restart with SLURM_RESTART_COUNT=1, resume,
+    and bit-identical final weights to the same config run without a break."""
+    study = slurm_study
+    job, sid, script = submit(slurm, study, "train", *TRAIN)
+    text = script.read_text()
+    assert "cspine-tui train --sbatch" in text and "--gres" not in text and "#SBATCH --cpus-per-task=1" in text
+    show = context(study, job, sid, slurm)
+
+    poll(lambda: step_of(study, job) >= 3, 150, f"job {job} to train a few steps", show)
+    slurm.client("scancel", "-b", "-s", "USR1", str(sid))
+    slurm.wait_job(sid, lambda i: i.get("Restarts") == "1", 60, "be requeued")
+    reference_train = request.getfixturevalue("reference_train")  # made while Slurm restarts the job
+    info = slurm.wait_job(sid, ended, 180, "finish after its restart")
+    assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), show()
+    paused = re.search(r"paused: pause requested; checkpoint at step (\d+)", show())
+    assert paused and 3 <= int(paused.group(1)) < 30, show()
+    paused_at = int(paused.group(1))
+
+    out = slurm_out(study, job, sid)
+    assert "(restart 0)" in out and "(restart 1)" in out, out  # --open-mode=append kept both runs' output
+    assert f"job {job} is paused" in out, out
+    log = (jobs.run_dir(study, job) / "log.txt").read_text()
+    assert f"resumed from step-{paused_at} (step {paused_at})" in log, log
+    listed = jobs_listed(study)
+    assert listed[job]["state"] == "succeeded" and listed[job]["step"] == 30, listed[job]
+    # Bit-identical final weights (online and EMA) and training state to the uninterrupted run.
+    a, b = (jobs.run_dir(study, j) / "checkpoints" / "step-30" for j in (job, reference_train))
+    patterns = ("unet*/*.safetensors", "state/*.safetensors", "state/*.bin")
+    ours = {k: v for p in patterns for k, v in tree_hashes(a, p).items()}
+    assert len(ours) >= 3 and ours == {k: v for p in patterns for k, v in tree_hashes(b, p).items()}
+
+
+def test_scancel_shows_cancelled_not_paused(slurm, slurm_study):
+    """`scancel` sends TERM to the script and the job: the job stops, and is cancelled (not paused, requeued
+    or failed) in `cspine-tui jobs`."""
+    study = slurm_study
+    job, sid, _ = submit(slurm, study, "train", "--preset", "tiny", "--steps", "100000",
+                         "--checkpoint-every", "100000", "--seed", "12")
+    show = context(study, job, sid, slurm)
+    poll(lambda: step_of(study, job) >= 2, 150, f"job {job} to train", show)
+    slurm.client("scancel", str(sid))
+    info = slurm.wait_job(sid, lambda i: i.get("JobState") == "CANCELLED", 60, "be cancelled")
+    record = poll(lambda: (r := jobs.job_record(study, job))["state"] != "running" and r, 60,
+                  "the job to stop", show)
+    assert record["state"] == "cancelled", show()
+    assert jobs_listed(study)[job]["state"] == "cancelled"
+    assert info["Restarts"] == "0"
+    assert slurm.wait_job(sid, lambda i: i.get("JobState") == "CANCELLED" and "COMPLETING" not in i.get(
+        "JobState", ""), 30, "stay cancelled")["Restarts"] == "0"  # not requeued
+
+
+def test_two_processes_in_one_allocation_have_distinct_ranks(slurm, slurm_study):
+    """`--num-processes 2` on CPUs: the script asks for 2 cores and accelerate starts a gloo world of 2."""
+    study = slurm_study
+    job, sid, script = submit(slurm, study, "train", "--preset", "tiny", "--steps", "3",
+                              "--checkpoint-every", "3", "--seed", "13", "--num-processes", "2")
+    text = script.read_text()
+    assert "#SBATCH --cpus-per-task=2" in text and "ACCELERATE_USE_CPU=true" in text and "--gres" not in text
+    show = context(study, job, sid, slurm)
+    info = slurm.wait_job(sid, ended, 200, "finish")
+    assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), show()
+    record = jobs.job_record(study, job)
+    assert record["state"] == "succeeded" and record["result"]["processes"] == 2, show()
+    out = slurm_out(study, job, sid)
+    # Both processes report their own rank: a world of 2 with ranks 0 and 1, not two processes that both
+    # believe they are rank 0 (reference/cluster.md).
+    assert f"{job}: process 0 of 2" in out and f"{job}: process 1 of 2" in out, out
+    # Only rank 0 kept the books: one line per step, one checkpoint row.
+    lines = (jobs.run_dir(study, job) / "metrics.jsonl").read_text().splitlines()
+    assert sum('"train_loss"' in line for line in lines) == 3
+    assert study.store.column("SELECT step FROM checkpoints WHERE job_id = ?", [job]) == [3]
+
+
+def test_sample_usr1_requeues_and_resumes_to_the_same_images(slurm, slurm_study, reference_train):
+    """`sample --sbatch`: its own script (sample.sbatch); USR1 mid-run requeues it, the restart resumes, and
+    the images equal those of the same run made in this process without a break."""
+    study = slurm_study
+    config = ("--checkpoint", "30", "--job", reference_train, "--count", "8", "--batch", "2", "--sampler", "ddpm",
+              "--steps", "100", "--seed", "21", "--device", "cpu")
+    job, sid, script = submit(slurm, study, "sample", *config, "--run", "interrupted")
+    header = script.read_text().split("set -u")[0]
+    assert script.name == "sample.sbatch" and "cspine-tui sample --sbatch" in header and "train" not in header
+    show = context(study, job, sid, slurm)
+
+    def done() -> int:
+        status = jobs.read_json(jobs.run_dir(study, job) / "status.json") or {}
+        return int(status.get("done") or 0) if status.get("state") == "running" else 0
+
+    poll(lambda: done() >= 2, 150, f"job {job} to sample a block", show)
+    slurm.client("scancel", "-b", "-s", "USR1", str(sid))
+    slurm.wait_job(sid, lambda i: i.get("Restarts") == "1", 60, "be requeued")
+    info = slurm.wait_job(sid, ended, 180, "finish after its restart")
+    assert (info["JobState"], info["Restarts"]) == ("COMPLETED", "1"), show()
+    out = slurm_out(study, job, sid)
+    assert f"job {job} is paused" in out and "(restart 1)" in out, out
+    assert jobs_listed(study)[job]["state"] == "succeeded"
+    log = (jobs.run_dir(study, job) / "log.txt").read_text()
+    assert f"job {job} (sample) resumed" in log and "images done, resume to continue" in log, log
+    # The app refuses a second run with the same seed (it would repeat these images), so the uninterrupted
+    # result is recomputed from each image's record: its whole block, from scratch, in this process.
+    rows = study.store.query("SELECT id, path FROM synthetic_images WHERE run_id = 'interrupted' ORDER BY idx")
+    assert len(rows) == 8 and len({r["id"] for r in rows}) == 8
+    for row in rows:
+        stored = np.asarray(Image.open(study.abs(row["path"])))
+        assert np.array_equal(regenerate(study, row["id"]), stored), row["id"]

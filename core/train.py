@@ -180,11 +180,13 @@ def prune_checkpoints(study: Study, job_id: str, run_folder: Path, keep_last: in
                 shutil.rmtree(path / "state", ignore_errors=True)
                 trimmed.append(step)
             continue
-        shutil.rmtree(path, ignore_errors=True)
         deleted.append(step)
-    if deleted:
+    if deleted:  # rows first: a kill in the middle of a deletion must not leave a row naming a half folder
         study.store.executemany("UPDATE checkpoints SET deleted = TRUE WHERE job_id = ? AND step = ?",
                                 [[job_id, s] for s in deleted])
+    for step, path in old:
+        if step in deleted:
+            shutil.rmtree(path, ignore_errors=True)
     return deleted
 
 
@@ -274,12 +276,17 @@ def run(ctx: JobContext) -> dict[str, Any]:
     resumed = latest_resumable(ctx.dir)
     if resumed:
         acc.load_state(str(resumed[1] / "state"))
-        if main:
-            _truncate_metrics(ctx.dir / "metrics.jsonl", state.step)
         ctx.log(f"resumed from {resumed[1].name} (step {state.step})")
     if main:
+        # Lines past the starting step run again (all of them when a kill came before the first checkpoint).
+        _truncate_metrics(ctx.dir / "metrics.jsonl", state.step)
         for stale in checkpoint_root(ctx.dir).glob(".step-*.tmp"):
             shutil.rmtree(stale, ignore_errors=True)
+        known = set(study.store.column("SELECT step FROM checkpoints WHERE job_id = ?", [ctx.job_id]))
+        unrecorded = [[ctx.job_id, s, study.rel(p)] for s, p in complete_checkpoints(ctx.dir) if s not in known]
+        if unrecorded:  # a kill between a checkpoint's rename and its row: the folder is whole, record it
+            study.store.executemany("INSERT INTO checkpoints (job_id, step, path) VALUES (?, ?, ?)", unrecorded)
+            sync_metrics(study, ctx.job_id)
         info = {"device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if cuda else ""),
                 "precision": precision, "processes": world, "images": len(train_set),
                 "val_images": len(val_set) if val_set is not None else 0, "preset": cfg.name}
@@ -441,8 +448,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
         if do_ckpt:
             found = evaluate(s, do_fid)
             save_checkpoint(s, {k: v for k, v in found.items()})
-        if fault_step is not None and s == int(fault_step) and main and not resumed:
-            os.kill(os.getpid(), signal.SIGKILL)  # test hook: die like an OOM kill or a lost node
+        if fault_step is not None and s == int(fault_step) and main and not ctx.resumed:
+            os.kill(os.getpid(), signal.SIGKILL)  # test hook: die like an OOM kill or a lost node (first run only)
 
     if stop:
         s = state.step

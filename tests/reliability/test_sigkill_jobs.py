@@ -61,7 +61,7 @@ def _kill_and_resume(study: Study, kind: str, params: dict, moment: Moment, *, v
 # Ingest: 2 worker processes, a duplicate and an unreadable file among the sources
 
 
-N_FILMS = 20
+N_FILMS = 30
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def ingest_reference(ingest_sources, tmp_path_factory) -> dict:
 def test_sigkill_during_ingest_then_resume_gives_the_uninterrupted_real_set(seed, ingest_sources, ingest_reference,
                                                                             tmp_path):
     study = _ingest_study(tmp_path / "study")
-    moment = Moment.pick(seed, N_FILMS, max_delay_s=0.4)
+    moment = Moment.pick(seed, N_FILMS - 6, max_delay_s=0.1)  # mid-run: a file takes ~10-30 ms per worker
     _kill_and_resume(study, "ingest", _ingest_params(ingest_sources), moment)
     got = _ingested(study)
     # Every source file accounted for exactly once (stored, duplicate or skipped): nothing lost or doubled.
@@ -294,3 +294,27 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_training_killed_before_its_first_checkpoint_or_before_a_checkpoint_row(train_study_for_kills,
+                                                                                 train_reference):
+    """Two windows a random moment rarely hits, pinned: no checkpoint yet, and a checkpoint without its row."""
+    study = Study.open(train_study_for_kills)
+    params = {**_train_params(study), "_test_sigkill_at_step": 1}  # the runner kills itself after step 1
+    job_id, _pgid = start_job(study, "train", params)
+    died = control.wait_for(study, job_id, timeout=240)
+    assert died["state"] == "failed" and "died" in died["error"]
+    assert not (jobs.run_dir(study, job_id) / "checkpoints" / "step-2").exists()
+    check_study(study.root)
+    assert jobs.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
+    got = _trained(study, job_id)
+    assert got["loss_steps"] == list(range(1, TRAIN_STEPS + 1)), "the steps that ran again were logged twice"
+    assert got["metrics"] == train_reference["metrics"]
+    assert all(torch_equal(got["weights"]["unet"][k], v) for k, v in train_reference["weights"]["unet"].items())
+
+    # A kill after the last checkpoint's rename but before its row: the resumed job records the whole folder.
+    study.store.execute("DELETE FROM checkpoints WHERE job_id = ? AND step = ?", [job_id, TRAIN_STEPS])
+    study.store.execute("UPDATE jobs SET state = 'failed' WHERE id = ?", [job_id])
+    assert jobs.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
+    assert _trained(study, job_id)["live"] == [TRAIN_STEPS]
+    check_study(study.root)

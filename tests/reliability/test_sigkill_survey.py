@@ -10,6 +10,7 @@ run gave.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import time
@@ -188,3 +189,35 @@ def test_sigkill_during_import_ratings_is_all_or_nothing_and_a_rerun_gives_the_s
     assert _ratings(root) == reference
     assert _analysis(root) == reference_analysis
     check_study(root)
+
+
+def test_a_pack_whose_build_died_in_the_commit_is_adopted_by_the_same_request_only(tmp_path, monkeypatch):
+    """The one moment a kill can still split folder and rows: after the rename, inside the commit."""
+    from core import survey
+    from core.errors import CspineError
+    from tests.conftest_survey import tiny_study
+
+    study = tiny_study(tmp_path, n_real=8, per_ckpt=6)
+    out = study.exports_dir / "pack"
+    original = survey._record_pack
+
+    def die_in_commit(study_, spec, out_, move_from=None):
+        if move_from is None:
+            return original(study_, spec, out_)
+        os.replace(move_from, out_)  # the folder is in place; the process dies before its rows commit
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(survey, "_record_pack", die_in_commit)
+    with pytest.raises(SystemExit):
+        survey.build_pack(study, out, checkpoints=list(CKPTS), count=3, seed=4, size=32)
+    monkeypatch.setattr(survey, "_record_pack", original)
+    assert (out / "pack.json").is_file() and not survey.list_packs(study)
+    with pytest.raises(CspineError, match="exists and is not empty"):  # another request never takes it
+        survey.build_pack(study, out, checkpoints=list(CKPTS), count=3, seed=5, size=32)
+    left = survey.read_pack_dir(out)
+    spec = survey.build_pack(study, out, checkpoints=list(CKPTS), count=3, seed=4, size=32)
+    assert spec.pack_id == left.pack_id and [p["id"] for p in survey.list_packs(study)] == [left.pack_id]
+    fresh = survey.build_pack(study, tmp_path / "again", checkpoints=list(CKPTS), count=3, seed=4, size=32)
+    assert [(i.quartet, i.position, i.image_id, i.image_file) for i in fresh.items] == \
+        [(i.quartet, i.position, i.image_id, i.image_file) for i in spec.items]
+    check_study(study.root)

@@ -211,9 +211,10 @@ def test_decompression_bombs_are_refused_before_they_are_decoded(stocked, tmp_pa
     hh.deflated_dicom_bomb(folder / "dicom_deflate_600mb.dcm", 600 << 20)  # limit: 4 B/px x 100 MP + 64 MiB
     files = sorted(str(p) for p in folder.iterdir())
     assert all(os.path.getsize(f) < 2_000_000 for f in files)
-    timed = timed_and_bounded(files, fresh_process=True)
+    timed = timed_and_bounded(files)
     for t in timed:
-        # A decoded bomb would need GBs; a refused one stays near the interpreter's own size.
+        # A decoded bomb would need GBs; refused ones keep each worker near the interpreter's own size (the
+        # peak is the worker's over all the files it took, so any bomb that got decoded shows up here).
         assert t.peak_rss_mb < 700, (Path(t.path).name, t.peak_rss_mb, t.reason)
     outcomes = ingest_and_account(stocked, files)
     for path, (outcome, reason) in outcomes.items():
@@ -313,7 +314,7 @@ def _counts(study) -> dict[str, int]:
         return {t: int(tx.scalar(f"SELECT count(*) FROM {t}")) for t in COUNTED}
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(data=st.data())

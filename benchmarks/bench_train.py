@@ -5,7 +5,7 @@ gradient clipping at 1.0, one optimizer step per batch; ours through core.train_
 through ``GaussianDiffusion.forward`` (the reference's defaults: pred_v, sigmoid betas, SNR/(SNR+1) weight).
 Steps of the two are interleaved in rounds so that load from other processes hits both alike; the median step
 time of each is reported. FLOPs per training step (forward + backward) are counted with
-``torch.utils.flop_counter.FlopCounterMode`` on one step of each.
+``torch.utils.flop_counter.FlopCounterMode`` on the first (untimed) warm-up step of each.
 
 CPU (unless --no-cpu): --size px (default 64), float32, batch --batch (default 8, the paper's). CUDA (when available): 256 px, bf16
 autocast, the same for both, plus images/s and the fraction of the GPU's dense bf16 peak our model reaches.
@@ -16,6 +16,7 @@ Prints one JSON line. Needs the `bench` extra: pip install -e '.[bench]'.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -83,24 +84,26 @@ class Theirs:
         return self.net(x)  # takes [0, 1] images, normalises, draws t and noise, returns the weighted v-loss
 
 
-def train_step(m, x: torch.Tensor, dtype: torch.dtype | None) -> None:
-    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        loss = m.loss(x)
-    loss.backward()
+def train_step(m, x: torch.Tensor, dtype: torch.dtype | None, counter=None) -> None:
+    """One optimizer step; with a FlopCounterMode `counter`, its forward + backward are counted."""
+    with counter if counter is not None else contextlib.nullcontext():
+        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = m.loss(x)
+        loss.backward()
     torch.nn.utils.clip_grad_norm_(m.net.parameters(), 1.0)
     m.opt.step()
     m.opt.zero_grad(set_to_none=True)
 
 
-def flops_per_step(m, x: torch.Tensor, dtype: torch.dtype | None) -> int:
+def warm_up(m, x: torch.Tensor, dtype: torch.dtype | None, steps: int) -> int:
+    """Untimed steps (allocator, autotuning, Adam state); the first one also counts the FLOPs of a training
+    step (forward + backward), so counting costs no extra step."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter:
-        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = m.loss(x)
-        loss.backward()
-    m.opt.zero_grad(set_to_none=True)
+    train_step(m, x, dtype, counter)
+    for _ in range(steps - 1):
+        train_step(m, x, dtype)
     return int(counter.get_total_flops())
 
 
@@ -117,9 +120,7 @@ def compare(size: int, batch: int, device: torch.device, dtype: torch.dtype | No
     out: dict = {"image_size": size, "batch": batch, "precision": str(dtype).replace("torch.", "") if dtype else
                  "float32", "device": str(device)}
     times: dict[str, list[float]] = {k: [] for k in models}
-    for m in models.values():  # warm-up (allocator, autotuning)
-        for _ in range(1 if device.type == "cpu" else 3):
-            train_step(m, x, dtype)
+    flops = {name: warm_up(m, x, dtype, 1 if device.type == "cpu" else 3) for name, m in models.items()}
     sync(device)
     for _ in range(rounds):
         for name, m in models.items():
@@ -131,11 +132,10 @@ def compare(size: int, batch: int, device: torch.device, dtype: torch.dtype | No
     raw = {}
     for name, m in models.items():
         step_s = statistics.median(times[name])
-        flops = flops_per_step(m, x, dtype)
-        raw[name] = (step_s, flops)
+        raw[name] = (step_s, flops[name])
         out[name] = {"model": m.label, "params_m": round(m.params() / 1e6, 2), "step_s": round(step_s, 4),
-                     "images_per_s": float(f"{batch / step_s:.4g}"), "gflop_per_step": round(flops / 1e9, 1),
-                     "achieved_gflops": float(f"{flops / step_s / 1e9:.4g}"), "steps_timed": len(times[name])}
+                     "images_per_s": float(f"{batch / step_s:.4g}"), "gflop_per_step": round(flops[name] / 1e9, 1),
+                     "achieved_gflops": float(f"{flops[name] / step_s / 1e9:.4g}"), "steps_timed": len(times[name])}
     (o_s, o_f), (t_s, t_f) = raw["ours"], raw["lucidrains"]
     out["throughput_ratio"] = round(t_s / o_s, 3)  # images/s ours over theirs (same batch)
     out["flop_ratio"] = round(o_f / t_f, 3)

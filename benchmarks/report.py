@@ -115,10 +115,11 @@ def paper_scale_cost(results: list[dict]) -> str:
         steps = got.get("sample_default_vs_paper", {}).get("config", {}).get("fast_steps", 10)
         gflop_sample = scfg["gflops_per_forward"]["ours"] * spx * steps
         sample_h = sample_images * gflop_sample / cs["ours"] / 3600
-        parts.append(f"CPU-hours (EXTRAPOLATED, not measured at 256 px: this machine's measured achieved "
-                     f"GFLOP/s at {cfg['image_size']} px ({ct['ours']:.3g} training, {cs['ours']:.3g} "
-                     f"sampling) applied to FLOPs scaled by pixel count to 256 px): training ~{train_h:,.0f} "
-                     f"h, sampling with {steps} steps ~{sample_h:,.0f} h on {ct['device']}.")
+        parts.append(f"CPU-hours (EXTRAPOLATED, not measured at 256 px: the achieved GFLOP/s measured in this "
+                     f"run, {ct['ours']:.3g} training at {cfg['image_size']} px batch {cfg['batch']} and "
+                     f"{cs['ours']:.3g} sampling at {scfg['image_size']} px, applied to the FLOPs scaled by "
+                     f"pixel count to 256 px): training ~{train_h:,.0f} h, sampling with {steps} steps "
+                     f"~{sample_h:,.0f} h on {ct['device']}.")
     return " ".join(parts)
 
 

@@ -188,7 +188,7 @@ def _gpu_sample_parse(d: dict, device: str) -> list[Result]:
 
 BENCHES: list[Bench] = [
     Bench("train_step", BENCH / "bench_train.py", {"train_step": "achieved GFLOP/s (images/s x FLOPs per image)"},
-          _train_args, _train_parse, repeats=(1, 1), timeout_s=(300, 3600)),
+          _train_args, _train_parse, repeats=(1, 1), timeout_s=(600, 3600)),
     Bench("sample_step", BENCH / "bench_sample.py",
           {"sample_step": "network GFLOP/s per ancestral step", "sample_default_vs_paper": "images/s"},
           _sample_args, _sample_parse, repeats=(1, 1), timeout_s=(300, 3600), threads=1),

@@ -167,3 +167,32 @@ def test_report_table_targets_and_cost(tmp_path: Path) -> None:
     assert "CPU-hours (EXTRAPOLATED" in text
     # training: 160k x 16 images x (24/2 GFLOP x 64) / 5 GFLOP/s / 3600
     assert f"training ~{160_000 * 16 * 12 * 64 / 5 / 3600:,.0f} h" in text
+
+
+def test_gpu_lines_map_the_scripts_cuda_output() -> None:
+    """No GPU here: the CUDA parts of bench_train.py / bench_sample.py's output, shaped as their code writes
+    them, map onto gpu_train_256 / gpu_sample_256 with the bf16-peak fractions and the CUDA device."""
+    side = {"model": "m", "params_m": 1.0, "step_s": 0.1, "images_per_s": 80.0, "gflop_per_step": 100.0,
+            "achieved_gflops": 1000.0, "steps_timed": 30}
+    train = {"cuda_256px": {"image_size": 256, "batch": 8, "precision": "bfloat16", "device": "cuda",
+                            "ours": side, "lucidrains": dict(side, images_per_s=40.0), "throughput_ratio": 2.0,
+                            "flop_ratio": 1.1, "throughput_per_flop_ratio": 2.2, "gpu": "NVIDIA H100 80GB HBM3",
+                            "bf16_peak_tflops": 989.4, "ours_fraction_of_bf16_peak": 0.101,
+                            "lucidrains_fraction_of_bf16_peak": 0.05}}
+    gpu_train = next(b for b in suite.BENCHES if b.name == "gpu_train_256")
+    (r,) = gpu_train.parse(train, "ignored")
+    assert (r.ours, r.peer_value, r.ratio) == (80.0, 40.0, 2.0)
+    assert r.device == "cuda: NVIDIA H100 80GB HBM3" and r.config["fraction_of_bf16_peak"]["ours"] == 0.101
+    sample = {"device": "cuda", "device_name": "NVIDIA H200", "size": 256, "batch": 32, "rounds": 3,
+              "ours": {"network_gflops_per_s": 50_000.0}, "fast_sampler": {"sampler": "unipc", "steps": 10,
+                                                                             "images_per_s": 30.0},
+              "reference_ancestral_1000_images_per_s": 0.5, "ours_ancestral_1000_images_per_s": 0.4,
+              "bf16_peak_tflops": 989.4, "ours_fraction_of_bf16_peak": 0.0505}
+    gpu_sample = next(b for b in suite.BENCHES if b.name == "gpu_sample_256")
+    (s,) = gpu_sample.parse(sample, "ignored")
+    assert (s.ours, s.ratio, s.device) == (30.0, 60.0, "cuda: NVIDIA H200")
+    lines = [dict(r.to_json(), config=r.config), dict(s.to_json(), config=s.config)]
+    cost = report.paper_scale_cost(lines)
+    assert f"training {160_000 * 16 / 80 / 3600:,.1f} h" in cost                  # 2,560,000 images at 80 img/s
+    assert f"sampling with unipc-10 {85_000 / 30 / 3600:,.1f} h" in cost          # 8 x 7,250 + 27,000 images
+    assert "not measured" not in cost

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from datetime import datetime
 from typing import Any
@@ -24,11 +25,27 @@ def job_status(study: Study, job_id: str) -> dict[str, Any]:
     return read_json(run_dir(study, job_id) / "status.json") or {}
 
 
+# A job running on another host (a cluster node sharing the study folder) cannot be checked by its pid, which
+# means nothing here: it lives while its heartbeat (status.json, rewritten every few seconds) stays fresh.
+REMOTE_STALE_S = 120.0
+
+
+def runs_elsewhere(record: dict[str, Any]) -> bool:
+    return bool(record.get("host")) and record["host"] != socket.gethostname()
+
+
+def _alive(study: Study, record: dict[str, Any]) -> bool:
+    if runs_elsewhere(record):
+        beat = job_status(study, record["id"]).get("heartbeat")
+        return beat is not None and time.time() - float(beat) < REMOTE_STALE_S
+    return process_alive(record.get("pid"), recorded_start_ticks(study, record["id"]))
+
+
 def reconcile(study: Study, record: dict[str, Any]) -> dict[str, Any]:
     """Mark a running job whose process is gone as failed (resumable when its runner can resume)."""
     if record["state"] != "running":
         return record
-    if process_alive(record.get("pid"), recorded_start_ticks(study, record["id"])):
+    if _alive(study, record):
         return record
     status = job_status(study, record["id"])
     if _ended_in_this_run(status, record):  # it finished but could not tell the database (a full disk)
@@ -38,7 +55,8 @@ def reconcile(study: Study, record: dict[str, Any]) -> dict[str, Any]:
                                     and "output" in result else {}))
         record.update(state=status["state"], error=status.get("error"), result=result)
         return record
-    error = f"the job's process (pid {record.get('pid')}) died without finishing; resume it with " \
+    where = f" on {record['host']}, silent for over {REMOTE_STALE_S:.0f} s," if runs_elsewhere(record) else ""
+    error = f"the job's process (pid {record.get('pid')}){where} died without finishing; resume it with " \
             f"`cspine-tui resume {record['id']}`"
     set_state(study, record["id"], "failed", ended_at=datetime.now(), error=error)
     write_json_atomic(run_dir(study, record["id"]) / "status.json", {**status, "state": "failed", "error": error})
@@ -85,7 +103,9 @@ def cancel_job(study: Study, job_id: str) -> dict[str, Any]:
     if record["state"] in ("succeeded", "failed", "cancelled"):
         raise CspineError(f"job {job_id} has already ended ({record['state']})")
     (run_dir(study, job_id) / "cancel").touch()
-    if record["state"] == "running" and record["pid"]:
+    if record["state"] == "running" and runs_elsewhere(record):
+        pass  # its pid means nothing here: the job sees the cancel file at its next safe point
+    elif record["state"] == "running" and record["pid"]:
         try:
             os.killpg(record["pid"], signal.SIGTERM)  # detached jobs lead their own process group
         except (ProcessLookupError, PermissionError):

@@ -244,6 +244,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     seed = int(params.get("seed", 0))
     acc, precision = _make_accelerator(params)
     rank, world, device, main = acc.process_index, acc.num_processes, acc.device, acc.is_main_process
+    if world > 1:  # one line per rank on the launcher's output (log.txt or Slurm's file): the ranks are distinct
+        print(f"{ctx.job_id}: process {rank} of {world} ({acc.distributed_type})", flush=True)
     torch.manual_seed(seed)
     cuda = device.type == "cuda"
     mem_fmt = torch.channels_last if cuda else torch.contiguous_format

@@ -64,8 +64,8 @@ async def test_jobs_tui_and_cli_at_once_on_one_study(tmp_path: Path) -> None:
     add_real_images(study, n=12)
     make_checkpoint(study)
     ids = add_run(study, "c34", 34, 40)
-    train = stress.start_train(study, steps=6, every=2)
-    sample = stress.start_sample(study, 16, run="conc", batch=2, steps=10)
+    train = stress.start_train(study, steps=4, every=2)
+    sample = stress.start_sample(study, 8, run="conc", batch=2, steps=6)
     loop = CliLoop(study)
     loop.start()
     decided: dict[str, str] = {}
@@ -110,6 +110,6 @@ async def test_jobs_tui_and_cli_at_once_on_one_study(tmp_path: Path) -> None:
     # Every metric the training job measured is in the metrics table (synced by the job itself).
     stored = study.store.scalar("SELECT count(*) FROM metrics WHERE job_id = ?", [train])
     assert stored == stress.metrics_lines(study, train) > 0
-    assert [r["idx"] for r in stress.assert_synthetic_complete(study, "conc")] == list(range(16))
+    assert [r["idx"] for r in stress.assert_synthetic_complete(study, "conc")] == list(range(8))
     assert study.store.column("SELECT step FROM checkpoints WHERE job_id = ? AND NOT deleted ORDER BY step",
-                              [train]) == [2, 4, 6]
+                              [train]) == [2, 4]

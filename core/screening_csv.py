@@ -66,8 +66,13 @@ def read_decisions(study: Study, path: Path | str, *, simulated: bool | None = N
         raise CspineError(f"no such file {path}; give the CSV written by `reviews --export`") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CspineError(f"cannot read {path}: {exc}") from exc
-    reader = csv.DictReader(text.splitlines())
-    columns = [c.strip() for c in (reader.fieldnames or [])]
+    try:  # parsed whole first: a malformed CSV (a field over csv's 128 KiB limit) is one clear error
+        reader = csv.DictReader(text.splitlines())
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        parsed = list(reader)
+    except csv.Error as exc:
+        raise CspineError(f"{path} is not a readable CSV ({exc}); give the CSV written by `reviews --export`") \
+            from exc
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise CspineError(f"{path} lacks the column(s) {', '.join(missing)}; a decisions CSV needs "
@@ -75,7 +80,7 @@ def read_decisions(study: Study, path: Path | str, *, simulated: bool | None = N
     images = {r["id"]: r["sha256"] for r in study.store.query("SELECT id, sha256 FROM synthetic_images")}
     problems: list[str] = []
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for line, raw in enumerate(reader, start=2):
+    for line, raw in enumerate(parsed, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
         where = f"{path.name} line {line}"
         try:

@@ -465,8 +465,8 @@ def _read_url_csv(path: Path, files: set[str]) -> dict[str, str]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise CspineError(f"cannot read {path}: {exc}") from exc
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:  # not UTF-8, or a field over csv's 128 KiB limit
+        raise CspineError(f"cannot read {path}: {exc}; give a UTF-8 CSV of image_file,url rows") from exc
     if rows and rows[0] and rows[0][0].strip().lower() in ("image_file", "file", "name"):
         rows = rows[1:]
     mapping = {}

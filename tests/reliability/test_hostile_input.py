@@ -498,3 +498,24 @@ def test_an_image_url_csv_naming_files_outside_the_pack_is_refused(exported):
         with pytest.raises(CspineError, match="is not an image of this pack"):
             survey.set_image_urls(study, pack, url_csv=url_csv)
     assert {p: p.read_bytes() for p in pack.rglob("*") if p.is_file()} == before
+
+
+def test_other_csv_inputs_with_a_huge_field_or_another_encoding_are_clear_errors(exported):
+    """Regression: `reviews --import` and `survey-urls --image-urls` let csv.Error / UnicodeDecodeError out."""
+    from core import screening_csv
+
+    study, spec, tmp, _ = exported
+    before = hh.snapshot(study)
+    reviews = tmp / "decisions.csv"
+    reviews.write_text("image_id,reviewer,decision,note\nrun0-0,bob,accept," + "x" * 200_000 + "\n")
+    with pytest.raises(CspineError, match="not a readable CSV") as info:
+        screening_csv.import_reviews(study, reviews)
+    assert hh.one_line(str(info.value))
+    urls = tmp / "urls.csv"
+    for blob in (f"image_file,url\n{spec.items[0].image_file},https://x.org/{'y' * 200_000}\n".encode(),
+                 f"image_file,url\n{spec.items[0].image_file},https://x.org/".encode() + b"\xe9\n"):
+        urls.write_bytes(blob)
+        with pytest.raises(CspineError, match="cannot read") as info:
+            survey.set_image_urls(study, tmp / "pack", url_csv=urls)
+        assert hh.one_line(str(info.value))
+    assert hh.snapshot(study) == before

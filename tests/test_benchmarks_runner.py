@@ -196,3 +196,21 @@ def test_gpu_lines_map_the_scripts_cuda_output() -> None:
     assert f"training {160_000 * 16 / 80 / 3600:,.1f} h" in cost                  # 2,560,000 images at 80 img/s
     assert f"sampling with unipc-10 {85_000 / 30 / 3600:,.1f} h" in cost          # 8 x 7,250 + 27,000 images
     assert "not measured" not in cost
+
+
+def test_main_exits_1_when_a_benchmark_fails_and_records_it(tmp_path: Path, monkeypatch, capsys) -> None:
+    import benchmarks.__main__ as cli
+
+    bad = fake_bench(tmp_path, "import sys; sys.exit(7)", name="bad")
+    good = fake_bench(tmp_path, FAKE_OK, name="good")
+    monkeypatch.setattr(cli, "BENCHES", [bad, good])
+    out = tmp_path / "r.jsonl"
+    assert cli.main(["--json", "--out", str(out)]) == 1
+    printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [p["name"] for p in printed] == ["rate", "latency", "rate", "latency"]
+    assert printed[0]["ours"] is None and "exit code 7" in printed[0]["config"]["error"]
+    assert printed[2]["ours"] == 10.0
+    meta, results, end = report.load(out)
+    assert results == printed and end["failed"] == ["rate", "latency"] and meta["quick"] is False
+    assert cli.main(["--out", str(tmp_path / "ok.jsonl")]) == 1          # without --json: a table, same exit code
+    assert "exit code 7" in capsys.readouterr().out

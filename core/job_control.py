@@ -43,6 +43,8 @@ def _alive(study: Study, record: dict[str, Any]) -> bool:
 
 def reconcile(study: Study, record: dict[str, Any]) -> dict[str, Any]:
     """Mark a running job whose process is gone as failed (resumable when its runner can resume)."""
+    if record["state"] == "queued":
+        return _reconcile_queued(study, record)
     if record["state"] != "running":
         return record
     if _alive(study, record):
@@ -60,6 +62,27 @@ def reconcile(study: Study, record: dict[str, Any]) -> dict[str, Any]:
             f"`cspine-tui resume {record['id']}`"
     set_state(study, record["id"], "failed", ended_at=datetime.now(), error=error)
     write_json_atomic(run_dir(study, record["id"]) / "status.json", {**status, "state": "failed", "error": error})
+    record.update(state="failed", error=error)
+    return record
+
+
+def _reconcile_queued(study: Study, record: dict[str, Any]) -> dict[str, Any]:
+    """A job started detached on this host whose process died before its runner began is failed, not queued."""
+    pid = record.get("pid")
+    if not pid or record.get("started_at") or record.get("host") != socket.gethostname() \
+            or process_alive(pid, None):
+        return record  # not launched (sbatch), already begun, launched elsewhere, or still starting
+    error = f"the job's process (pid {pid}) died before the job began; resume it with " \
+            f"`cspine-tui resume {record['id']}`"
+    with study.store.connect() as tx:  # only if still queued: it may have begun (and ended) since `record` was read
+        tx.execute("UPDATE jobs SET state = 'failed', ended_at = ?, error = ? WHERE id = ? AND state = 'queued'",
+                   [datetime.now(), error, record["id"]])
+        marked = tx.scalar("SELECT error FROM jobs WHERE id = ?", [record["id"]]) == error
+    if not marked:  # it began in the meantime: what the database says now
+        fresh = job_record(study, record["id"])
+        return {**record, **{k: fresh[k] for k in record if k in fresh}}
+    write_json_atomic(run_dir(study, record["id"]) / "status.json",
+                      {**job_status(study, record["id"]), "state": "failed", "error": error})
     record.update(state="failed", error=error)
     return record
 

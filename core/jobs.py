@@ -472,7 +472,8 @@ def start_detached(study: Study, job_id: str, command: list[str] | None = None) 
     )
     log.close()
     # Record the launcher pid so the job shows as alive before the runner writes its own.
-    study.store.execute("UPDATE jobs SET pid = ? WHERE id = ? AND state = 'queued'", [proc.pid, job_id])
+    study.store.execute("UPDATE jobs SET pid = ?, host = ? WHERE id = ? AND state = 'queued'",
+                        [proc.pid, socket.gethostname(), job_id])
     return proc.pid
 
 

@@ -140,9 +140,9 @@ def start_job(study: Study, kind: str, params: dict[str, Any]) -> tuple[str, int
 
 
 def settle_killed(study: Study, job_id: str) -> dict[str, Any]:
-    """After the kill: the job is no longer shown as running, and it is resumable (or it had finished)."""
+    """After the kill: the job is shown as died (not running, not queued) and resumable, or it had finished."""
     record = control.reconcile(study, jobs.job_record(study, job_id))
-    assert record["state"] in ("failed", "queued", "succeeded"), record
+    assert record["state"] in ("failed", "succeeded"), record
     if record["state"] == "failed":
         assert "died" in (record["error"] or ""), record["error"]
     return record

@@ -112,11 +112,14 @@ def ingest_reference(ingest_sources, tmp_path_factory) -> dict:
     return _ingested(study)
 
 
-@pytest.mark.parametrize("seed", CHEAP_SEEDS)
+@pytest.mark.parametrize("seed", [*CHEAP_SEEDS, "at-spawn"])
 def test_sigkill_during_ingest_then_resume_gives_the_uninterrupted_real_set(seed, ingest_sources, ingest_reference,
                                                                             tmp_path):
     study = _ingest_study(tmp_path / "study")
-    moment = Moment.pick(seed, N_FILMS - 6, max_delay_s=0.1)  # mid-run: a file takes ~10-30 ms per worker
+    if seed == "at-spawn":  # before the runner begins: the job must not stay 'queued' with no process
+        moment = Moment(seed=0, after=0, delay_s=0.0)
+    else:
+        moment = Moment.pick(seed, N_FILMS - 6, max_delay_s=0.1)  # mid-run: a file takes ~10-30 ms per worker
     _kill_and_resume(study, "ingest", _ingest_params(ingest_sources), moment)
     got = _ingested(study)
     # Every source file accounted for exactly once (stored, duplicate or skipped): nothing lost or doubled.

@@ -49,7 +49,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def zeros_deflated(n: int, *, raw: bool = False) -> bytes:
     """zlib (or raw deflate) of n zero bytes, compressed in 1 MiB pieces (never n bytes in memory)."""
-    comp = zlib.compressobj(9, zlib.DEFLATED, -15 if raw else 15)
+    comp = zlib.compressobj(1, zlib.DEFLATED, -15 if raw else 15)  # level 1: ~1000:1 on zeros too, faster
     block = b"\0" * (1 << 20)
     parts = []
     left = n
@@ -145,7 +145,7 @@ def deflated_dicom_bomb(path: Path, inflated: int) -> None:
     creator = struct.pack("<HH", 0x0009, 0x0010) + b"LO" + struct.pack("<H", 8) + b"CSPINE  "
     blob_len = inflated - (inflated % 2)
     blob_head = struct.pack("<HH", 0x0009, 0x1000) + b"OB\0\0" + struct.pack("<I", blob_len)
-    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    comp = zlib.compressobj(1, zlib.DEFLATED, -15)
     parts = [comp.compress(body[:at] + creator + blob_head)]
     block = b"\0" * (1 << 20)
     left = blob_len

@@ -210,7 +210,7 @@ def test_decompression_bombs_are_refused_before_they_are_decoded(stocked, tmp_pa
     hh.dicom_huge_header(folder / "dicom_4gp.dcm")
     hh.deflated_dicom_bomb(folder / "dicom_deflate_600mb.dcm", 600 << 20)  # limit: 4 B/px x 100 MP + 64 MiB
     files = sorted(str(p) for p in folder.iterdir())
-    assert all(os.path.getsize(f) < 2_000_000 for f in files)
+    assert all(os.path.getsize(f) < 4_000_000 for f in files)  # small files, huge when decoded
     timed = timed_and_bounded(files)
     for t in timed:
         # A decoded bomb would need GBs; refused ones keep each worker near the interpreter's own size (the

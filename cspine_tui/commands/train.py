@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from cspine_tui.commands.common import add_job_options, add_json, add_launch_options, add_study, open_study, \
     print_json

@@ -289,6 +289,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         if unrecorded:  # a kill between a checkpoint's rename and its row: the folder is whole, record it
             study.store.executemany("INSERT INTO checkpoints (job_id, step, path) VALUES (?, ?, ?)", unrecorded)
             sync_metrics(study, ctx.job_id)
+        prune_checkpoints(study, ctx.job_id, ctx.dir, int(params.get("keep_last", 5)))  # a kill may have cut it
         info = {"device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if cuda else ""),
                 "precision": precision, "processes": world, "images": len(train_set),
                 "val_images": len(val_set) if val_set is not None else 0, "preset": cfg.name}

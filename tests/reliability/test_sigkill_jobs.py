@@ -299,9 +299,9 @@ def torch_equal(a, b) -> bool:
     return bool(torch.equal(a, b))
 
 
-def test_training_killed_before_its_first_checkpoint_or_before_a_checkpoint_row(train_study_for_kills,
+def test_training_killed_before_its_first_checkpoint_or_around_a_checkpoint_row(train_study_for_kills,
                                                                                  train_reference):
-    """Two windows a random moment rarely hits, pinned: no checkpoint yet, and a checkpoint without its row."""
+    """Windows a random moment rarely hits, pinned: no checkpoint yet, a checkpoint without its row, no pruning."""
     study = Study.open(train_study_for_kills)
     params = {**_train_params(study), "_test_sigkill_at_step": 1}  # the runner kills itself after step 1
     job_id, _pgid = start_job(study, "train", params)
@@ -320,4 +320,17 @@ def test_training_killed_before_its_first_checkpoint_or_before_a_checkpoint_row(
     study.store.execute("UPDATE jobs SET state = 'failed' WHERE id = ?", [job_id])
     assert jobs.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
     assert _trained(study, job_id)["live"] == [TRAIN_STEPS]
+    check_study(study.root)
+
+    # A kill after the last checkpoint's row but before pruning: the resumed job prunes on start. The state is
+    # made by a run that kept everything, then held to keep_last 1 as if its pruning had been cut short.
+    keep_all = {**_train_params(study), "keep_last": 5}
+    job_id = jobs.create_job(study, "train", keep_all)
+    assert jobs.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
+    assert _trained(study, job_id)["live"] == [2, TRAIN_STEPS]
+    study.store.execute("UPDATE jobs SET state = 'failed', params = ? WHERE id = ?",
+                        [json.dumps({**keep_all, "keep_last": 1}), job_id])
+    assert jobs.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
+    assert _trained(study, job_id)["live"] == [TRAIN_STEPS]
+    assert not (jobs.run_dir(study, job_id) / "checkpoints" / "step-2").exists()
     check_study(study.root)

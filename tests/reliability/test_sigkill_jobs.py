@@ -94,7 +94,8 @@ def _ingest_params(src: Path) -> dict:
 
 def _ingested(study: Study) -> dict:
     with study.store.connect() as tx:
-        rows = tx.query("SELECT id, canonical_sha256, path, inverted, flipped, resize_mode FROM real_images ORDER BY id")
+        rows = tx.query("SELECT id, canonical_sha256, path, inverted, flipped, resize_mode FROM real_images "
+                        "ORDER BY id")
         splits = tx.query("SELECT image_id, split, seed FROM splits ORDER BY image_id")
         stored = tx.column("SELECT source_path FROM real_images")
         events = tx.query("SELECT source_path, outcome FROM ingest_events")

@@ -411,7 +411,6 @@ def _draw_head(cv: _Canvas, a: _Anatomy) -> None:
         return hd(ou + t * oa[0] + n * on[0], ov + t * oa[1] + n * on[1])
 
     ang_o = math.atan2(-on[0], on[1])
-    e_o = np.array([math.cos(rot + ang_o), math.sin(rot + ang_o)])
     detail = cv.aa < 0.8                                       # skip fine parts on small canvases
     for side, amp in ((0.0, 1.0), (3.0, 0.55)) if cv.aa < 1.5 else ((0.0, 1.0),):
         for i in range(4):

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import time
-
-from textual.worker import WorkerCancelled
 
 from core.audit import run_audit
 from core.embeddings import make_encoder
 from cspine_tui.app import CspineApp
 from tests.conftest import screen_text
 from tests.conftest_audit import planted_study
-
-
-async def _settle(app, pilot, deadline_s: float = 20.0) -> None:
-    """Wait until loads, image decodes and queued verdict writes are done (polling, no fixed sleeps)."""
-    end = time.monotonic() + deadline_s
-    while True:
-        await pilot.pause()
-        try:
-            await app.workers.wait_for_complete()
-        except WorkerCancelled:  # an exclusive worker replaced by a newer one: wait again
-            assert time.monotonic() < end, "audit screen did not settle"
-            continue
-        await pilot.pause()
-        screen = app.screen
-        if not getattr(screen, "_pending_writes", 0) and getattr(screen, "loaded", True):
-            return
-        assert time.monotonic() < end, "audit screen did not settle"
-        await pilot.pause(0.02)
+from tests.waiting import settle
 
 
 async def _open(app, pilot):
-    await _settle(app, pilot)
+    await settle(app, pilot)
     await pilot.press("6")
-    await _settle(app, pilot)
+    await settle(app, pilot)
     assert type(app.screen).__name__ == "AuditScreen"
     return app.screen
 
@@ -55,18 +35,18 @@ async def test_two_reviewers_judge_blind_then_see_agreement(study) -> None:
         text = screen_text(app)
         assert "#1 of 4" in text and "1.0000" in text and "alice: —" in text
         await pilot.press("m")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert screen.pos == 1 and "#2 of 4" in screen_text(app)
         await pilot.press("left", "e")                 # back to pair 1 and annotate it
         await pilot.pause()
         assert type(app.screen).__name__ == "AuditNoteModal"
         await pilot.press(*"same endplates", "enter")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         await pilot.press("right", "n", "g")           # not finished: agreement stays closed
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert not screen.showing_agreement
         await pilot.press("n", "u")
-        await _settle(app, pilot)
+        await settle(app, pilot)
     assert _verdicts(study, "alice") == [(1, "memorized", "same endplates"), (2, "not", None), (3, "not", None),
                                          (4, "unsure", None)]
 
@@ -78,15 +58,15 @@ async def test_two_reviewers_judge_blind_then_see_agreement(study) -> None:
         assert "bob: —" in text and "memorized" not in text and "same endplates" not in text
         assert screen.mine == {}
         await pilot.press("m", "n", "m", "n")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         await pilot.press("g")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert screen.showing_agreement
         text = screen_text(app)
         assert "alice vs bob" in text and "Cohen's kappa" in text
         assert "#3" in text and "#4" in text and "memorized by both: [1]" in text
         await pilot.press("x")
-        await _settle(app, pilot)
+        await settle(app, pilot)
     assert (study.exports_dir / "audits" / "audit-t" / "verdicts.csv").exists()
     assert (study.exports_dir / "audits" / "audit-t" / "pairs.png").exists()
 
@@ -97,5 +77,5 @@ async def test_audit_screen_without_an_audit_says_what_to_do(study) -> None:
         await _open(app, pilot)
         assert "No memorization audit yet" in screen_text(app)
         await pilot.press("m", "g", "right")           # nothing to judge: no error, no crash
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert study.store.scalar("SELECT count(*) FROM audit_verdicts") == 0

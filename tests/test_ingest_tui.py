@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import time
 
 from core import ingest
 from cspine_tui.app import CspineApp
 from tests.conftest import screen_text
 from tests.conftest_ingest import draw_film, save_pil
-
-
-async def _settle(app, pilot, deadline_s: float = 30.0) -> None:
-    end = time.monotonic() + deadline_s
-    while True:
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        screen = app.screen
-        if getattr(screen, "busy", 0) == 0 and getattr(screen, "loaded", True):
-            return
-        assert time.monotonic() < end, "dataset screen did not settle"
-        await pilot.pause(0.02)
+from tests.waiting import settle
 
 
 def _study_with_images(study, tmp_path):
@@ -40,9 +27,9 @@ async def test_dataset_screen_counts_filter_override_and_skipped(study, tmp_path
     flagged_id = _study_with_images(study, tmp_path)
     app = CspineApp(study, reviewer="alice", image_protocol="halfcell")
     async with app.run_test(size=(140, 40)) as pilot:
-        await _settle(app, pilot)
+        await settle(app, pilot)
         await pilot.press("1")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         screen = app.screen
         assert type(screen).__name__ == "DatasetScreen"
         text = screen_text(app)
@@ -51,30 +38,30 @@ async def test_dataset_screen_counts_filter_override_and_skipped(study, tmp_path
         assert "FLAG" in text
 
         await pilot.press("f")                                             # flagged only
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert [r["id"] for r in screen.rows] == [flagged_id]
 
         before = study.store.query_one("SELECT * FROM real_images WHERE id = ?", [flagged_id])
         await pilot.press("o")                                             # override the orientation
-        await _settle(app, pilot)
+        await settle(app, pilot)
         after = study.store.query_one("SELECT * FROM real_images WHERE id = ?", [flagged_id])
         assert after["flipped"] != before["flipped"] and after["orientation_source"] == "override"
         assert not after["flagged"] and after["path"] != before["path"]
         assert screen.rows == []                                           # no longer flagged
 
         await pilot.press("f")                                             # all again
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert len(screen.rows) == 3
         screen.query_one("#images-table").move_cursor(row=[r["id"] for r in screen.rows].index(flagged_id))
-        await _settle(app, pilot)
+        await settle(app, pilot)
         await pilot.press("i")                                             # override the polarity
-        await _settle(app, pilot)
+        await settle(app, pilot)
         row = study.store.query_one("SELECT * FROM real_images WHERE id = ?", [flagged_id])
         assert row["inverted"] != before["inverted"] and row["polarity_source"] == "override"
         assert screen.current_id == flagged_id
 
         await pilot.press("s")                                             # skipped files with reasons
-        await _settle(app, pilot)
+        await settle(app, pilot)
         text = screen_text(app)
         assert "broken.png" in text and "not a readable image" in text
         await pilot.press("escape")

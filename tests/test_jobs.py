@@ -5,24 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from core import job_control, jobs
 from core.errors import CspineError
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _poll(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _mark_running(study, job_id: str, pid: int, start_ticks: int | None) -> None:
@@ -48,7 +38,7 @@ def test_foreground_job_runs_to_success_with_status_and_output(study):
 def test_dead_process_is_recognised_as_failed_and_resumable(study):
     job = jobs.create_job(study, "selftest", {"n": 3})
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    ticks = _poll(lambda: jobs.process_start_ticks(proc.pid) or None, what="start ticks") if proc.poll() is None \
+    ticks = wait_until(lambda: jobs.process_start_ticks(proc.pid) or None, 60, "start ticks") if proc.poll() is None \
         else None
     proc.wait()
     _mark_running(study, job, proc.pid, ticks)
@@ -91,13 +81,13 @@ def test_detached_job_pause_resume_and_cancel(study):
     job = jobs.create_job(study, "selftest", {"n": 100000, "sleep": 0.01})
     pid = jobs.start_detached(study, job)
     assert pid > 0
-    _poll(lambda: (job_control.job_status(study, job).get("done") or 0) >= 3, what="the job to count")
+    wait_until(lambda: (job_control.job_status(study, job).get("done") or 0) >= 3, 60, "the job to count")
     job_control.request_pause(study, job)
     paused = job_control.wait_for(study, job, timeout=60)
     assert paused["state"] == "paused" and "pause requested" in paused["error"]
     count = job_control.job_status(study, job)["done"]
     jobs.start_detached(study, job, jobs.resume_command(study, job))
-    _poll(lambda: (job_control.job_status(study, job).get("done") or 0) > count + 3, what="resumed counting")
+    wait_until(lambda: (job_control.job_status(study, job).get("done") or 0) > count + 3, 60, "resumed counting")
     assert jobs.job_record(study, job)["state"] == "running"
     job_control.cancel_job(study, job)  # SIGTERM to the job: stops at its next safe point
     assert job_control.wait_for(study, job, timeout=60)["state"] == "cancelled"

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import numpy as np
 import pytest
-from textual.worker import WorkerCancelled
 
 from core import jobs, synthetic
 from cspine_tui.app import CspineApp
 from tests.conftest import screen_text
 from tests.conftest_sample import make_checkpoint, sample_study  # noqa: F401 - fixture
+from tests.waiting import settle, until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -36,33 +35,14 @@ def _fake_sampled_run(study, n: int = 8) -> str:
     return job
 
 
-async def _settle(app, pilot) -> None:
-    await pilot.pause()
-    try:
-        await app.workers.wait_for_complete()
-    except WorkerCancelled:  # an exclusive poll replaced by a newer one
-        pass
-    await pilot.pause()
-
-
-async def _until(app, pilot, predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await _settle(app, pilot)
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not reached in {timeout} s; screen:\n{screen_text(app)}")
-
-
 async def test_sampling_screen_shows_checkpoints_runs_and_gallery(sample_study):
     make_checkpoint(sample_study, "train-fake", 400, torch_seed=4)
     job = _fake_sampled_run(sample_study)
     app = CspineApp(sample_study, reviewer="tester", image_protocol="off")
     async with app.run_test(size=(170, 48)) as pilot:
-        await _settle(app, pilot)
+        await settle(app, pilot)
         app.open_screen("sampling")
-        await _until(app, pilot, lambda: len(getattr(app.screen, "shown_images", [])) == 6)
+        await until(app, pilot, lambda: len(getattr(app.screen, "shown_images", [])) == 6)
         screen = app.screen
         assert type(screen).__name__ == "SamplingScreen"
         ckpts = {c["step"]: c for c in screen.checkpoints}
@@ -78,7 +58,7 @@ async def test_sampling_screen_shows_checkpoints_runs_and_gallery(sample_study):
         synthetic.add_images(sample_study, "live", [synthetic.save_image(
             sample_study, "live", 8, np.full((32, 32), 80, np.uint8), seed=8, orient=False)])
         screen.refresh_data()
-        await _until(app, pilot, lambda: screen.shown_images[0].endswith("000008.png"))
+        await until(app, pilot, lambda: screen.shown_images[0].endswith("000008.png"))
 
 
 async def test_sampling_screen_starts_jobs_for_marked_checkpoints(sample_study, monkeypatch):
@@ -89,9 +69,9 @@ async def test_sampling_screen_starts_jobs_for_marked_checkpoints(sample_study, 
     monkeypatch.setattr(train_launch, "start", lambda study, job_id, detach: started.append(job_id))
     app = CspineApp(sample_study, reviewer="tester", image_protocol="off")
     async with app.run_test(size=(170, 48)) as pilot:
-        await _settle(app, pilot)
+        await settle(app, pilot)
         app.open_screen("sampling")
-        await _until(app, pilot, lambda: len(getattr(app.screen, "checkpoints", [])) == 2)
+        await until(app, pilot, lambda: len(getattr(app.screen, "checkpoints", [])) == 2)
         screen = app.screen
         screen.query_one("#checkpoints").focus()
         await pilot.press("space", "down", "space")
@@ -101,7 +81,7 @@ async def test_sampling_screen_starts_jobs_for_marked_checkpoints(sample_study, 
         screen.query_one("#sampler").value = "unipc"
         screen.query_one("#checkpoints").focus()
         await pilot.press("s")
-        await _until(app, pilot, lambda: len(started) == 2)
+        await until(app, pilot, lambda: len(started) == 2)
         assert not screen.marked
         params = [jobs.job_record(sample_study, j)["params"] for j in started]
         assert sorted(p["checkpoint_step"] for p in params) == [200, 400]
@@ -110,6 +90,6 @@ async def test_sampling_screen_starts_jobs_for_marked_checkpoints(sample_study, 
         screen.query_one("#count").value = "0"
         screen.query_one("#checkpoints").focus()
         await pilot.press("s")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert len(started) == 2
         assert any("count must be a positive" in n.message for n in app._notifications)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from textual.worker import WorkerCancelled
 
 from core import screening
 from cspine_tui.app import CspineApp
 from tests.conftest import screen_text
 from tests.conftest_screening import add_run
+from tests.waiting import settle
 
 
 @pytest.fixture
@@ -18,28 +18,10 @@ def ids(study):
     return add_run(study, "c34", 34, 12) + add_run(study, "c40", 40, 3, seed0=100)
 
 
-async def _settle(app, pilot, deadline_s: float = 20.0) -> None:
-    """Wait until workers, queued decision writes and renders are done (polling, no fixed sleeps)."""
-    end = time.monotonic() + deadline_s
-    while True:
-        await pilot.pause()
-        try:
-            await app.workers.wait_for_complete()
-        except WorkerCancelled:  # an exclusive worker (dashboard refresh, counts) replaced by a newer one
-            pass
-        await pilot.pause()
-        screen = app.screen
-        busy = getattr(screen, "_pending_writes", 0) or not getattr(screen, "loaded", True)
-        if not busy:
-            return
-        assert time.monotonic() < end, "screening screen did not settle"
-        await pilot.pause(0.02)
-
-
 async def _open(app, pilot):
-    await _settle(app, pilot)
+    await settle(app, pilot)
     await pilot.press("5")
-    await _settle(app, pilot)
+    await settle(app, pilot)
     screen = app.screen
     assert type(screen).__name__ == "ScreeningScreen"
     return screen
@@ -60,29 +42,29 @@ async def test_accept_reject_with_reasons_note_and_cancel(study, ids) -> None:
         screen = await _open(app, pilot)
         assert screen.current.id == ids[0] and "1/15" in screen_text(app)
         await pilot.press("a")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert _review(study, ids[0]) == {"decision": "accept", "reason": None, "note": None}
         assert screen.current.id == ids[1]
         await pilot.press("r")
         assert screen.rejecting and "Reject: press the reason" in screen_text(app)
         await pilot.press("1")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert _review(study, ids[1])["reason"] == "airway_posterior" and screen.current.id == ids[2]
         await pilot.press("r", "escape")           # cancel: nothing recorded, still on the same image
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert _review(study, ids[2]) is None and screen.current.id == ids[2] and not screen.rejecting
         await pilot.press("r", "9")                # "other" asks for a note
         await pilot.pause()
         assert type(app.screen).__name__ == "NoteModal"
         await pilot.press(*"two skulls", "enter")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert _review(study, ids[2]) == {"decision": "reject", "reason": "other", "note": "two skulls"}
         await pilot.press("r", "9", "escape")      # escape in the note prompt cancels the rejection
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert _review(study, ids[3]) is None and type(app.screen).__name__ == "ScreeningScreen"
         for key in "2345678":                     # a reviewer's pace: keys queue, writes follow in order
             await pilot.press("r", key)
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert [_review(study, i)["reason"] for i in ids[3:10]] == [
             "elements_inverted", "missing_vertebra", "extra_vertebra", "distortion", "artifact", "truncated",
             "second_spine"]
@@ -95,13 +77,13 @@ async def test_undo_prev_next_and_jump(study, ids) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _open(app, pilot)
         await pilot.press("a", "a", "r", "5")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert screen.current.id == ids[3]
         await pilot.press("u")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert _review(study, ids[2]) is None and screen.current.id == ids[2]   # back on the undone image
         await pilot.press("u")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert _review(study, ids[1]) is None and screen.current.id == ids[1]
         await pilot.press("left")
         assert screen.current.id == ids[0] and screen.current.decision == "accept"
@@ -130,12 +112,12 @@ async def test_zoom_flip_and_preview_paint_trace(study, ids, tmp_path, monkeypat
         whole = view.key
         await pilot.press("z")
         assert "upper half" in screen_text(app)
-        await _settle(app, pilot)
+        await settle(app, pilot)
         await pilot.press("z", "z")
         assert "whole" in screen_text(app)
         before = study.store.query_one("SELECT path, flipped FROM synthetic_images WHERE id = ?", [ids[0]])
         await pilot.press("f")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         after = study.store.query_one("SELECT path, flipped FROM synthetic_images WHERE id = ?", [ids[0]])
         assert after["flipped"] is True and after["path"] != before["path"] and screen.current.flipped
         end = time.monotonic() + 10
@@ -143,7 +125,7 @@ async def test_zoom_flip_and_preview_paint_trace(study, ids, tmp_path, monkeypat
             assert time.monotonic() < end
             await pilot.pause(0.02)
         await pilot.press("u")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert study.store.query_one("SELECT path, flipped FROM synthetic_images WHERE id = ?", [ids[0]]) == before
         assert len(trace.read_text().splitlines()) >= 2
 
@@ -153,22 +135,22 @@ async def test_grid_marks_rejects_and_accepts_the_rest_of_the_page(study, ids) -
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _open(app, pilot)
         await pilot.press("g")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert screen.grid_mode and "page 1/2" in screen_text(app)
         await pilot.press("right", "down")         # cursor to the 5th thumbnail (index 4)
         assert screen.pos == 4
         await pilot.press("r", "3")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert _review(study, ids[4])["reason"] == "missing_vertebra"
         await pilot.press("a")                     # accept the other 8 of the page in one key
-        await _settle(app, pilot)
+        await settle(app, pilot)
         decided = {i: _review(study, i) for i in ids[:9]}
         assert [d["decision"] for i, d in decided.items() if i != ids[4]] == ["accept"] * 8
         assert screen.pos == 9 and "page 2/2" in screen_text(app)
         thumbs = list(app.screen.query("Thumb"))
         assert thumbs[0].has_class("-cursor") and thumbs[6].item is None   # 15 images: 6 on page 2
         await pilot.press("u")                     # one undo step takes back the whole page
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert all(_review(study, i) is None for i in ids[:9] if i != ids[4])
         assert _review(study, ids[4])["decision"] == "reject"
         await pilot.press("g")
@@ -186,21 +168,21 @@ async def test_two_reviewers_agreement_and_adjudication(study, ids) -> None:
         assert screen.current.id == ids[0]         # bob's queue is his own
         assert "ann" in screen_text(app) and "✓ accepted" in screen_text(app)
         await pilot.press("r", "6", "a", "a", "a")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         await pilot.press("s")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert type(app.screen).__name__ == "ScreeningSummaryScreen"
         text = screen_text(app)
         assert "Cohen's kappa" in text and "Table S1" in text and ids[0] in text
         await pilot.press("a")                     # adjudicate the one disagreement: accept
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert study.store.query_one("SELECT adjudicator, decision FROM review_adjudications WHERE image_id = ?",
                                      [ids[0]]) == {"adjudicator": "bob", "decision": "accept"}
         await pilot.press("r", "2")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert study.store.scalar("SELECT reason FROM review_adjudications") == "elements_inverted"
         await pilot.press("c")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert study.store.scalar("SELECT count(*) FROM review_adjudications") == 0
         await pilot.press("escape")
         assert type(app.screen).__name__ == "ScreeningScreen"
@@ -213,7 +195,7 @@ async def test_decisions_persist_across_a_restart_and_a_crash(study, ids) -> Non
     async with app.run_test(size=(120, 40)) as pilot:
         await _open(app, pilot)
         await pilot.press("a", "a", "r", "4")
-        await _settle(app, pilot)
+        await settle(app, pilot)
     # A crash after the journal write, before the database write: the next start replays it.
     journal = screening.DecisionJournal(study, "ann")
     journal.append(screening.ReviewEvent("accept", "ann", ids[3]))
@@ -233,20 +215,20 @@ async def test_filters_and_palette_commands(study, ids) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _open(app, pilot)
         await pilot.press("c")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert {i.checkpoint_step for i in screen.items} == {34} and len(screen.items) == 12
         await pilot.press("c")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert {i.checkpoint_step for i in screen.items} == {40}
         await pilot.press("c", "w", "w")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert screen.filters["run_id"] == "c40" and len(screen.items) == 3
         await pilot.press("o")                      # no pre-screen scores: says so, order unchanged
         assert screen.filters["order"] == "index"
         titles = [t for t, _, _ in screen.palette_commands()]
         assert "Screening: checkpoint 34 only" in titles and "Screening: run c40 only" in titles
         dict((t, cb) for t, _, cb in screen.palette_commands())["Screening: all checkpoints"]()
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert len(screen.items) == 15
         await pilot.press("escape")                 # back to the dashboard
         assert type(app.screen).__name__ == "DashboardScreen"
@@ -279,10 +261,10 @@ async def test_keys_are_remappable_and_shown_in_help(study, ids) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _open(app, pilot)
         await pilot.press("a")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert _review(study, ids[0]) is None
         await pilot.press("y")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert _review(study, ids[0])["decision"] == "accept"
         assert "Accept" in screen_text(app) and " y " in screen_text(app)   # footer shows the new key
         await pilot.press("question_mark")
@@ -321,5 +303,5 @@ async def test_other_protocols_show_the_large_preview_through_textual_image(stud
             await pilot.pause(0.02)
         assert [line.split()[2] for line in trace.read_text().splitlines()][:2] == ids[:2]
         await pilot.press("g")                     # the grid is half-cell in every protocol
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert not graphic.display and app.screen.query_one("#grid").display

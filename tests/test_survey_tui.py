@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 
 import pytest
-from textual.worker import WorkerCancelled
 
 from core import responses, survey, survey_sim
 from cspine_tui.app import CspineApp
 from tests.conftest import screen_text
 from tests.conftest_survey import tiny_study
+from tests.waiting import until
 
 CKPTS = ["2000", "4000", "6000"]
-
-
-async def _until(app, pilot, predicate, timeout: float = 60.0) -> None:
-    """Let workers run until `predicate()` holds (a deadline, no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await pilot.pause()
-        try:
-            await app.workers.wait_for_complete()
-        except WorkerCancelled:  # an exclusive worker replaced by a newer one
-            pass
-        await pilot.pause()
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not reached in {timeout} s; screen:\n{screen_text(app)}")
 
 
 @pytest.fixture
@@ -41,7 +23,7 @@ async def test_survey_screen_builds_a_pack_and_browses_quartets(study, tmp_path)
     app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
     async with app.run_test(size=(140, 44)) as pilot:
         app.open_screen("survey")
-        await _until(app, pilot, lambda: "2000: 6" in screen_text(app))
+        await until(app, pilot, lambda: "2000: 6" in screen_text(app))
         scr = app.screen
         assert type(scr).__name__ == "SurveyScreen" and scr.packs == []
         assert scr.query_one("#in-ckpts").value == "2000 4000 6000"  # prefilled from the accepted images
@@ -49,15 +31,15 @@ async def test_survey_screen_builds_a_pack_and_browses_quartets(study, tmp_path)
         scr.query_one("#in-seed").value = "11"
         scr.query_one("#in-out").value = str(tmp_path / "tui-pack")
         await pilot.press("b")
-        await _until(app, pilot, lambda: scr.spec is not None and "Quartet 1 of 3" in screen_text(app))
+        await until(app, pilot, lambda: scr.spec is not None and "Quartet 1 of 3" in screen_text(app))
         assert study.store.scalar("SELECT count(*) FROM quartet_packs") == 1
         assert (tmp_path / "tui-pack" / "upload" / "survey.qsf").exists()
         assert "(k shows the answer key)" in screen_text(app) and "real:" not in screen_text(app)
-        await _until(app, pilot, lambda: all(scr.query_one(f"#img-{x}").image is not None for x in "ABCD"))
+        await until(app, pilot, lambda: all(scr.query_one(f"#img-{x}").image is not None for x in "ABCD"))
         await pilot.press("n")
-        await _until(app, pilot, lambda: "Quartet 2 of 3" in screen_text(app))
+        await until(app, pilot, lambda: "Quartet 2 of 3" in screen_text(app))
         await pilot.press("k")
-        await _until(app, pilot, lambda: "real:" in screen_text(app))
+        await until(app, pilot, lambda: "real:" in screen_text(app))
         real = next(i.letter for i in scr.spec.quartet(2) if i.source == "real")
         assert f"real: {real}" in screen_text(app)
         # a bad form is reported, not fatal
@@ -76,22 +58,22 @@ async def test_analysis_screen_imports_analyses_and_shows_the_plot(study, tmp_pa
     app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
     async with app.run_test(size=(140, 44)) as pilot:
         app.open_screen("analysis")
-        await _until(app, pilot, lambda: "No ratings yet" in screen_text(app))
+        await until(app, pilot, lambda: "No ratings yet" in screen_text(app))
         scr = app.screen
         await pilot.press("i")
         scr.query_one("#import").value = str(csv_path)
         await pilot.press("enter")
-        await _until(app, pilot, lambda: "press a to analyse" in screen_text(app))
+        await until(app, pilot, lambda: "press a to analyse" in screen_text(app))
         assert any("6 responses" in str(n.message) and "preview 1" in str(n.message) for n in app._notifications)
         scr.query_one("#import").blur()
         await pilot.press("a")
-        await _until(app, pilot, lambda: scr.result is not None and scr.query_one("#plot").image is not None)
+        await until(app, pilot, lambda: scr.result is not None and scr.query_one("#plot").image is not None)
         text = screen_text(app)
         assert "identification accuracy" in text and "SIMULATED raters: 4" in text
         assert "report " in text and scr.result["report"]["html"].endswith("report.html")
         first = scr.result["analysis_id"]
         await pilot.press("c")  # kappa coding -> position, re-run
-        await _until(app, pilot, lambda: scr.result["analysis_id"] != first)
+        await until(app, pilot, lambda: scr.result["analysis_id"] != first)
         assert scr.result["kappa_coding"] == "position"
         assert study.store.scalar("SELECT count(*) FROM analyses") == 2
     assert responses.list_imports(study)[0]["summary"]["used"] == 4

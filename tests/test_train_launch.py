@@ -5,25 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 from core import job_control, jobs, train_launch
 from core.train import train_params
 from tests.conftest_train import TINY, train_study  # noqa: F401 - fixture
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(420)
-
-
-def _poll(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_two_cpu_processes_train_like_one(train_study):
@@ -86,7 +76,7 @@ def test_sbatch_usr1_trap_checkpoints_pauses_and_requeues(train_study, tmp_path)
     proc = subprocess.Popen(["bash", str(script)], env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        _poll(lambda: (job_control.job_status(study, job).get("step") or 0) >= 2, 240, "the job to train")
+        wait_until(lambda: (job_control.job_status(study, job).get("step") or 0) >= 2, 240, "the job to train")
         os.kill(proc.pid, signal.SIGUSR1)
         assert proc.wait(timeout=180) == 0
     finally:

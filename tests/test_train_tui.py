@@ -10,6 +10,7 @@ import pytest
 from core import job_control, jobs, runview
 from cspine_tui.app import CspineApp
 from tests.conftest import screen_text
+from tests.waiting import settle, until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -34,35 +35,13 @@ def _fake_train_run(study, steps: int = 300, state: str = "running") -> str:
     return job
 
 
-async def _settle(app, pilot) -> None:
-    from textual.worker import WorkerCancelled
-
-    await pilot.pause()
-    for _ in range(20):
-        try:
-            await app.workers.wait_for_complete()
-            break
-        except WorkerCancelled:
-            continue
-    await pilot.pause()
-
-
-async def _until(app, pilot, refresh, predicate, timeout: float = 30.0) -> None:
-    """Poll the screen until predicate() holds (a poll already in flight may have missed the change)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "the screen did not show the change in time"
-        refresh()
-        await _settle(app, pilot)
-
-
 async def test_training_screen_shows_curve_evals_and_stats(study):
     job = _fake_train_run(study, state="paused")
     app = CspineApp(study, reviewer="tester", image_protocol="off")
     async with app.run_test(size=(160, 48)) as pilot:
-        await _settle(app, pilot)
+        await settle(app, pilot)
         app.open_screen("training")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         screen = app.screen
         assert type(screen).__name__ == "TrainingScreen" and screen.selected == job
         text = screen_text(app)
@@ -77,7 +56,7 @@ async def test_training_screen_shows_curve_evals_and_stats(study):
         # More lines arrive while the screen is open: the curve grows without reopening.
         with open(jobs.run_dir(study, job) / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps({"step": 301, "time": 0, "train_loss": {"value": 0.01}}) + "\n")
-        await _until(app, pilot, screen.poll_now, lambda: screen.tail.points("train_loss")[0][-1] == 301)
+        await until(app, pilot, lambda: screen.tail.points("train_loss")[0][-1] == 301, refresh=screen.poll_now)
 
 
 async def test_training_screen_cancel_and_new_run(study, monkeypatch):
@@ -88,20 +67,20 @@ async def test_training_screen_cancel_and_new_run(study, monkeypatch):
     monkeypatch.setattr(train_launch, "start", lambda st, job_id, detach: started.append(job_id))
     app = CspineApp(study, reviewer="tester", image_protocol="off")
     async with app.run_test(size=(160, 48)) as pilot:
-        await _settle(app, pilot)
+        await settle(app, pilot)
         app.open_screen("training")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert app.screen.selected == queued
         await pilot.press("c")
-        await _settle(app, pilot)
+        await settle(app, pilot)
         assert jobs.job_record(study, queued)["state"] == "cancelled"
         await pilot.press("n")
         await pilot.pause()
         assert type(app.screen).__name__ == "NewRunScreen"
         app.screen.query_one("#steps").value = "40"
         await pilot.click("#start")
-        await _settle(app, pilot)
-        await _settle(app, pilot)
+        await settle(app, pilot)
+        await settle(app, pilot)
     assert len(started) == 1
     params = jobs.job_record(study, started[0])["params"]
     assert params["config"]["max_steps"] == 40 and params["config"]["name"] == "paper"
@@ -118,9 +97,9 @@ async def test_jobs_screen_lists_jobs_with_sparkline_and_log_and_outlives_the_ap
     try:
         app = CspineApp(study, reviewer="tester", image_protocol="off")
         async with app.run_test(size=(160, 48)) as pilot:
-            await _settle(app, pilot)
+            await settle(app, pilot)
             app.open_screen("jobs")
-            await _settle(app, pilot)
+            await settle(app, pilot)
             screen = app.screen
             ids = [r["id"] for r in screen.rows]
             assert live in ids and train_job in ids
@@ -130,14 +109,15 @@ async def test_jobs_screen_lists_jobs_with_sparkline_and_log_and_outlives_the_ap
             assert {r["id"]: r["state"] for r in screen.rows}[train_job] == "died"
             assert any(ch in text for ch in runview.SPARK)
             screen.selected = live
-            await _until(app, pilot, screen.poll_now, lambda: f"job {live} (selftest) started" in screen_text(app))
+            await until(app, pilot, lambda: f"job {live} (selftest) started" in screen_text(app),
+                        refresh=screen.poll_now)
         # The app is closed: the detached job still runs, and a new app sees it live.
         assert jobs.job_record(study, live)["state"] == "running"
         before = job_control.job_status(study, live)["done"]
         app = CspineApp(study, reviewer="tester", image_protocol="off")
         async with app.run_test(size=(160, 48)) as pilot:
             app.open_screen("jobs")
-            await _settle(app, pilot)
+            await settle(app, pilot)
             row = {r["id"]: r for r in app.screen.rows}[live]
             assert row["state"] == "running" and row["status"]["done"] >= before
     finally:

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +22,9 @@ from core import jobs
 from core.sample import regenerate
 from core.study import Study
 from tests.cluster.slurm import Slurm
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-STEP_POLL_S = 0.1
 
 
 # One training config: run through Slurm with a USR1 in the middle, and in this process without a break.
@@ -56,17 +54,6 @@ def submit(slurm: Slurm, study: Study, command: str, *argv: str) -> tuple[str, i
 def jobs_listed(study: Study) -> dict[str, dict]:
     """`cspine-tui jobs --json`, by job id."""
     return {row["id"]: row for row in json.loads(cli("jobs", "--study", str(study.root), "--json"))}
-
-
-def poll(predicate, timeout: float, what: str, details=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{details()}")
-        time.sleep(STEP_POLL_S)
 
 
 def step_of(study: Study, job: str) -> int:
@@ -114,7 +101,7 @@ def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_result(slurm
     assert "cspine-tui train --sbatch" in text and "--gres" not in text and "#SBATCH --cpus-per-task=1" in text
     show = context(study, job, sid, slurm)
 
-    poll(lambda: step_of(study, job) >= 3, 150, f"job {job} to train a few steps", show)
+    wait_until(lambda: step_of(study, job) >= 3, 150, f"job {job} to train a few steps", show)
     slurm.client("scancel", "-b", "-s", "USR1", str(sid))
     slurm.wait_job(sid, lambda i: i.get("Restarts") == "1", 60, "be requeued")
     reference_train = request.getfixturevalue("reference_train")  # made while Slurm restarts the job
@@ -148,13 +135,13 @@ def test_scancel_shows_cancelled_and_another_term_pauses(slurm, slurm_study):
     job, sid, _ = submit(slurm, study, "train", *long, "--seed", "12")
     other, other_sid, _ = submit(slurm, study, "train", *long, "--seed", "13")
     show, show_other = context(study, job, sid, slurm), context(study, other, other_sid, slurm)
-    poll(lambda: step_of(study, job) >= 2, 150, f"job {job} to train", show)
-    poll(lambda: step_of(study, other) >= 2, 150, f"job {other} to train", show_other)
+    wait_until(lambda: step_of(study, job) >= 2, 150, f"job {job} to train", show)
+    wait_until(lambda: step_of(study, other) >= 2, 150, f"job {other} to train", show_other)
     slurm.client("scancel", str(sid))
     slurm.client("scancel", "-b", "-s", "TERM", str(other_sid))
     info = slurm.wait_job(sid, lambda i: i.get("JobState") == "CANCELLED", 60, "be cancelled")
     for j, explain in ((job, show), (other, show_other)):
-        poll(lambda: jobs.job_record(study, j)["state"] != "running", 60, f"job {j} to stop", explain)
+        wait_until(lambda: jobs.job_record(study, j)["state"] != "running", 60, f"job {j} to stop", explain)
     listed = jobs_listed(study)
     assert listed[job]["state"] == "cancelled", show()
     assert listed[other]["state"] == "paused", show_other()
@@ -200,7 +187,7 @@ def test_sample_usr1_requeues_and_resumes_to_the_same_images(slurm, slurm_study,
         status = jobs.read_json(jobs.run_dir(study, job) / "status.json") or {}
         return int(status.get("done") or 0) if status.get("state") == "running" else 0
 
-    poll(lambda: done() >= 1, 150, f"job {job} to sample a block", show)
+    wait_until(lambda: done() >= 1, 150, f"job {job} to sample a block", show)
     slurm.client("scancel", "-b", "-s", "USR1", str(sid))
     slurm.wait_job(sid, lambda i: i.get("Restarts") == "1", 60, "be requeued")
     info = slurm.wait_job(sid, ended, 180, "finish after its restart")

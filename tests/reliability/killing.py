@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from core import jobs
 from core.study import Study
+from tests.waiting import wait_until
 
 try:  # watching jobs from outside moved to core.job_control; older trees keep it in core.jobs
     from core import job_control as control
@@ -30,18 +31,6 @@ except ImportError:  # pragma: no cover - depends on the tree's age
 
 CLI = [sys.executable, "-m", "cspine_tui.cli"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.02) -> Any:
-    """Poll `predicate` until it returns something truthy; TimeoutError naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached after {timeout} s")
-        time.sleep(poll)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -8,12 +8,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from core import job_control, jobs
 from core.study import Study
+from tests.waiting import wait_until
 
 CLI = [str(Path(sys.executable).with_name("cspine-tui"))]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -22,17 +22,6 @@ LOCK_ERRORS = re.compile(r"could not set lock|conflicting lock|lock on file|data
                          r"ioexception|locked by another|timed out waiting for the study lock|"
                          r"transactioncontext error|write-write conflict", re.IGNORECASE)
 TRAIN_TINY = ["--preset", "tiny", "--fid-every", "0", "--batch-size", "4", "--image-size", "32"]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached after {timeout} s")
-        time.sleep(poll)
 
 
 def cli(*args: str, timeout: float = 240, check: bool = True) -> subprocess.CompletedProcess:

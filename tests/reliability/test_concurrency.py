@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.worker import WorkerCancelled
 
 from core import jobs
 from core.study import Study
@@ -18,6 +17,7 @@ from tests.conftest_sample import make_checkpoint
 from tests.conftest_screening import add_run
 from tests.conftest_train import add_real_images
 from tests.reliability import stress
+from tests.waiting import settle
 
 pytestmark = pytest.mark.slow
 
@@ -43,22 +43,6 @@ class CliLoop(threading.Thread):
             i += 1
 
 
-async def _settle(app, pilot, deadline_s: float = 60.0) -> None:
-    end = time.monotonic() + deadline_s
-    while True:
-        await pilot.pause()
-        try:
-            await app.workers.wait_for_complete()
-        except WorkerCancelled:  # an exclusive worker replaced by a newer one
-            pass
-        await pilot.pause()
-        screen = app.screen
-        if not (getattr(screen, "_pending_writes", 0) or not getattr(screen, "loaded", True)):
-            return
-        assert time.monotonic() < end, "screening screen did not settle"
-        await pilot.pause(0.02)
-
-
 async def test_jobs_tui_and_cli_at_once_on_one_study(tmp_path: Path) -> None:
     study = Study.create(tmp_path / "study", preset="tiny")
     add_real_images(study, n=12)
@@ -73,9 +57,9 @@ async def test_jobs_tui_and_cli_at_once_on_one_study(tmp_path: Path) -> None:
     app = CspineApp(study, reviewer="conc", image_protocol="halfcell")
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            await _settle(app, pilot)
+            await settle(app, pilot)
             await pilot.press("5")
-            await _settle(app, pilot)
+            await settle(app, pilot)
             screen = app.screen
             assert type(screen).__name__ == "ScreeningScreen"
             # Decide at a reviewer's pace while both jobs run (and at least 12 decisions in any case).
@@ -90,7 +74,7 @@ async def test_jobs_tui_and_cli_at_once_on_one_study(tmp_path: Path) -> None:
                 else:
                     await pilot.press("a")
                     decided[current] = "accept"
-                await _settle(app, pilot)
+                await settle(app, pilot)
                 assert screen.current.id != current, "the screen did not move on after a decision"
             await pilot.press("q")
     finally:

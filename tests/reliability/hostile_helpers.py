@@ -188,16 +188,22 @@ class Timed:
     peak_rss_mb: float
 
 
-def _timed_process(path: str) -> Timed:
-    import resource
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS. Not getrusage's ru_maxrss: Linux carries that over exec from the forking
+    parent, so a spawned worker of a big pytest process would report the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
+
+def _timed_process(path: str) -> Timed:
     from core import ingest
 
     start = time.perf_counter()
     res = ingest.process_file(path, frozenset(), ingest.IngestOptions())
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return Timed(path, res.outcome, res.reason, seconds, peak)
+    return Timed(path, res.outcome, res.reason, seconds, _peak_rss_mb())
 
 
 def run_each_timed(paths: list[str], *, per_file_s: float, workers: int = 2,

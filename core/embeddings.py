@@ -23,7 +23,6 @@ hashes (real) or (run, index) of bit-reproducible samples (synthetic), so the ca
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from core.errors import CspineError
+from core.files import sha256_file
 from core.study import Study
 
 VIT_WEIGHTS_FILE = "vit_b_16_swag-9ac1b537.pth"
@@ -198,14 +198,6 @@ def vit_weights_info() -> dict[str, Any]:
     return {"file": w.url.rsplit("/", 1)[-1], "url": w.url, "size_mb": w.meta.get("_file_size"),
             "sha256_prefix": VIT_SHA256_PREFIX, "license": w.meta.get("license"),
             "enum": "torchvision ViT_B_16_Weights.IMAGENET1K_SWAG_E2E_V1"}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def missing_vit_message(folder: Path) -> str:

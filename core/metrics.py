@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from core.errors import CspineError
+from core.files import sha256_file
 
 INCEPTION_FILES = ("pt_inception-2015-12-05-6726825d.pth", "weights-inception-2015-12-05-6726825d.pth")
 # SHA-256 of the pytorch-fid / torch-fidelity port (95,628,359 bytes); both release files share it.
@@ -56,14 +57,6 @@ def torch_hub_checkpoints() -> Path:
     home = os.environ.get("TORCH_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
     return Path(home) / "hub" / "checkpoints"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def find_inception_weights(explicit: str | Path | None = None, setting: str | Path | None = None) -> Path:

@@ -14,13 +14,13 @@ A pack whose folder is gone is not checked: the key in the database is then the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import CspineError
+from core.files import sha256_file
 
 if TYPE_CHECKING:
     from core.study import Study
@@ -45,21 +45,13 @@ def fingerprint(folder: Path) -> dict[str, str]:
     for rel in CHECKED:
         path = folder / rel
         if path.is_file():
-            out[rel] = _sha(path)
+            out[rel] = sha256_file(path)
     images = folder / IMAGES
     if images.is_dir():
         for path in sorted(images.iterdir()):
             rel = f"{IMAGES}/{path.name}"
-            out[rel] = "symlink" if path.is_symlink() else (_sha(path) if path.is_file() else "not-a-file")
+            out[rel] = "symlink" if path.is_symlink() else (sha256_file(path) if path.is_file() else "not-a-file")
     return out
-
-
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def recorded(study: Study, pack_id: str) -> tuple[Path | None, dict[str, str] | None]:

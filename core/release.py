@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.errors import CspineError
+from core.files import sha256_file
 from core.screening_rules import final_cte, final_rule, table_s1
 from core.study import Study
 
@@ -75,14 +76,6 @@ def _copy_checked(src: Path, dst: Path, expected: str) -> str:
         raise CspineError(f"{src} changed since it was registered (sha256 {digest[:12]}... not {expected[:12]}...); "
                           "restore the file or re-register its run")
     return digest
-
-
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _prepare_out(out: Path) -> Path:
@@ -169,7 +162,7 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]])
 
 
 def _write_sums(root: Path) -> None:
-    lines = [f"{_file_sha(p)}  {p.relative_to(root).as_posix()}"
+    lines = [f"{sha256_file(p)}  {p.relative_to(root).as_posix()}"
              for p in sorted(root.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
     (root / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
 

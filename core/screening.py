@@ -18,7 +18,6 @@ are re-exported here (``final_decisions``, ``accepted_image_ids``, ...).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from typing import Any, Iterable
 from PIL import Image
 
 from core.errors import CspineError
+from core.files import sha256_file
 from core.study import Study
 from core.store import Tx
 
@@ -345,14 +345,6 @@ def _write_mirror(study: Study, rel: str) -> Path:
     return dst
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _toggle_flip(study: Study, tx: Tx, image_id: str) -> dict[str, Any]:
     row = tx.query_one("SELECT path, flipped FROM synthetic_images WHERE id = ?", [image_id])
     assert row is not None
@@ -360,7 +352,7 @@ def _toggle_flip(study: Study, tx: Tx, image_id: str) -> dict[str, Any]:
     dst = study.abs(target)
     if not dst.exists():  # normally written by _prepare_flip; small, so writing it here is fine
         _write_mirror(study, row["path"])
-    state = {"path": target, "sha256": file_sha256(dst), "flipped": not row["flipped"]}
+    state = {"path": target, "sha256": sha256_file(dst), "flipped": not row["flipped"]}
     tx.execute("UPDATE synthetic_images SET path = ?, sha256 = ?, flipped = ? WHERE id = ?",
                [state["path"], state["sha256"], state["flipped"], image_id])
     return state
@@ -484,5 +476,5 @@ __all__ = [
     "Applied", "DecisionJournal", "load_queue", "resume_position", "filter_choices", "reviewer_decisions",
     "decide", "decide_many", "undo", "flip", "apply_events", "replay_journals", "reason_code",
     "final_rule", "final_decisions", "accepted_image_ids", "checkpoint_counts", "table_s1", "agreement",
-    "disagreements", "adjudicate", "remove_adjudication", "reviewer_summary", "file_sha256",
+    "disagreements", "adjudicate", "remove_adjudication", "reviewer_summary",
 ]

@@ -29,6 +29,7 @@ from PIL import Image
 
 from core import detectors
 from core.errors import CspineError
+from core.files import write_bytes_atomic
 from core.readers import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, Decoded, SkipFile, decode_bytes
 
 if TYPE_CHECKING:  # workers import this module: keep them free of duckdb and the study machinery
@@ -159,13 +160,6 @@ def encode_png(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG", compress_level=3)  # 3: ~3x faster than 6, ~10% larger
     return buf.getvalue()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -480,7 +474,7 @@ class _Writer:
             res = FileResult(res.path, "duplicate", id=res.id)  # an identical file met earlier in this run
         if res.outcome == "ingested":
             name = f"{res.row['canonical_sha256']}.png"
-            write_atomic(self.study.real_dir / name, res.png or b"")
+            write_bytes_atomic(self.study.real_dir / name, res.png or b"")
             row = {**res.row, "path": self.study.rel(self.study.real_dir / name), "ingest_job": self.job_id}
             self.rows.append([row[c] for c in REAL_COLUMNS])
             self.known.add(res.id or "")

@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 from core.disk_errors import disk_full_path, resume_hint
 from core.errors import CspineError
+from core.files import write_bytes_atomic
 from core.study import Study
 
 STATES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
@@ -78,16 +79,7 @@ def now_iso() -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(data, fh, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no temporary file behind
-        raise
+    write_bytes_atomic(path, json.dumps(data, default=str).encode())
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

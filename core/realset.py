@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from core.errors import CspineError
+from core.files import write_bytes_atomic
 from core.study import Study
 
 
@@ -123,7 +124,7 @@ def override(study: Study, image_id: str, *, inverted: bool | None = None,
     Inversion and mirroring commute with the resize, so the canonical image is transformed in place (inside
     its content box in pad mode) and the source file is not needed.
     """
-    from core.ingest import content_box, encode_png, needs_look, write_atomic
+    from core.ingest import content_box, encode_png, needs_look
 
     row = find_image(study, image_id)
     old_path = study.abs(row["path"])
@@ -149,7 +150,7 @@ def override(study: Study, image_id: str, *, inverted: bool | None = None,
     png = encode_png(pixels)
     digest = hashlib.sha256(png).hexdigest()
     new_path = study.real_dir / f"{digest}.png"
-    write_atomic(new_path, png)
+    write_bytes_atomic(new_path, png)
     merged = {**row, **updates}
     updates.update(path=study.rel(new_path), canonical_sha256=digest,
                    flagged=needs_look(merged["polarity_source"], merged["polarity_confidence"],

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from core.disk_errors import DiskFull, disk_full_path
 from core.errors import CspineError
+from core.files import write_bytes_atomic
 from core.study import Study
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
@@ -177,16 +177,11 @@ def encode_png(arr: np.ndarray) -> bytes:
 
 
 def write_png_atomic(path: Path, data: bytes) -> None:
-    """Write to a hidden temporary name in the same folder, flush to disk, then rename into place."""
-    tmp = path.with_name(f"{TMP_MARK}{path.name}.{os.getpid()}")
+    """Atomically write a generated image (its temporary name starts with TMP_MARK: clean_partials removes
+    those a kill left behind); a full disk is a DiskFull naming the image."""
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_bytes_atomic(path, data, tmp_prefix=TMP_MARK)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no partial image behind
         if disk_full_path(exc) is not None:
             raise DiskFull(path) from exc
         raise

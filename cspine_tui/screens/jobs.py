@@ -78,7 +78,7 @@ class JobsScreen(PolledScreen):
             r["values"] = tail.points(name)[1] if name else []
         selected = self.selected or (rows[0]["id"] if rows else None)
         log = job_control.tail_log(study, selected, LOG_LINES) if selected else []
-        self.app.call_from_thread(self._show, rows, selected, log)
+        self.show_from_thread(self._show, rows, selected, log)
 
     def _show(self, rows: list[dict[str, Any]], selected: str | None, log: list[str]) -> None:
         self.rows, self.selected = rows, selected

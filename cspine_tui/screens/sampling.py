@@ -125,7 +125,7 @@ class SamplingScreen(PolledScreen):
         decoded = None
         if images != self.shown_images:
             decoded = [load_preview(p, max_side=256) for p in images]
-        self.app.call_from_thread(self._show, ckpts, runs, selected, images, decoded)
+        self.show_from_thread(self._show, ckpts, runs, selected, images, decoded)
 
     @staticmethod
     def _merge_runs(jobs: list[dict[str, Any]], db_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

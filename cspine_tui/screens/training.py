@@ -139,7 +139,7 @@ class TrainingScreen(PolledScreen):
                 self.tail = runview.MetricsTail(folder / "metrics.jsonl")
                 self._plotted_offset = -1
             changed = self.tail.poll() or self._plotted_offset != self.tail.offset
-        self.app.call_from_thread(self._show, runs, selected, changed)
+        self.show_from_thread(self._show, runs, selected, changed)
 
     def _show(self, runs: list[dict[str, Any]], selected: str | None, changed: bool) -> None:
         self.runs = runs

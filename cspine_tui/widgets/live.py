@@ -4,7 +4,7 @@ that re-reads the run folders every second in a thread, and the colour of a job 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import work
@@ -81,8 +81,17 @@ class PolledScreen(Screen):
             self._poll_lock.release()
 
     def poll(self) -> None:
-        """Read the files (in a worker thread) and hand the result to the UI with app.call_from_thread."""
+        """Read the files (in a worker thread) and hand the result to the UI with `show_from_thread`."""
         raise NotImplementedError
+
+    def show_from_thread(self, show: Callable[..., None], *args: Any) -> None:
+        """Run `show(*args)` on the UI thread unless the screen is gone by then (a poll can finish after the
+        user closed the screen or quit the app)."""
+        def apply() -> None:
+            if self.app.is_running and self.is_attached:  # the app stops running before it tears screens down
+                show(*args)
+
+        self.app.call_from_thread(apply)
 
     @work(thread=True, group="job-control")
     def control_job(self, what: str, job_id: str) -> None:

@@ -8,15 +8,11 @@ from core.embeddings import make_encoder
 from cspine_tui.app import CspineApp
 from tests.conftest import screen_text
 from tests.conftest_audit import planted_study
-from tests.waiting import settle
+from tests.waiting import open_by_key, settle
 
 
 async def _open(app, pilot):
-    await settle(app, pilot)
-    await pilot.press("6")
-    await settle(app, pilot)
-    assert type(app.screen).__name__ == "AuditScreen"
-    return app.screen
+    return await open_by_key(app, pilot, "6", "AuditScreen")
 
 
 def _verdicts(study, reviewer):

@@ -7,7 +7,7 @@ from core import ingest
 from cspine_tui.app import CspineApp
 from tests.conftest import screen_text
 from tests.conftest_ingest import draw_film, save_pil
-from tests.waiting import settle
+from tests.waiting import open_by_key, settle
 
 
 def _study_with_images(study, tmp_path):
@@ -27,11 +27,7 @@ async def test_dataset_screen_counts_filter_override_and_skipped(study, tmp_path
     flagged_id = _study_with_images(study, tmp_path)
     app = CspineApp(study, reviewer="alice", image_protocol="halfcell")
     async with app.run_test(size=(140, 40)) as pilot:
-        await settle(app, pilot)
-        await pilot.press("1")
-        await settle(app, pilot)
-        screen = app.screen
-        assert type(screen).__name__ == "DatasetScreen"
+        screen = await open_by_key(app, pilot, "1", "DatasetScreen")
         text = screen_text(app)
         assert "real images" in text and "3" in text and "skipped" in text and "1 files" in text
         assert len(screen.rows) == 3 and screen.current_id == flagged_id   # flagged first

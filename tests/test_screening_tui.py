@@ -10,7 +10,7 @@ from core import screening
 from cspine_tui.app import CspineApp
 from tests.conftest import screen_text
 from tests.conftest_screening import add_run
-from tests.waiting import settle
+from tests.waiting import open_by_key, settle
 
 
 @pytest.fixture
@@ -19,12 +19,7 @@ def ids(study):
 
 
 async def _open(app, pilot):
-    await settle(app, pilot)
-    await pilot.press("5")
-    await settle(app, pilot)
-    screen = app.screen
-    assert type(screen).__name__ == "ScreeningScreen"
-    return screen
+    return await open_by_key(app, pilot, "5", "ScreeningScreen")
 
 
 def _review(study, image_id, reviewer="ann"):

@@ -61,3 +61,12 @@ async def until(app, pilot, predicate: Callable[[], Any], timeout: float = 30.0,
         if refresh is not None:
             refresh()
         await asyncio.sleep(0.05)
+
+
+async def open_by_key(app, pilot, key: str, screen_class: str):
+    """Press a dashboard screen key once the app is idle; return the screen it opened, settled."""
+    await settle(app, pilot)
+    await pilot.press(key)
+    await settle(app, pilot)
+    assert type(app.screen).__name__ == screen_class
+    return app.screen

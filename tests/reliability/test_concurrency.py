@@ -17,7 +17,7 @@ from tests.conftest_sample import make_checkpoint
 from tests.conftest_screening import add_run
 from tests.conftest_train import add_real_images
 from tests.reliability import stress
-from tests.waiting import settle
+from tests.waiting import open_by_key, settle
 
 pytestmark = pytest.mark.slow
 
@@ -57,11 +57,7 @@ async def test_jobs_tui_and_cli_at_once_on_one_study(tmp_path: Path) -> None:
     app = CspineApp(study, reviewer="conc", image_protocol="halfcell")
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            await settle(app, pilot)
-            await pilot.press("5")
-            await settle(app, pilot)
-            screen = app.screen
-            assert type(screen).__name__ == "ScreeningScreen"
+            screen = await open_by_key(app, pilot, "5", "ScreeningScreen")
             # Decide at a reviewer's pace while both jobs run (and at least 12 decisions in any case).
             while len(decided) < len(ids) and time.monotonic() < deadline:
                 ended = all(stress.record(study, j)["state"] not in jobs.ACTIVE_STATES for j in (train, sample))

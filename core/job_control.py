@@ -126,20 +126,25 @@ def cancel_job(study: Study, job_id: str) -> dict[str, Any]:
     if record["state"] in ("succeeded", "failed", "cancelled"):
         raise CspineError(f"job {job_id} has already ended ({record['state']})")
     (run_dir(study, job_id) / "cancel").touch()
-    if record["state"] == "running" and runs_elsewhere(record):
-        pass  # its pid means nothing here: the job sees the cancel file at its next safe point
-    elif record["state"] == "running" and record["pid"]:
-        try:
-            os.killpg(record["pid"], signal.SIGTERM)  # detached jobs lead their own process group
-        except (ProcessLookupError, PermissionError):
-            try:
-                os.kill(record["pid"], signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+    if record["state"] == "running":
+        # A job on another host is reached by the cancel file alone (its pid means nothing here).
+        if record["pid"] and not runs_elsewhere(record):
+            _terminate(record["pid"])
     else:  # queued or paused: nothing runs, so the cancel takes effect now
         set_state(study, job_id, "cancelled", ended_at=datetime.now())
         write_json_atomic(run_dir(study, job_id) / "status.json", {**job_status(study, job_id), "state": "cancelled"})
     return job_record(study, job_id)
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM a local job: its whole process group (detached jobs lead their own), else the process."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
 
 def wait_for(study: Study, job_id: str, timeout: float = 60.0, states: tuple[str, ...] = ("succeeded", "failed",
@@ -166,7 +171,6 @@ def tail_log(study: Study, job_id: str, lines: int = 20) -> list[str]:
     except FileNotFoundError:
         return []
     return text.splitlines()[-lines:]
-
 
 
 def request_pause(study: Study, job_id: str) -> dict[str, Any]:

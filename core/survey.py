@@ -324,9 +324,10 @@ def _adopt_interrupted_build(study: Study, out: Path, items: list[QuartetItem], 
         spec = read_pack_dir(out)
     except CspineError:
         spec = None
-    key = [(i.quartet, i.position, i.image_kind, i.image_id, i.source, i.image_file) for i in items]
-    same = spec is not None and spec.study == str(study.root.resolve()) and \
-        [(i.quartet, i.position, i.image_kind, i.image_id, i.source, i.image_file) for i in spec.items] == key and \
+    def key(of: list[QuartetItem]) -> list[tuple]:
+        return [(i.quartet, i.position, i.image_kind, i.image_id, i.source, i.image_file) for i in of]
+
+    same = spec is not None and spec.study == str(study.root.resolve()) and key(spec.items) == key(items) and \
         (spec.size, spec.shuffle_pages, spec.image_base_url) == (size, shuffle_pages, image_base_url) and \
         all((out / "upload" / "images" / i.image_file).is_file() for i in spec.items)
     if not same or study.store.scalar("SELECT count(*) FROM quartet_packs WHERE id = ?", [spec.pack_id]):

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import CspineError
 from core.disk_errors import DiskFull, disk_full_path, write_failed_for_space
+from core.errors import CspineError
 from core.jobs import JobContext, JobPaused, sync_metrics
 from core.model import ModelConfig, get_preset
 from core.study import Study

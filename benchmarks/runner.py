@@ -77,7 +77,7 @@ def cpu_device() -> str:
                 break
     except OSError:
         pass
-    return f"cpu: {model}, {len(os.sched_getaffinity(0))} cores"
+    return f"cpu: {model}, {cores()} cores"
 
 
 @functools.lru_cache(maxsize=1)

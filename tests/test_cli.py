@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cspine_tui.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +42,15 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, capsys) -> None:
     assert main(["init", str(tmp_path / "s")]) == 0
     assert main(["init", str(tmp_path / "s")]) == 2
     assert "already a study" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_zero_processes_is_refused_before_any_job_exists(study, capsys, command) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--study", str(study.root), "--num-processes", "0"])
+    assert exit_.value.code == 2
+    assert "--num-processes: must be at least 1" in capsys.readouterr().err
+    assert study.store.scalar("SELECT count(*) FROM jobs") == 0
 
 
 def test_status_counts_jobs_and_reviews(study, capsys) -> None:

@@ -217,3 +217,7 @@ def test_impossible_settings_are_one_clear_error(study):
         train_params(study, preset="tiny", overrides={"image_size": 30})
     with pytest.raises(CspineError, match="--data must be"):
         train_params(study, preset="tiny", data="val")
+    with pytest.raises(CspineError, match="fid_every and fid_samples must be 0"):
+        train_params(study, preset="tiny", overrides={"fid_every": -1})
+    with pytest.raises(CspineError, match="at least 2 synthetic images"):
+        train_params(study, preset="tiny", overrides={"fid_every": 10, "fid_samples": 1})

@@ -39,6 +39,16 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def parse_duration(text: str) -> float:
     """'23h30m' / '90m' / '45s' / '3600' -> seconds."""
     text = text.strip().lower()
@@ -109,7 +119,7 @@ def run_foreground(study: Study, job_id: str) -> dict[str, Any]:
 
 def add_launch_options(parser: argparse.ArgumentParser, *, processes_help: str) -> None:
     """The options of a job that can run as N processes (accelerate launch) or through a Slurm script."""
-    parser.add_argument("--num-processes", type=int, default=1, help=processes_help)
+    parser.add_argument("--num-processes", type=positive_int, default=1, help=processes_help)
     parser.add_argument("--sbatch", action="store_true",
                         help="write a Slurm script for this job instead of running it (see README: Slurm)")
     parser.add_argument("--sbatch-time", default="24:00:00", help="Slurm --time of each allocation")
@@ -127,8 +137,6 @@ def run_launched_job(args: argparse.Namespace, study: Study, kind: str, params: 
     is then printed as the last stdout line)."""
     from core import jobs, train_launch
 
-    if args.num_processes < 1:
-        raise CspineError("--num-processes must be at least 1")
     if getattr(args, "time_limit", None):
         params = {**params, "time_limit_s": args.time_limit}
     job_id = jobs.create_job(study, kind, params, argv=sys.argv[1:])

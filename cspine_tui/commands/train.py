@@ -55,7 +55,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.errors import CspineError
     from core.train import train_params
 
     from cspine_tui.commands.common import finish, run_as_job, run_launched_job
@@ -64,8 +63,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {"max_steps": args.steps, "checkpoint_every": args.checkpoint_every, "fid_every": args.fid_every,
                  "fid_samples": args.fid_samples, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
                  "learning_rate": args.lr, "image_size": args.image_size, "horizontal_flip": args.flip}
-    if args.num_processes < 1:
-        raise CspineError("--num-processes must be at least 1")
     params = train_params(
         study, preset=args.preset, overrides=overrides, data=args.data, seed=args.seed,
         keep_last=args.keep_last, deterministic=args.deterministic or None, mixed_precision=args.precision,

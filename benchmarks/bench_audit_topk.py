@@ -1,4 +1,4 @@
-"""Exact real x synthetic top-k (core.audit.search_block) vs imagededup's find_duplicates, same vectors.
+"""Exact real x synthetic top-k (core.audit.nearest.search_block) vs imagededup's find_duplicates, same vectors.
 
 Random 768-d float32 vectors (default 27,000 synthetic x 5,000 real, as in the paper's audit). Each method
 runs in its own child process that builds the same vectors from the same seed, so peak memory (ru_maxrss
@@ -49,8 +49,8 @@ def cpu_s() -> float:
 
 
 def worker_ours(a: argparse.Namespace) -> dict:
-    from core.audit import search_block
-    from core.embeddings import l2_normalize
+    from core.audit.nearest import search_block
+    from core.metrics.embeddings import l2_normalize
 
     syn, real = vectors(a.synthetic, a.real, a.dim, a.seed)
     base = rss_mb()

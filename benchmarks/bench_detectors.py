@@ -4,7 +4,7 @@
 
 The evaluation phantoms (seeds 1,000,000 + i; tuning used 2,000,000 + i) are balanced over polarity and
 facing, alternate 8/16-bit, cycle PNG/JPEG/TIFF and have heights uniform in 900-2500 px. Each file goes
-through the ingest's own per-file path (core.ingest.process_file: decode, resize, detect, invert, mirror),
+through the ingest's own per-file path (core.realset.ingest.process_file: decode, resize, detect, invert, mirror),
 and the recorded decisions are compared with the phantom labels. The orientation detector is also measured
 on positive canonical phantoms rendered directly at 256 and 64 px (the synthetic-image use). The target is
 >= 99% for each detector.
@@ -22,7 +22,7 @@ import phantom_sets as ps
 
 
 def ingest_one(path: str) -> dict:
-    from core.ingest import IngestOptions, process_file
+    from core.realset.ingest import IngestOptions, process_file
 
     res = process_file(path, frozenset(), IngestOptions(size=256))
     return {"outcome": res.outcome, "reason": res.reason, **{k: res.row.get(k) for k in
@@ -30,7 +30,8 @@ def ingest_one(path: str) -> dict:
 
 
 def canonical_one(args: tuple[int, int, str]) -> tuple[str, float]:
-    from core import detectors, phantom
+    from core.realset import detectors
+    from core.demo import phantom
 
     seed, size, facing = args
     return detectors.detect_orientation(phantom.render_canonical(seed, size, facing))

@@ -6,7 +6,7 @@ The files are phantom radiographs of 2000x1500 px, 16-bit grayscale PNG (a third
 right-facing), generated once into benchmarks/out/ (git-ignored; ~5 MB each) and reused. To keep generation
 affordable on a small machine, each rendered phantom yields ten files that differ in their quantum noise,
 polarity and facing: every file has different bytes (no duplicates) and costs the same to decode. "ours" is the whole ingest
-job (`core.ingest.ingest`): hashing, decoding at full bit depth, float Lanczos resize, both detectors,
+job (`core.realset.ingest.ingest`): hashing, decoding at full bit depth, float Lanczos resize, both detectors,
 atomic PNG writes and the database rows, in worker processes. "baseline" is what a short script does in one
 process: open, convert to float, resize to 256x256 (Lanczos), convert to 8-bit, save. Prints one JSON line.
 """
@@ -39,7 +39,7 @@ def baseline(files: list[Path], out: Path) -> float:
 
 
 def ours(files_dir: Path, study_dir: Path, workers: int | None) -> tuple[float, dict]:
-    from core.ingest import ingest, job_summary
+    from core.realset.ingest import ingest, job_summary
     from core.study import Study
 
     study = Study.create(study_dir)
@@ -60,7 +60,7 @@ def _write_group(args: tuple[int, str]) -> list[str]:
     import numpy as np
     from PIL import Image
 
-    from core import phantom
+    from core.demo import phantom
 
     base, folder = args
     p = phantom.PhantomParams.random(ps.EVAL_BASE + 200_000 + base, height=2000, aspect=0.75, format="png",
@@ -102,7 +102,7 @@ def build_set(count: int) -> list[Path]:
 def cpu_per_image(files: list[Path], work: Path) -> tuple[float, float]:
     """CPU seconds per image of the baseline and of our whole pipeline in one process (workers=0): the
     figures a loaded shared machine cannot distort much, unlike wall-clock throughput."""
-    from core.ingest import ingest
+    from core.realset import ingest
     from core.study import Study
 
     t0 = time.process_time()
@@ -139,7 +139,7 @@ def main() -> None:
         cpu_base, cpu_ours = cpu_per_image(files[: min(len(files), args.cpu_sample)], work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    from core.ingest import default_workers
+    from core.realset.ingest import default_workers
 
     print(json.dumps({
         "benchmark": "ingest", "images": len(files), "source": "phantom PNG 16-bit 2000x1500",

@@ -3,11 +3,11 @@ lucidrains' denoising-diffusion-pytorch (I-SynMed's Unet(dim=64, dim_mults=(1,2,
 
 Measured in one process, interleaved in rounds so load from other processes hits both alike (medians):
 
-* per-step throughput of ancestral sampling: our loop (core/samplers.py ``denoise``, DDPMScheduler step with
+* per-step throughput of ancestral sampling: our loop (core/ddpm/samplers.py ``denoise``, DDPMScheduler step with
   per-image generators) against theirs (``GaussianDiffusion.p_sample``), in image-steps/s and, because the two
   networks differ in cost, in network GFLOP/s (FLOPs of one forward counted with FlopCounterMode): the
   equal-FLOPs ratio is ours / theirs in GFLOP/s;
-* images/s of our default fast sampler (core.samplers.DEFAULT_FAST_SAMPLER at its default steps, chosen by
+* images/s of our default fast sampler (core.ddpm.samplers.DEFAULT_FAST_SAMPLER at its default steps, chosen by
   benchmarks/bench_sampler_quality.py as the fewest steps within 10% of ancestral-1000 FID) against the
   reference's 1000-step ancestral sampler; the reference's 1000 steps are its measured per-step time x 1000.
 
@@ -32,8 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.model import build_unet, get_preset  # noqa: E402
-from core.samplers import (DEFAULT_FAST_SAMPLER, DEFAULT_STEPS, denoise, image_seed,  # noqa: E402
+from core.ddpm.networks import build_unet, get_preset  # noqa: E402
+from core.ddpm.samplers import (DEFAULT_FAST_SAMPLER, DEFAULT_STEPS, denoise, image_seed,  # noqa: E402
                            prepare_unet)
 
 

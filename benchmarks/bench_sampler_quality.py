@@ -1,15 +1,15 @@
 """Quality against sampling steps: FID and KID of ancestral-1000 vs DDIM, DPM-Solver++ and UniPC at 10-100 steps.
 
 Every configuration samples the same N images (image i seeded ``image_seed(--seed, i)``, as sampling jobs do)
-from the same EMA weights, and is scored against the same real statistics with core/metrics.py. The default
+from the same EMA weights, and is scored against the same real statistics with core/metrics/fid.py. The default
 fast sampler is the configuration with the fewest steps whose FID is within 10% of ancestral-1000's.
 
 Model: ``--study S --checkpoint STEP [--job J]`` scores a study's checkpoint against that study's real train
 images (resized to the model size). Without a study, the benchmark trains the demo's network (the ``tiny``
-preset, 32 px) itself on --real phantoms (core/phantom.py render_canonical) with the preset's optimiser and
+preset, 32 px) itself on --real phantoms (core/demo/phantom.py render_canonical) with the preset's optimiser and
 EMA, and caches the weights under --cache.
 
-Feature extractor: core.metrics ``auto``: the FID Inception when its weights are on this machine, otherwise
+Feature extractor: core.metrics.fid ``auto``: the FID Inception when its weights are on this machine, otherwise
 the labelled ``proxy`` extractor (a fixed random CNN): then the figures are NOT Inception FID and are not
 comparable to published values; only their ratios between samplers mean something. A noise floor is
 reported too: a second, disjoint real set of N images scored against the same statistics.
@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.samplers import SAMPLERS, image_seed  # noqa: E402
+from core.ddpm.samplers import SAMPLERS, image_seed  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / "out" / "sampler-quality"
 
@@ -44,7 +44,7 @@ CACHE = Path(__file__).resolve().parent / "out" / "sampler-quality"
 
 
 def phantom_set(n: int, size: int, first_seed: int) -> np.ndarray:
-    from core.phantom import render_canonical
+    from core.demo.phantom import render_canonical
 
     return np.stack([render_canonical(first_seed + i, size=size, facing="left") for i in range(n)])
 
@@ -65,9 +65,9 @@ def study_real_set(study, size: int) -> np.ndarray:
 
 def train_tiny(real: np.ndarray, steps: int, seed: int, log) -> tuple[dict, dict]:
     """The demo's network trained on `real` (uint8 N x H x W); returns (config dict, EMA state_dict)."""
-    from core.ema import EMA
-    from core.model import build_unet, get_preset, training_scheduler
-    from core.train_eval import diffusion_loss
+    from core.ddpm.ema import EMA
+    from core.ddpm.networks import build_unet, get_preset, training_scheduler
+    from core.ddpm.evaluation import diffusion_loss
 
     cfg = get_preset("tiny", image_size=real.shape[-1])
     torch.manual_seed(seed)
@@ -105,8 +105,8 @@ def _sample_chunk(task: tuple) -> tuple[str, int, int, np.ndarray, float]:
     if path.exists():
         with np.load(path) as z:
             return sampler, steps, start, z["images"], float(z["seconds"])
-    from core.model import ModelConfig, build_unet
-    from core.samplers import prepare_unet, sample_batch
+    from core.ddpm.networks import ModelConfig, build_unet
+    from core.ddpm.samplers import prepare_unet, sample_batch
 
     torch.set_num_threads(threads)
     cfg = ModelConfig.from_dict(cfg_dict)
@@ -152,14 +152,13 @@ def main() -> int:
     def log(msg: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
-    from core import metrics
-
+    from core.metrics import fid
     torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     if args.study:
-        from core.model import load_config, load_unet
-        from core.sample import resolve_checkpoint
+        from core.ddpm.networks import load_config, load_unet
+        from core.ddpm.sampling import resolve_checkpoint
         from core.study import Study
 
         study = Study.open(args.study)
@@ -217,15 +216,15 @@ def main() -> int:
         chunks.sort(key=lambda c: c[0])
         results[key] = (np.concatenate([c[1] for c in chunks]), sum(c[2] for c in chunks))
 
-    extractor = metrics.get_extractor(args.extractor)
+    extractor = fid.get_extractor(args.extractor)
     real_t = torch.from_numpy(real).unsqueeze(1)
     real_hash = hashlib.sha256(real.tobytes()).hexdigest()[:16]
-    real_stats = metrics.real_statistics(args.cache, f"bench-real-{len(real)}-{real_hash}", real_t, extractor)
+    real_stats = fid.real_statistics(args.cache, f"bench-real-{len(real)}-{real_hash}", real_t, extractor)
 
     def score(images: np.ndarray) -> dict:
         t = torch.from_numpy(images).unsqueeze(1)
-        feats = metrics.extract(extractor, lambda: (t[i:i + 100] for i in range(0, len(t), 100)))
-        return metrics.fid_kid(real_stats, feats, seed=args.seed)
+        feats = fid.extract(extractor, lambda: (t[i:i + 100] for i in range(0, len(t), 100)))
+        return fid.fid_kid(real_stats, feats, seed=args.seed)
 
     rows = []
     for (sampler, k), (images, seconds) in results.items():
@@ -242,7 +241,7 @@ def main() -> int:
     floor = score(held_out) if held_out is not None else None
     out = {
         "benchmark": "sampler_quality", "model": model_desc, "n": args.n, "seed": args.seed,
-        "real_n": int(len(real)), "extractor": metrics.describe(extractor), "rows": rows,
+        "real_n": int(len(real)), "extractor": fid.describe(extractor), "rows": rows,
         "default_fast_sampler": ({"sampler": default["sampler"], "steps": default["steps"],
                                   "fid_ratio": default["fid_ratio"]} if default else None),
         "rule": "fewest steps with FID <= 1.10 x ancestral-1000 FID (ties: lower FID)",

@@ -1,7 +1,7 @@
 """Training throughput: our `paper` UNet (diffusers) against the study's own lucidrains denoising-diffusion-pytorch.
 
 Both train the same way in the same process: 1-channel images, v-prediction with the sigmoid schedule, Adam,
-gradient clipping at 1.0, one optimizer step per batch; ours through core.train_eval.diffusion_loss, theirs
+gradient clipping at 1.0, one optimizer step per batch; ours through core.ddpm.evaluation.diffusion_loss, theirs
 through ``GaussianDiffusion.forward`` (the reference's defaults: pred_v, sigmoid betas, SNR/(SNR+1) weight).
 Steps of the two are interleaved in rounds so that load from other processes hits both alike; the median step
 time of each is reported. FLOPs per training step (forward + backward) are counted with
@@ -28,8 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.model import build_unet, get_preset, training_scheduler  # noqa: E402
-from core.train_eval import diffusion_loss  # noqa: E402
+from core.ddpm.networks import build_unet, get_preset, training_scheduler  # noqa: E402
+from core.ddpm.evaluation import diffusion_loss  # noqa: E402
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets.
 BF16_PEAK_TFLOPS = {"H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 PCIe": 756.0, "H100 NVL": 835.0,

@@ -39,8 +39,8 @@ TARGETS = {"median_ms": 50, "start_s": 2.0}
 
 # -- the study ---------------------------------------------------------------------------------------------
 def build_study(path: Path, n: int) -> Path:
-    from core import synthetic
-    from core.phantom import DEFECTS, render_canonical
+    from core.ddpm import synthetic
+    from core.demo.phantom import DEFECTS, render_canonical
     from core.study import Study
 
     study = Study.open_or_create(path)

@@ -58,7 +58,8 @@ def plan(base: int, count: int, size_range: tuple[int, int], formats: tuple[str,
 
 
 def _write_one(args: tuple[dict, str]) -> dict:
-    from core import phantom, phantom_files
+    from core.demo import phantom
+    from core.demo import phantom_files
 
     spec, folder = args
     extra = {k: spec[k] for k in ("aspect",) if k in spec}

@@ -1,7 +1,7 @@
-"""core/stats.py side by side with R (`Rscript` on PATH): paired Wilcoxon, Holm and the binomial test.
+"""core/reader_study/statistics.py side by side with R (`Rscript` on PATH): paired Wilcoxon, Holm and the binomial test.
 
 Random reader studies (8-20 raters, per-rater rating sums over 50 ratings, so ties and zeros are common) are
-tested with core.stats.wilcoxon_paired and with R's wilcox.test(paired = TRUE) on the same integer sums;
+tested with core.reader_study.statistics.wilcoxon_paired and with R's wilcox.test(paired = TRUE) on the same integer sums;
 prints one JSON line: cases, max |p difference|, V mismatches, and how often R on *floating* means
 (sum / 50) gives a different p because floating differences split exact ties.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import stats  # noqa: E402
+from core.reader_study import statistics  # noqa: E402
 
 R_SCRIPT = r"""
 lines <- readLines(commandArgs(TRUE)[1])
@@ -62,14 +62,14 @@ def main() -> int:
                                  "0.04), 'holm')))"], capture_output=True, text=True, check=True).stdout.split()
     max_dp, v_mismatch, float_differs, nan_both = 0.0, 0, 0, 0
     for (x, y), (v_r, p_r, p_float) in zip(cases, r_rows):
-        res = stats.wilcoxon_paired([Fraction(a, 50) for a in x], [Fraction(b, 50) for b in y])
+        res = statistics.wilcoxon_paired([Fraction(a, 50) for a in x], [Fraction(b, 50) for b in y])
         if p_r != p_r:  # NaN: all differences zero
             nan_both += res.p != res.p
             continue
         max_dp = max(max_dp, abs(res.p - p_r))
         v_mismatch += res.statistic_V != v_r
         float_differs += abs(p_float - p_r) > 1e-12
-    holm_ours = stats.holm([0.128, 0.236, 1, 0.01, 0.04])
+    holm_ours = statistics.holm([0.128, 0.236, 1, 0.01, 0.04])
     print(json.dumps({
         "benchmark": "stats_vs_r", "cases": len(cases), "r_version": _r_version(),
         "wilcoxon_max_abs_p_diff": max_dp, "wilcoxon_V_mismatches": v_mismatch, "all_zero_cases_nan_in_both": nan_both,

@@ -110,7 +110,7 @@ def _audit_parse(d: dict, device: str) -> list[Result]:
               "cpu_speedup": d["cpu_speedup"], "memory_ratio": d["memory_ratio"],
               "peak_rss_delta_mb": {"ours": o["peak_rss_delta_mb"], "peer": t["peak_rss_delta_mb"]},
               "top_k_found_by_imagededup": d["top_k_found_by_imagededup"], "load_avg_1m": d["load_avg_1m"],
-              "call": "core.audit.search_block vs CNN.find_duplicates(encoding_map, scores=True)",
+              "call": "core.audit.nearest.search_block vs CNN.find_duplicates(encoding_map, scores=True)",
               "target_ratio": 5.0}
     return [Result("audit_topk", "s (wall)", o["seconds"], "imagededup find_duplicates", version("imagededup"),
                    t["seconds"], ratio_of(o["seconds"], t["seconds"], higher_is_better=False), config, device,

@@ -1,10 +1,10 @@
-"""Fit the weights of core/detectors.py on tuning phantoms (seeds disjoint from the evaluation set).
+"""Fit the weights of core/realset/detectors.py on tuning phantoms (seeds disjoint from the evaluation set).
 
     .venv/bin/python benchmarks/tune_detectors.py [--count 400]
 
 Each detector is a weighted sum of anatomical features without intercept (so it is exactly symmetric under
 the transformation it detects); the weights are an L2-regularised logistic regression fitted by Newton's
-method. Prints one JSON line with the weights (paste them into core/detectors.py) and the tuning accuracy.
+method. Prints one JSON line with the weights (paste them into core/realset/detectors.py) and the tuning accuracy.
 Features are computed on the same canonical float image the ingest pipeline gives the detectors.
 """
 
@@ -22,9 +22,9 @@ import phantom_sets as ps
 
 
 def features_of(args: tuple[str, dict, int]) -> tuple[list[float], list[float]]:
-    from core import detectors
-    from core.ingest import IngestOptions, content_box, resize_decoded
-    from core.readers import decode_bytes
+    from core.realset import detectors
+    from core.realset.ingest import IngestOptions, content_box, resize_decoded
+    from core.realset.readers import decode_bytes
 
     path, row, size = args
     data = Path(path).read_bytes()
@@ -39,7 +39,8 @@ def features_of(args: tuple[str, dict, int]) -> tuple[list[float], list[float]]:
 
 
 def canonical_features(args: tuple[int, int, str]) -> list[float]:
-    from core import detectors, phantom
+    from core.realset import detectors
+    from core.demo import phantom
 
     seed, size, facing = args
     return detectors.orientation_features(phantom.render_canonical(seed, size, facing)).tolist()
@@ -78,7 +79,7 @@ def main() -> None:
     O = np.array([f[1] for f in feats] + canon)
     yo = np.array([1.0 if r["facing"] == "left" else 0.0 for r in rows]
                   + [0.0 if i % 2 else 1.0 for size in (64, 256) for i in range(args.canonical)])
-    from core import detectors
+    from core.realset import detectors
 
     wp, wo = fit_logistic(P, yp), fit_logistic(O, yo)
     print(json.dumps({

@@ -2,7 +2,7 @@
 
 A job that runs out of space must end with one line that names the file and what to do, not a traceback,
 and must leave no partial file that anything references. Writers that know the path they were writing
-raise :class:`DiskFull`; the job framework (core.jobs.run_job) also recognises a bare ``OSError`` with
+raise :class:`DiskFull`; the job framework (core.jobs.runner.run_job) also recognises a bare ``OSError`` with
 ENOSPC/EFBIG/EDQUOT anywhere in an exception's chain, and libraries that hide the errno in their message
 (safetensors: "File too large (os error 27)").
 

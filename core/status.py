@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.job_control import list_jobs
-from core.screening_rules import checkpoint_counts, final_rule
+from core.jobs.control import list_jobs
+from core.screening.rules import checkpoint_counts, final_rule
 from core.study import Study
 
 
@@ -18,7 +18,7 @@ def study_status(study: Study) -> dict[str, Any]:
         splits = {r["split"]: r["n"] for r in tx.query("SELECT split, count(*) AS n FROM splits GROUP BY split")}
         synthetic = tx.scalar("SELECT count(*) FROM synthetic_images")
         checkpoints = tx.scalar("SELECT count(*) FROM checkpoints WHERE NOT deleted")
-        # Final decision per image under study.toml [screening] final_rule (core/screening_rules.py).
+        # Final decision per image under study.toml [screening] final_rule (core/screening/rules.py).
         by_ckpt = checkpoint_counts(tx, study)
         by_reviewer = tx.query(
             "SELECT reviewer, count(*) FILTER (WHERE decision = 'accept') AS accepted, "

@@ -3,7 +3,7 @@
 Layout (see DESIGN.md)::
 
     study.toml            settings, with the preset they came from
-    study.duckdb          the project database (core/store.py)
+    study.duckdb          the project database (core/store/database.py)
     images/real/          canonical 256x256 8-bit PNGs of the real set
     images/synthetic/     generated PNGs, one folder per sampling run
     runs/<job-id>/        one folder per job
@@ -22,7 +22,7 @@ from typing import Any
 import tomli_w
 
 from core.errors import CspineError
-from core.store import Store
+from core.store.database import Store
 
 DEFAULT_STUDY = Path("sessions/default")
 

@@ -1,5 +1,5 @@
 import sys
 
-from cspine_tui.cli import main
+from cspine_tui.cli.main import main
 
 sys.exit(main())

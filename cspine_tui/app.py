@@ -159,13 +159,11 @@ def configure_terminal() -> None:
         os.environ.setdefault("TEXTUAL_COLOR_SYSTEM", "truecolor")
 
 
-def run_app(study_path: Path | str, *, reviewer: str | None = None, image_protocol: str = "auto") -> int:
-    from cspine_tui.cli import default_reviewer
-
+def run_app(study_path: Path | str, *, reviewer: str, image_protocol: str = "auto") -> int:
     configure_terminal()
     if image_protocol not in ("off", "halfcell"):  # half-cell previews need no probe (widgets/halfcell.py)
         import cspine_tui.widgets.preview  # noqa: F401  (textual-image probes the terminal at import)
         import textual_image.widget  # noqa: F401
     study = Study.open_or_create(study_path)
-    CspineApp(study, reviewer=reviewer or default_reviewer(), image_protocol=image_protocol).run()
+    CspineApp(study, reviewer=reviewer, image_protocol=image_protocol).run()
     return 0

@@ -20,8 +20,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from core import stats
-from core.analysis import KAPPA_CODINGS
+from core.reader_study import statistics
+from core.reader_study.analysis import KAPPA_CODINGS
 from cspine_tui.widgets.preview import ImagePreview, load_preview
 
 PAPER = {"accuracy": "29.0%", "kappa": "0.061", "means": ["3.323", "3.228", "3.258", "3.320"],
@@ -34,17 +34,17 @@ def summary_table(r: dict[str, Any]) -> Table:
         title_justify="left", expand=True)
     lo, hi = r["accuracy_ci95"]
     t.add_row("raters x quartets", f"{r['n_raters']} x {r['n_quartets']} = {r['n_trials']} trials", "8 x 50 = 400")
-    t.add_row("identification accuracy", f"{stats.fmt(100 * r['accuracy'], 1)}% "
-              f"(CI {stats.fmt(100 * lo, 1)}-{stats.fmt(100 * hi, 1)}%)", PAPER["accuracy"])
-    t.add_row("binomial p vs 25%", stats.fmt_p(r["binomial_p_vs_chance"]), "-")
-    t.add_row(f"Fleiss' kappa ({r['kappa_coding']})", stats.fmt(r["fleiss_kappa"]), PAPER["kappa"])
+    t.add_row("identification accuracy", f"{statistics.fmt(100 * r['accuracy'], 1)}% "
+              f"(CI {statistics.fmt(100 * lo, 1)}-{statistics.fmt(100 * hi, 1)}%)", PAPER["accuracy"])
+    t.add_row("binomial p vs 25%", statistics.fmt_p(r["binomial_p_vs_chance"]), "-")
+    t.add_row(f"Fleiss' kappa ({r['kappa_coding']})", statistics.fmt(r["fleiss_kappa"]), PAPER["kappa"])
     groups = r.get("groups") or list(r["mean_realism"])
     for i, g in enumerate(groups):
-        t.add_row(f"mean realism {g}", stats.fmt(r["mean_realism"].get(g)),
+        t.add_row(f"mean realism {g}", statistics.fmt(r["mean_realism"].get(g)),
                   PAPER["means"][i] if i < len(PAPER["means"]) else "-")
     for i, w in enumerate(r["wilcoxon"]):
         t.add_row(f"real vs {w['group']}: V, p, Holm",
-                  f"{stats.fmt(w['statistic_V'], 1)}, {stats.fmt_p(w['p'])}, {stats.fmt_p(w['p_holm'])}",
+                  f"{statistics.fmt(w['statistic_V'], 1)}, {statistics.fmt_p(w['p'])}, {statistics.fmt_p(w['p_holm'])}",
                   f"{PAPER['p'][i]}, {PAPER['p_holm'][i]}" if i < 3 else "-")
     return t
 
@@ -59,8 +59,8 @@ def raters_table(r: dict[str, Any]) -> Table:
         means = r["per_rater_means"].get(p["rater"], {})
         t.add_row(p["rater"] + (" (sim)" if p["simulated"] and "simulated" not in p["rater"] else ""),
                   f"{p['correct']}/{p['trials']}",
-                  f"{stats.fmt(100 * p['accuracy'], 1) if p['accuracy'] is not None else 'n/a'}%",
-                  *[stats.fmt(means.get(g)) for g in groups])
+                  f"{statistics.fmt(100 * p['accuracy'], 1) if p['accuracy'] is not None else 'n/a'}%",
+                  *[statistics.fmt(means.get(g)) for g in groups])
     return t
 
 
@@ -70,7 +70,7 @@ def kappa_table(r: dict[str, Any]) -> Table:
     for coding, k in r["fleiss_kappa_by_coding"].items():
         mark = " *" if coding == r["kappa_coding"] else ""
         t.add_row(coding + mark, *(["n/a"] * 3 if not k else
-                                   [stats.fmt(k["kappa"]), stats.fmt(k["p_bar"]), stats.fmt(k["p_e"])]))
+                                   [statistics.fmt(k["kappa"]), statistics.fmt(k["p_bar"]), statistics.fmt(k["p_e"])]))
     return t
 
 
@@ -130,7 +130,7 @@ class AnalysisScreen(Screen):
 
     @work(thread=True, exclusive=True, group="analysis-load")
     def _load(self) -> None:
-        from core.analysis import latest_analysis
+        from core.reader_study.analysis import latest_analysis
 
         result = latest_analysis(self.app.study)
         raters = self.app.study.store.scalar("SELECT count(*) FROM raters")
@@ -189,7 +189,7 @@ class AnalysisScreen(Screen):
 
     @work(thread=True, exclusive=True, group="analysis-run")
     def _analyze(self, coding: str) -> None:
-        from core.analysis import analyze
+        from core.reader_study.analysis import analyze
 
         try:
             result = analyze(self.app.study, kappa_coding=coding)
@@ -216,7 +216,7 @@ class AnalysisScreen(Screen):
 
     @work(thread=True, exclusive=True, group="analysis-import")
     def _import(self, path: Path) -> None:
-        from core.responses import import_ratings
+        from core.reader_study.responses import import_ratings
 
         try:
             summary = import_ratings(self.app.study, path)

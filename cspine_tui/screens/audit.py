@@ -22,7 +22,9 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from core import audit, audit_review
+from core.audit import nearest
+
+from core.audit import review
 from core.errors import CspineError
 from cspine_tui.widgets.preview import ImagePreview, load_preview
 
@@ -135,13 +137,13 @@ class AuditScreen(Screen):
     def _load(self, audit_id: str | None) -> None:
         study, reviewer = self.app.study, self.app.reviewer
         try:
-            audit_id = audit.resolve_audit(study, audit_id)
+            audit_id = nearest.resolve_audit(study, audit_id)
         except CspineError:
             self.app.call_from_thread(self._loaded, None, {}, [], {})
             return
-        report = audit.audit_report(study, audit_id)
+        report = nearest.audit_report(study, audit_id)
         pairs = report.pop("pairs")
-        mine = audit_review.verdicts_of(study, audit_id, reviewer)
+        mine = review.verdicts_of(study, audit_id, reviewer)
         self.app.call_from_thread(self._loaded, audit_id, report, pairs, mine)
 
     def _loaded(self, audit_id: str | None, summary: dict, pairs: list, mine: dict) -> None:
@@ -256,7 +258,7 @@ class AuditScreen(Screen):
         def write() -> None:
             # post_message, not call_from_thread: it never blocks, even while the screen is unmounting.
             try:
-                audit_review.record_verdict(study, audit_id, rank, reviewer, verdict, note)
+                review.record_verdict(study, audit_id, rank, reviewer, verdict, note)
             except Exception as exc:  # noqa: BLE001 - shown to the user, the screen keeps running
                 self.post_message(VerdictWritten(exc))
             else:
@@ -283,7 +285,7 @@ class AuditScreen(Screen):
 
     @work(thread=True, exclusive=True, group="audit-agreement")
     def _agreement(self) -> None:
-        result = audit_review.agreement(self.app.study, self.audit_id or "")
+        result = review.agreement(self.app.study, self.audit_id or "")
         self.app.call_from_thread(self._show_agreement, result)
 
     def _show_agreement(self, result: dict[str, Any]) -> None:
@@ -318,8 +320,8 @@ class AuditScreen(Screen):
     def _export(self) -> None:
         study = self.app.study
         folder = study.exports_dir / "audits" / self.audit_id
-        csv_path = audit_review.export_verdicts_csv(study, self.audit_id, folder / "verdicts.csv")
-        sheet = audit_review.export_sheet(study, self.audit_id, folder / "pairs.png")
+        csv_path = review.export_verdicts_csv(study, self.audit_id, folder / "verdicts.csv")
+        sheet = review.export_sheet(study, self.audit_id, folder / "pairs.png")
         self.app.call_from_thread(self.notify, f"wrote {study.rel(csv_path)} and {study.rel(sheet)}", timeout=6)
 
     def action_back(self) -> None:
@@ -344,16 +346,16 @@ class AuditScreen(Screen):
 
     @work(thread=True, exclusive=True, group="audit-start")
     def _start_audit(self, embedding: str) -> None:
-        from core import jobs
-        from core.embeddings import check_spec
+        from core.jobs import runner
+        from core.metrics.embeddings import check_spec
 
         study = self.app.study
         check_spec(embedding, study)  # a missing weight: one line, no job
-        job_id = jobs.create_job(study, "audit", {"embedding": embedding,
+        job_id = runner.create_job(study, "audit", {"embedding": embedding,
                                                   "top": int(study.get("audit", "top", 100))})
-        jobs.start_detached(study, job_id)
+        runner.start_detached(study, job_id)
         self.app.call_from_thread(self.notify, f"audit job {job_id} started; ctrl+p → Reload audit when done",
                                   timeout=6)
 
 
-VAL_PCT = audit.VAL_PERCENTILE
+VAL_PCT = nearest.VAL_PERCENTILE

@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from core import realset
+from core.realset import catalog
 from cspine_tui.widgets.preview import ImagePreview, load_preview
 
 
@@ -37,8 +37,8 @@ def load_original(path: Path, max_side: int = 512):
     """The source file as stored, for display: 16-bit and DICOM scaled to 8 bits; None if unreadable."""
     from PIL import Image
 
-    from core.ingest import resize_decoded
-    from core.readers import SkipFile, decode_bytes
+    from core.realset.ingest import resize_decoded
+    from core.realset.readers import SkipFile, decode_bytes
 
     try:
         dec = decode_bytes(path.read_bytes(), path.suffix, reduce_to=max_side)
@@ -119,8 +119,8 @@ class DatasetScreen(Screen):
     def _load(self, flagged_only: bool, keep: str | None) -> None:
         study = self.app.study
         try:
-            summary = realset.dataset_summary(study)
-            rows = realset.list_images(study, flagged_only=flagged_only)
+            summary = catalog.dataset_summary(study)
+            rows = catalog.list_images(study, flagged_only=flagged_only)
             self.app.call_from_thread(self._loaded, summary, rows, keep)
         finally:
             self.app.call_from_thread(self._done)
@@ -241,7 +241,7 @@ class DatasetScreen(Screen):
     @work(thread=True, group="dataset-override")
     def _override(self, image_id: str, change: dict[str, bool]) -> None:
         try:
-            realset.override(self.app.study, image_id, **change)
+            catalog.override(self.app.study, image_id, **change)
         except Exception as exc:  # noqa: BLE001 - shown in one line; the screen keeps running
             self.app.call_from_thread(self.app.report_error, exc)
         else:

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Sparkline, Static
 
-from core import runview
+from core.jobs import runview
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 
 LOG_LINES = 14
@@ -66,7 +66,7 @@ class JobsScreen(PolledScreen):
         self.start_polling()
 
     def poll(self) -> None:
-        from core import job_control
+        from core.jobs import control
 
         study = self.app.study
         rows = runview.scan_jobs(study)
@@ -77,7 +77,7 @@ class JobsScreen(PolledScreen):
             r["metric"] = name
             r["values"] = tail.points(name)[1] if name else []
         selected = self.selected or (rows[0]["id"] if rows else None)
-        log = job_control.tail_log(study, selected, LOG_LINES) if selected else []
+        log = control.tail_log(study, selected, LOG_LINES) if selected else []
         self.show_from_thread(self._show, rows, selected, log)
 
     def _show(self, rows: list[dict[str, Any]], selected: str | None, log: list[str]) -> None:

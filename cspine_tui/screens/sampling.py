@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
-from core import runview
+from core.jobs import runview
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 from cspine_tui.widgets.preview import ImagePreview, load_preview
 
@@ -66,7 +66,7 @@ class SamplingScreen(PolledScreen):
         self._ckpt_rows: list[tuple[str, tuple[str, ...]]] = []
 
     def compose(self) -> ComposeResult:
-        from core.samplers import DEFAULT_FAST_SAMPLER, SAMPLERS
+        from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, SAMPLERS
 
         yield Header()
         with Horizontal():
@@ -106,8 +106,8 @@ class SamplingScreen(PolledScreen):
     def poll(self) -> None:
         import time
 
-        from core.sample import checkpoint_overview, newest_images
-        from core.synthetic import list_runs
+        from core.ddpm.sampling import checkpoint_overview, newest_images
+        from core.ddpm.synthetic import list_runs
 
         study = self.app.study
         jobs = runview.scan_jobs(study, kind="sample")
@@ -259,15 +259,16 @@ class SamplingScreen(PolledScreen):
 
     @work(thread=True, group="sampling-action")
     def _start(self, chosen: list[tuple[str, int]], form: dict[str, Any]) -> None:
-        from core import jobs, train_launch
-        from core.sample import sample_params
+        from core.jobs import runner
+        from core.jobs import launch
+        from core.ddpm.sampling import sample_params
 
         study = self.app.study
         started = []
         for job, step in chosen:
             params = sample_params(study, checkpoint=step, job=job, **form)
-            job_id = jobs.create_job(study, "sample", params, argv=["tui", "sample"])
-            train_launch.start(study, job_id, detach=True)
+            job_id = runner.create_job(study, "sample", params, argv=["tui", "sample"])
+            launch.start(study, job_id, detach=True)
             started.append(job_id)
         self.marked.clear()
         self.selected_run = started[-1]

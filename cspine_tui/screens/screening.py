@@ -2,7 +2,7 @@
 
 Speed: previews are rendered for the view's exact size on a background thread (widgets/halfcell.py) and the
 next images are prefetched, so a key only swaps pre-rendered strips. Decisions are appended to a journal file
-first and written to the database by one writer thread in order (core/screening.py), so a key never waits
+first and written to the database by one writer thread in order (core/screening/decisions.py), so a key never waits
 for the database and a crash loses nothing. Set CSPINE_TRACE_PAINT=<file> to log a timestamp each time a new
 preview is painted (benchmarks/bench_tui_keypress.py).
 """
@@ -25,7 +25,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from core import screening
+from core.screening import decisions
 from core.errors import CspineError
 from cspine_tui.widgets.preview import ImagePreview, resolved_protocol
 from cspine_tui.widgets.halfcell import (ZOOMS, HalfcellView, RenderCache, TextPanel, crop_zoom, decode,
@@ -44,7 +44,7 @@ class PreviewReady(Message):
 
 @dataclass
 class Written(Message):
-    applied: list[screening.Applied]
+    applied: list[decisions.Applied]
 
 
 @dataclass
@@ -79,7 +79,7 @@ class ScreeningScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.items: list[screening.QueueItem] = []
+        self.items: list[decisions.QueueItem] = []
         self.others: dict[str, list[tuple[str, str, str | None]]] = {}
         self.choices: dict[str, Any] = {"runs": [], "checkpoints": [], "prescreen": False}
         self.pos = 0
@@ -92,7 +92,7 @@ class ScreeningScreen(Screen):
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening-writer")
         self._pending_writes = 0
         self._write_failed = False
-        self._journal: screening.DecisionJournal | None = None
+        self._journal: decisions.DecisionJournal | None = None
         self._trace = os.environ.get("CSPINE_TRACE_PAINT")
         self._counts_timer: Any = None
         self.keys: dict[str, str] = dict(DEFAULT_KEYS)
@@ -125,14 +125,14 @@ class ScreeningScreen(Screen):
                     for name in DEFAULT_KEYS]
         bindings += [Binding("up", "move(-3)", "up", show=False), Binding("down", "move(3)", "down", show=False),
                      Binding("enter", "open_cursor", "open", show=False)]
-        bindings += [Binding(r.key, f"reason('{r.key}')", r.code, show=False) for r in screening.REASONS]
+        bindings += [Binding(r.key, f"reason('{r.key}')", r.code, show=False) for r in decisions.REASONS]
         for b in bindings:
             self._bindings.bind(b.key, b.action, b.description, show=b.show)
         self.BINDINGS = bindings  # the help screen lists these
         # Half-cell strips by default; Kitty/Sixel/Unicode through textual-image where chosen (grid: half-cell).
         self.mode = resolved_protocol(self.app.image_protocol)
         self.set_class(self.mode != "halfcell", "-graphic")
-        self._journal = screening.DecisionJournal(self.app.study, self.app.reviewer)
+        self._journal = decisions.DecisionJournal(self.app.study, self.app.reviewer)
         self.reload(replay=True)
 
     def on_screen_resume(self) -> None:
@@ -165,21 +165,21 @@ class ScreeningScreen(Screen):
         except RuntimeError:  # the writer is shut down: the screen is closing
             return
         if replay:
-            screening.replay_journals(study)
-        state = screening.screen_state(study, reviewer, self.filters)
+            decisions.replay_journals(study)
+        state = decisions.screen_state(study, reviewer, self.filters)
         self.app.call_from_thread(self._loaded, state["items"], state["choices"], state["others"], state["table"],
                                   keep)
 
     def _loaded(self, items, choices, others, table, keep: str | None) -> None:
         self.items, self.choices, self.others = items, choices, others
         ids = [i.id for i in items]
-        self.pos = ids.index(keep) if keep in ids else screening.resume_position(items)
+        self.pos = ids.index(keep) if keep in ids else decisions.resume_position(items)
         self.loaded = True
         self._show_counts(table)
         self.refresh_view()
 
     @property
-    def current(self) -> screening.QueueItem | None:
+    def current(self) -> decisions.QueueItem | None:
         return self.items[self.pos] if self.items and 0 <= self.pos < len(self.items) else None
 
     # -- drawing -----------------------------------------------------------------------------------------
@@ -201,14 +201,14 @@ class ScreeningScreen(Screen):
             self._draw_single(item)
         self._prefetch()
 
-    def _key(self, item: screening.QueueItem, view: HalfcellView, zoom: int) -> tuple:
+    def _key(self, item: decisions.QueueItem, view: HalfcellView, zoom: int) -> tuple:
         return (item.path, zoom, view.size.width, view.size.height)
 
-    def _render_item(self, item: screening.QueueItem, zoom: int, width: int, height: int) -> tuple:
+    def _render_item(self, item: decisions.QueueItem, zoom: int, width: int, height: int) -> tuple:
         img = crop_zoom(decode(self.app.study.abs(item.path)), zoom)
         return render_strips(img, width, height), img
 
-    def _draw_single(self, item: screening.QueueItem) -> None:
+    def _draw_single(self, item: decisions.QueueItem) -> None:
         self.query_one("#caption", TextPanel).set(f"{item.id}  ·  {ZOOMS[self.zoom]}")
         if self.mode != "halfcell":
             self._draw_graphic(item)
@@ -222,7 +222,7 @@ class ScreeningScreen(Screen):
             return
         self._put(view, key)
 
-    def _draw_graphic(self, item: screening.QueueItem) -> None:
+    def _draw_graphic(self, item: decisions.QueueItem) -> None:
         """Kitty / Sixel / Unicode previews: a decoded image (prefetched) handed to textual-image."""
         graphic = self.query_one("#graphic", ImagePreview)
         key = ("pil", item.path, self.zoom)
@@ -332,7 +332,7 @@ class ScreeningScreen(Screen):
         for item in ahead + behind:
             self._prefetch_one(item, view, self.zoom)
 
-    def _prefetch_one(self, item: screening.QueueItem, view: HalfcellView, zoom: int) -> None:
+    def _prefetch_one(self, item: decisions.QueueItem, view: HalfcellView, zoom: int) -> None:
         key = self._key(item, view, zoom)
         width, height = key[2], key[3]
         self.cache.prefetch(key, lambda: self._render_item(item, zoom, width, height))
@@ -352,11 +352,11 @@ class ScreeningScreen(Screen):
     @work(thread=True, exclusive=True, group="screening-counts")
     def _load_counts(self) -> None:
         self._counts_timer = None
-        table = screening.table_s1(self.app.study)
+        table = decisions.table_s1(self.app.study)
         self.app.call_from_thread(self._show_counts, table)
 
     # -- writing -----------------------------------------------------------------------------------------
-    def _submit(self, events: list[screening.ReviewEvent]) -> None:
+    def _submit(self, events: list[decisions.ReviewEvent]) -> None:
         """Journal first (survives a crash), then the database on the writer thread, in order."""
         for event in events:
             assert self._journal is not None
@@ -366,7 +366,7 @@ class ScreeningScreen(Screen):
 
         def write() -> None:
             try:
-                applied = screening.apply_events(study, events)
+                applied = decisions.apply_events(study, events)
             except BaseException as exc:  # noqa: BLE001 - shown to the user; the journal keeps the events
                 self.post_message(WriteFailed(exc))
                 return
@@ -393,7 +393,7 @@ class ScreeningScreen(Screen):
         self.app.report_error(message.error)
         self.reload(keep=self.current.id if self.current else None)  # show what is really stored
 
-    def _apply_undo(self, applied: screening.Applied) -> None:
+    def _apply_undo(self, applied: decisions.Applied) -> None:
         by_id = {item.id: item for item in self.items}
         for image_id, row in applied.images.items():
             item = by_id.get(image_id)
@@ -414,9 +414,9 @@ class ScreeningScreen(Screen):
             if state is not None:
                 item.path, item.sha256, item.flipped = state["path"], state["sha256"], state["flipped"]
 
-    def _decide(self, item: screening.QueueItem, decision: str, reason: str | None = None,
-                note: str | None = None, batch: str | None = None) -> screening.ReviewEvent:
-        event = screening.ReviewEvent(decision, self.app.reviewer, item.id, reason, note, batch)
+    def _decide(self, item: decisions.QueueItem, decision: str, reason: str | None = None,
+                note: str | None = None, batch: str | None = None) -> decisions.ReviewEvent:
+        event = decisions.ReviewEvent(decision, self.app.reviewer, item.id, reason, note, batch)
         item.decision, item.reason, item.note = decision, event.reason, note
         return event
 
@@ -456,8 +456,8 @@ class ScreeningScreen(Screen):
         if not self.rejecting or item is None:
             return
         self.rejecting = False
-        reason = screening.REASON_BY_KEY[key]
-        if reason.code in screening.NOTE_REQUIRED:
+        reason = decisions.REASON_BY_KEY[key]
+        if reason.code in decisions.NOTE_REQUIRED:
             def done(note: str | None) -> None:
                 if note:
                     self._submit([self._decide(item, "reject", reason.code, note)])
@@ -478,7 +478,7 @@ class ScreeningScreen(Screen):
 
     def action_undo(self) -> None:
         self.rejecting = False
-        self._submit([screening.ReviewEvent("undo", self.app.reviewer)])
+        self._submit([decisions.ReviewEvent("undo", self.app.reviewer)])
 
     def action_prev(self) -> None:
         self.rejecting = False
@@ -512,7 +512,7 @@ class ScreeningScreen(Screen):
     def action_flip(self) -> None:
         # The mirrored file is written by the writer thread; the view follows when it lands (on_written).
         if self.current is not None:
-            self._submit([screening.ReviewEvent("flip", self.app.reviewer, self.current.id)])
+            self._submit([decisions.ReviewEvent("flip", self.app.reviewer, self.current.id)])
 
     def action_back(self) -> None:
         if self.rejecting:
@@ -526,7 +526,7 @@ class ScreeningScreen(Screen):
 
     def action_jump(self) -> None:
         """To the first undecided image of the queue."""
-        self.pos = screening.resume_position(self.items)
+        self.pos = decisions.resume_position(self.items)
         self.refresh_view()
 
     def action_checkpoint(self) -> None:
@@ -582,9 +582,9 @@ class ScreeningScreen(Screen):
         return cmds
 
     def start_release(self) -> None:
-        from core import jobs
+        from core.jobs import runner
 
         study = self.app.study
-        job_id = jobs.create_job(study, "release", {"out": str((study.exports_dir / "release").resolve())})
-        jobs.start_detached(study, job_id)
+        job_id = runner.create_job(study, "release", {"out": str((study.exports_dir / "release").resolve())})
+        runner.start_detached(study, job_id)
         self.notify(f"release job {job_id} started; it writes {study.exports_dir / 'release'}", timeout=6)

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from core import screening
+from core.screening import decisions as screening
 from cspine_tui.widgets.halfcell import HalfcellView, decode
 from cspine_tui.widgets.screening_parts import reasons_text
 

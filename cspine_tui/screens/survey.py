@@ -52,7 +52,7 @@ class SurveyScreen(Screen):
         super().__init__()
         self.packs: list[dict[str, Any]] = []
         self.checkpoints: dict[str, int] = {}
-        self.spec = None  # core.survey.PackSpec of the selected pack
+        self.spec = None  # core.reader_study.pack.PackSpec of the selected pack
         self.quartet = 1
         self.show_key = False
         self.building = False
@@ -101,7 +101,7 @@ class SurveyScreen(Screen):
 
     @work(thread=True, exclusive=True, group="survey-load")
     def _load(self, select: str | None) -> None:
-        from core.survey import available_checkpoints, list_packs
+        from core.reader_study.pack import available_checkpoints, list_packs
 
         packs = list_packs(self.app.study)
         ckpts = available_checkpoints(self.app.study)
@@ -135,7 +135,7 @@ class SurveyScreen(Screen):
 
     @work(thread=True, exclusive=True, group="survey-pack")
     def _open_pack(self, pack_id: str) -> None:
-        from core.survey import load_pack
+        from core.reader_study.pack import load_pack
 
         spec = load_pack(self.app.study, pack_id)
         self.app.call_from_thread(self._pack_opened, spec)
@@ -236,7 +236,7 @@ class SurveyScreen(Screen):
     def _build(self, form: dict[str, Any]) -> None:
         from datetime import datetime
 
-        from core.survey import build_pack
+        from core.reader_study.pack import build_pack
 
         study = self.app.study
         out = form.pop("out") or study.exports_dir / f"pack-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

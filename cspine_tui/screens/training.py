@@ -1,6 +1,6 @@
 """Training: start, pause, cancel and resume runs; the live loss curve, validation loss and FID of each run.
 
-Everything shown is read from the run folders every second (core/runview.py); jobs run in their own
+Everything shown is read from the run folders every second (core/jobs/runview.py); jobs run in their own
 processes, so closing the app leaves them training and reopening it picks them up.
 """
 
@@ -20,8 +20,8 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 from textual_plot import HiResMode, PlotWidget
 from textual_plot.axis_formatter import AxisFormatter
 
-from core import runview
-from core.runview import fmt_duration
+from core.jobs import runview
+from core.jobs.runview import fmt_duration
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 
 MAX_CURVE_POINTS = 400
@@ -240,14 +240,15 @@ class TrainingScreen(PolledScreen):
 
     @work(thread=True, group="training-action")
     def _start_run(self, choice: dict[str, Any]) -> None:
-        from core import jobs, train_launch
-        from core.train import train_params
+        from core.jobs import runner
+        from core.jobs import launch
+        from core.ddpm.trainer import train_params
 
         study = self.app.study
         params = train_params(study, preset=choice["preset"], data=choice["data"],
                               overrides={"max_steps": choice.get("steps")}, num_processes=choice["num_processes"])
-        job_id = jobs.create_job(study, "train", params, argv=["tui", "train"])
-        train_launch.start(study, job_id, detach=True)
+        job_id = runner.create_job(study, "train", params, argv=["tui", "train"])
+        launch.start(study, job_id, detach=True)
         self.selected, self.tail = job_id, None
         self.app.call_from_thread(self.app.notify, f"started {job_id} in the background")
         self.app.call_from_thread(self.poll_now)

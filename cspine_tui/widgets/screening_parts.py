@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from core import screening
+from core.screening import decisions
 from core.errors import CspineError
 from cspine_tui.widgets.halfcell import HalfcellView
 
@@ -57,7 +57,7 @@ def _decision_text(decision: str | None, reason: str | None, note: str | None = 
     if decision == "accept":
         return Text("✓ accepted", style="bold green")
     if decision == "reject":
-        label = screening.REASON_BY_CODE[reason].label if reason in screening.REASON_BY_CODE else (reason or "")
+        label = decisions.REASON_BY_CODE[reason].label if reason in decisions.REASON_BY_CODE else (reason or "")
         return Text(f"✗ rejected: {label}" + (f" ({note})" if note else ""), style="bold red")
     return Text("— not decided", style="dim")
 
@@ -65,7 +65,7 @@ def _decision_text(decision: str | None, reason: str | None, note: str | None = 
 FACTS_HEIGHT = 14
 
 
-def facts_text(item: screening.QueueItem, pos: int, items: list[screening.QueueItem],
+def facts_text(item: decisions.QueueItem, pos: int, items: list[decisions.QueueItem],
                others: list[tuple[str, str, str | None]], filters: dict[str, Any], zoom: str, reviewer: str) -> Text:
     """The image's facts as plain lines (cheap to draw: a Rich Table costs milliseconds per key)."""
     decided = sum(1 for i in items if i.decision is not None)
@@ -99,13 +99,13 @@ def facts_text(item: screening.QueueItem, pos: int, items: list[screening.QueueI
 
 def reasons_text() -> Text:
     text = Text("Reject: press the reason\n", style="bold red")
-    for r in screening.REASONS:
+    for r in decisions.REASONS:
         text.append(f" {r.key} ", style="reverse").append(f" {r.label}\n")
     text.append("escape: cancel", style="dim")
     return text
 
 
-def table_s1_renderable(table: dict[str, Any], items: list[screening.QueueItem], reviewer: str) -> Any:
+def table_s1_renderable(table: dict[str, Any], items: list[decisions.QueueItem], reviewer: str) -> Any:
     mine = [i for i in items if i.decision is not None]
     rejected = sum(1 for i in mine if i.decision == "reject")
     head = Text(f"{reviewer}: {len(mine)} decided in this queue, {len(mine) - rejected} accepted, "
@@ -141,13 +141,13 @@ class Thumb(Vertical):
         super().__init__(**kwargs)
         self.index = index
         self.view = HalfcellView()
-        self.item: screening.QueueItem | None = None
+        self.item: decisions.QueueItem | None = None
 
     def compose(self) -> ComposeResult:
         yield self.view
         yield Label("")
 
-    def set_item(self, item: screening.QueueItem | None, *, cursor: bool) -> None:
+    def set_item(self, item: decisions.QueueItem | None, *, cursor: bool) -> None:
         self.item = item
         self.set_class(cursor, "-cursor")
         self.set_class(item is not None and item.decision == "accept", "-accept")

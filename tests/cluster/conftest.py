@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.slurm import Slurm, missing_programs
-from tests.conftest_train import TINY, add_real_images
-
-
+from tests.factories.train import TINY, add_real_images
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
     missing = missing_programs()

@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import jobs
-from core.sample import regenerate
+from core.jobs import runner
+from core.ddpm.sampling import regenerate
 from core.study import Study
 from tests.cluster.slurm import Slurm
-from tests.waiting import wait_until
-
+from tests.factories.waiting import wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
@@ -33,7 +32,7 @@ TRAIN = ("--preset", "tiny", "--steps", "30", "--checkpoint-every", "15", "--see
 
 def cli(*argv: str) -> str:
     """Run `cspine-tui ARGV` in this process; its stdout (the job id is the last line)."""
-    from cspine_tui.cli import main
+    from cspine_tui.cli.main import main
 
     with contextlib.redirect_stdout(io.StringIO()) as out:
         rc = main(list(argv))
@@ -46,7 +45,7 @@ def submit(slurm: Slurm, study: Study, command: str, *argv: str) -> tuple[str, i
     out = cli(command, "--study", str(study.root), "--sbatch", "--sbatch-cpu", "--sbatch-time", "10:00",
               "--signal-lead", "30", *argv)
     job = out.strip().splitlines()[-1]
-    script = jobs.run_dir(study, job) / f"{command}.sbatch"
+    script = runner.run_dir(study, job) / f"{command}.sbatch"
     assert script.is_file(), f"no {script.name} in {sorted(p.name for p in script.parent.iterdir())}"
     return job, slurm.sbatch(script), script
 
@@ -57,18 +56,18 @@ def jobs_listed(study: Study) -> dict[str, dict]:
 
 
 def step_of(study: Study, job: str) -> int:
-    status = jobs.read_json(jobs.run_dir(study, job) / "status.json") or {}
+    status = runner.read_json(runner.run_dir(study, job) / "status.json") or {}
     return int(status.get("step") or 0) if status.get("state") == "running" else 0
 
 
 def slurm_out(study: Study, job: str, slurm_id: int) -> str:
-    path = jobs.run_dir(study, job) / f"slurm-{slurm_id}.out"
+    path = runner.run_dir(study, job) / f"slurm-{slurm_id}.out"
     return path.read_text(errors="replace") if path.exists() else ""
 
 
 def context(study: Study, job: str, slurm_id: int, slurm: Slurm):
     def show() -> str:
-        log = (jobs.run_dir(study, job) / "log.txt")
+        log = (runner.run_dir(study, job) / "log.txt")
         return (f"--- slurm-{slurm_id}.out\n{slurm_out(study, job, slurm_id)[-3000:]}\n--- log.txt\n"
                 f"{log.read_text(errors='replace')[-3000:] if log.exists() else ''}\n{slurm.logs(1500)}")
     return show
@@ -88,7 +87,7 @@ def reference_train(slurm_study) -> str:
     """TRAIN run in this process without a break (`cspine-tui train`): the result to match, and the
     checkpoint the sampling test samples from."""
     job = cli("train", "--study", str(slurm_study.root), *TRAIN).strip().splitlines()[-1]
-    assert jobs.job_record(slurm_study, job)["state"] == "succeeded"
+    assert runner.job_record(slurm_study, job)["state"] == "succeeded"
     return job
 
 
@@ -114,12 +113,12 @@ def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_result(slurm
     out = slurm_out(study, job, sid)
     assert "(restart 0)" in out and "(restart 1)" in out, out  # --open-mode=append kept both runs' output
     assert f"job {job} is paused" in out, out
-    log = (jobs.run_dir(study, job) / "log.txt").read_text()
+    log = (runner.run_dir(study, job) / "log.txt").read_text()
     assert f"resumed from step-{paused_at} (step {paused_at})" in log, log
     listed = jobs_listed(study)
     assert listed[job]["state"] == "succeeded" and listed[job]["step"] == 30, listed[job]
     # Bit-identical final weights (online and EMA) and training state to the uninterrupted run.
-    a, b = (jobs.run_dir(study, j) / "checkpoints" / "step-30" for j in (job, reference_train))
+    a, b = (runner.run_dir(study, j) / "checkpoints" / "step-30" for j in (job, reference_train))
     patterns = ("unet*/*.safetensors", "state/*.safetensors", "state/*.bin")
     ours = {k: v for p in patterns for k, v in tree_hashes(a, p).items()}
     assert len(ours) >= 3 and ours == {k: v for p in patterns for k, v in tree_hashes(b, p).items()}
@@ -141,7 +140,7 @@ def test_scancel_shows_cancelled_and_another_term_pauses(slurm, slurm_study):
     slurm.client("scancel", "-b", "-s", "TERM", str(other_sid))
     info = slurm.wait_job(sid, lambda i: i.get("JobState") == "CANCELLED", 60, "be cancelled")
     for j, explain in ((job, show), (other, show_other)):
-        wait_until(lambda: jobs.job_record(study, j)["state"] != "running", 60, f"job {j} to stop", explain)
+        wait_until(lambda: runner.job_record(study, j)["state"] != "running", 60, f"job {j} to stop", explain)
     listed = jobs_listed(study)
     assert listed[job]["state"] == "cancelled", show()
     assert listed[other]["state"] == "paused", show_other()
@@ -160,14 +159,14 @@ def test_two_processes_in_one_allocation_have_distinct_ranks(slurm, slurm_study)
     show = context(study, job, sid, slurm)
     info = slurm.wait_job(sid, ended, 200, "finish")
     assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), show()
-    record = jobs.job_record(study, job)
+    record = runner.job_record(study, job)
     assert record["state"] == "succeeded" and record["result"]["processes"] == 2, show()
     out = slurm_out(study, job, sid)
     # Both processes report their own rank: a world of 2 with ranks 0 and 1, not two processes that both
     # believe they are rank 0 (reference/cluster.md).
     assert f"{job}: process 0 of 2" in out and f"{job}: process 1 of 2" in out, out
     # Only rank 0 kept the books: one line per step, one checkpoint row.
-    lines = (jobs.run_dir(study, job) / "metrics.jsonl").read_text().splitlines()
+    lines = (runner.run_dir(study, job) / "metrics.jsonl").read_text().splitlines()
     assert sum('"train_loss"' in line for line in lines) == 3
     assert study.store.column("SELECT step FROM checkpoints WHERE job_id = ?", [job]) == [3]
 
@@ -184,7 +183,7 @@ def test_sample_usr1_requeues_and_resumes_to_the_same_images(slurm, slurm_study,
     show = context(study, job, sid, slurm)
 
     def done() -> int:
-        status = jobs.read_json(jobs.run_dir(study, job) / "status.json") or {}
+        status = runner.read_json(runner.run_dir(study, job) / "status.json") or {}
         return int(status.get("done") or 0) if status.get("state") == "running" else 0
 
     wait_until(lambda: done() >= 1, 150, f"job {job} to sample a block", show)
@@ -195,7 +194,7 @@ def test_sample_usr1_requeues_and_resumes_to_the_same_images(slurm, slurm_study,
     out = slurm_out(study, job, sid)
     assert f"job {job} is paused" in out and "(restart 1)" in out, out
     assert jobs_listed(study)[job]["state"] == "succeeded"
-    log = (jobs.run_dir(study, job) / "log.txt").read_text()
+    log = (runner.run_dir(study, job) / "log.txt").read_text()
     paused = re.search(r"paused: pause requested; (\d+)/8 images done", log)
     assert paused and 1 <= int(paused.group(1)) < 8 and f"job {job} (sample) resumed" in log, log  # mid-run
     # The app refuses a second run with the same seed (it would repeat these images), so the uninterrupted

@@ -36,7 +36,7 @@ def reencoded_size(path: Path) -> int:
     differently), so raw size would "detect" content, not the file handling. size / reencoded_size is 1.0
     exactly when the pack re-encoded every image the same way, whatever the image shows.
     """
-    from core.survey import PNG_COMPRESS_LEVEL
+    from core.reader_study.pack import PNG_COMPRESS_LEVEL
 
     with Image.open(path) as im:
         im.load()

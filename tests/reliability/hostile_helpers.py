@@ -198,7 +198,7 @@ def _peak_rss_mb() -> float:
 
 
 def _timed_process(path: str) -> Timed:
-    from core import ingest
+    from core.realset import ingest
 
     start = time.perf_counter()
     res = ingest.process_file(path, frozenset(), ingest.IngestOptions())

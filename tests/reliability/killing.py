@@ -20,14 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from core import jobs
+from core.jobs import control, runner
 from core.study import Study
-from tests.waiting import wait_until
-
-try:  # watching jobs from outside moved to core.job_control; older trees keep it in core.jobs
-    from core import job_control as control
-except ImportError:  # pragma: no cover - depends on the tree's age
-    control = jobs  # type: ignore[assignment]
+from tests.factories.waiting import wait_until
 
 CLI = [sys.executable, "-m", "cspine_tui.cli"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -124,13 +119,13 @@ def cli(*args: Any, timeout: float = 300.0) -> subprocess.CompletedProcess:
 
 def start_job(study: Study, kind: str, params: dict[str, Any]) -> tuple[str, int]:
     """Create a job and start it detached (its own session, as `--detach` does); returns (job id, pid)."""
-    job_id = jobs.create_job(study, kind, params)
-    return job_id, jobs.start_detached(study, job_id)
+    job_id = runner.create_job(study, kind, params)
+    return job_id, runner.start_detached(study, job_id)
 
 
 def settle_killed(study: Study, job_id: str) -> dict[str, Any]:
     """After the kill: the job is shown as died (not running, not queued) and resumable, or it had finished."""
-    record = control.reconcile(study, jobs.job_record(study, job_id))
+    record = control.reconcile(study, runner.job_record(study, job_id))
     assert record["state"] in ("failed", "succeeded"), record
     if record["state"] == "failed":
         assert "died" in (record["error"] or ""), record["error"]
@@ -140,7 +135,7 @@ def settle_killed(study: Study, job_id: str) -> dict[str, Any]:
 def resume(study: Study, job_id: str, timeout: float = 300.0) -> dict[str, Any]:
     """`cspine-tui resume JOB --study S` in the foreground (a fresh process), then the job's record."""
     out = cli("resume", job_id, "--study", study.root, timeout=timeout)
-    record = jobs.job_record(study, job_id)
+    record = runner.job_record(study, job_id)
     assert out.returncode == 0 and record["state"] == "succeeded", (out.returncode, record, out.stderr[-2000:])
     assert out.stdout.strip().splitlines()[-1] == job_id  # the CLI convention: the id is the last line
     return record
@@ -178,7 +173,7 @@ def check_study(root: Path) -> dict[str, int]:
     status = study_status(study)  # opens the database, reconciles dead jobs
     for job in control.list_jobs(study):
         if job["state"] == "running":
-            assert jobs.process_alive(job["pid"], None), f"job {job['id']} shown running with no process"
+            assert runner.process_alive(job["pid"], None), f"job {job['id']} shown running with no process"
     with study.store.connect() as tx:
         real = tx.query("SELECT id, path, canonical_sha256 FROM real_images")
         syn = tx.query("SELECT id, path, sha256 FROM synthetic_images")

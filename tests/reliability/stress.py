@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core import job_control, jobs
-from core.study import Study
-from tests.waiting import wait_until
+from core.jobs import control
 
+from core.jobs import runner
+from core.study import Study
+from tests.factories.waiting import wait_until
 CLI = [str(Path(sys.executable).with_name("cspine-tui"))]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-# What a database lock or I/O conflict looks like in duckdb's messages and in ours (core/store.py).
+# What a database lock or I/O conflict looks like in duckdb's messages and in ours (core/store/database.py).
 LOCK_ERRORS = re.compile(r"could not set lock|conflicting lock|lock on file|database is locked|io error|"
                          r"ioexception|locked by another|timed out waiting for the study lock|"
                          r"transactioncontext error|write-write conflict", re.IGNORECASE)
@@ -48,23 +49,23 @@ def start_sample(study: Study, count: int, *, run: str, batch: int = 2, steps: i
 
 
 def record(study: Study, job_id: str) -> dict[str, Any]:
-    return job_control.reconcile(study, jobs.job_record(study, job_id))
+    return control.reconcile(study, runner.job_record(study, job_id))
 
 
 def running_pid(study: Study, job_id: str, timeout: float = 180) -> int:
     """The runner's own pid, once the job records itself running (before that the pid is the launcher's)."""
     def ready():
-        job_json = jobs.read_json(jobs.run_dir(study, job_id) / "job.json") or {}
+        job_json = runner.read_json(runner.run_dir(study, job_id) / "job.json") or {}
         return job_json.get("start_ticks") and record(study, job_id)["state"] == "running" and job_json["pid"]
     return int(wait_until(ready, timeout, f"job {job_id} running"))
 
 
 def wait_end(study: Study, job_id: str, timeout: float = 240) -> dict[str, Any]:
-    return job_control.wait_for(study, job_id, timeout=timeout)
+    return control.wait_for(study, job_id, timeout=timeout)
 
 
 def log_text(study: Study, job_id: str) -> str:
-    path = jobs.run_dir(study, job_id) / "log.txt"
+    path = runner.run_dir(study, job_id) / "log.txt"
     return path.read_text(errors="replace") if path.exists() else ""
 
 
@@ -92,7 +93,7 @@ def assert_synthetic_complete(study: Study, run: str) -> list[dict[str, Any]]:
 def metrics_lines(study: Study, job_id: str) -> int:
     """Measurements (name, step) in a job's metrics.jsonl: what the metrics table must hold after a sync."""
     names = set()
-    for line in jobs.read_metrics(study, job_id):
+    for line in runner.read_metrics(study, job_id):
         names |= {(k, line["step"]) for k in line if k not in ("step", "time")}
     return len(names)
 

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs
+from core.jobs import runner
 from core.study import Study
 from cspine_tui.app import CspineApp
-from tests.conftest_sample import make_checkpoint
-from tests.conftest_screening import add_run
-from tests.conftest_train import add_real_images
+from tests.factories.sample import make_checkpoint
+from tests.factories.screening import add_run
+from tests.factories.train import add_real_images
 from tests.reliability import stress
-from tests.waiting import open_by_key, settle
-
+from tests.factories.waiting import open_by_key, settle
 pytestmark = pytest.mark.slow
 
 CLI_LOOP = (("status", "--json"), ("jobs",), ("runs",), ("checkpoints",), ("status",))
@@ -60,7 +59,7 @@ async def test_jobs_tui_and_cli_at_once_on_one_study(tmp_path: Path) -> None:
             screen = await open_by_key(app, pilot, "5", "ScreeningScreen")
             # Decide at a reviewer's pace while both jobs run (and at least 12 decisions in any case).
             while len(decided) < len(ids) and time.monotonic() < deadline:
-                ended = all(stress.record(study, j)["state"] not in jobs.ACTIVE_STATES for j in (train, sample))
+                ended = all(stress.record(study, j)["state"] not in runner.ACTIVE_STATES for j in (train, sample))
                 if ended and len(decided) >= 12:
                     break
                 current = screen.current.id

@@ -2,9 +2,9 @@
 
 The disk is simulated by a file-size limit (RLIMIT_FSIZE, ``ulimit -f``) set with ``prlimit`` on the running
 job's process once it has done some good work, so that its next big write fails with EFBIG the way a full
-disk fails with ENOSPC (Python ignores SIGXFSZ, and core.jobs.main says so explicitly). The limit also makes
+disk fails with ENOSPC (Python ignores SIGXFSZ, and core.jobs.runner.main says so explicitly). The limit also makes
 the database file unwritable for that process, as a full disk would: the job must then leave its end state in
-status.json, which every reader adopts (core.job_control.reconcile).
+status.json, which every reader adopts (core.jobs.control.reconcile).
 
 Decision: the job ends ``failed``, not ``paused``. A pause is a clean stop that a batch script requeues and a
 multi-process launcher treats as success; a full disk needs a person to free space first, so the job fails
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs
-from core.model import load_unet
+from core.jobs import runner
+from core.ddpm.networks import load_unet
 from core.study import Study
-from core.train import complete_checkpoints
-from tests.conftest_sample import make_checkpoint
-from tests.conftest_train import add_real_images
+from core.ddpm.trainer import complete_checkpoints
+from tests.factories.sample import make_checkpoint
+from tests.factories.train import add_real_images
 from tests.reliability import stress
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs prlimit")]
@@ -46,7 +46,7 @@ def test_full_disk_during_a_checkpoint_fails_cleanly_and_resumes(tmp_path: Path)
     # Far below a checkpoint's weights (MBs), above the job's small files (status.json, log.txt, metrics).
     _fill_disk(pid, 256 * 1024)
     end = stress.wait_end(study, job)
-    run = jobs.run_dir(study, job)
+    run = runner.run_dir(study, job)
     assert end["state"] == "failed", (end, stress.log_text(study, job))
     assert re.match(ONE_LINE.format(path=rf"runs/{job}/checkpoints/step-4", job=job), end["error"]), end["error"]
     assert "disk full writing" in stress.log_text(study, job)  # the log says it too, without a traceback
@@ -60,7 +60,7 @@ def test_full_disk_during_a_checkpoint_fails_cleanly_and_resumes(tmp_path: Path)
     # Free space (a new process has no limit): resume finishes from step 2.
     resumed = stress.cli("resume", "-s", str(study.root), job)
     assert stress.job_id_of(resumed) == job
-    done = jobs.job_record(study, job)
+    done = runner.job_record(study, job)
     assert done["state"] == "succeeded", done
     assert "resumed from step-2" in stress.log_text(study, job)
     assert [s for s, _ in complete_checkpoints(run)] == [2, 4] and not stress.temp_files(run)
@@ -89,7 +89,7 @@ def test_full_disk_during_sampling_fails_cleanly_and_resumes(tmp_path: Path) -> 
     assert sorted(p.name for p in folder.glob("*.png")) >= sorted(Path(r["path"]).name for r in done_before)
     resumed = stress.cli("resume", "-s", str(study.root), job)
     assert stress.job_id_of(resumed) == job
-    assert jobs.job_record(study, job)["state"] == "succeeded"
+    assert runner.job_record(study, job)["state"] == "succeeded"
     rows = stress.assert_synthetic_complete(study, "full")
     assert [r["idx"] for r in rows] == list(range(12))
     assert {r["sha256"] for r in rows} >= {r["sha256"] for r in done_before}  # what was done stays as it was

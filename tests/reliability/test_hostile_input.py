@@ -2,8 +2,8 @@
 exports, files naming paths outside a pack, packs edited by hand. Each gets a clear one-line error or is
 handled; nothing already stored is damaged.
 
-tests/test_ingest_hostile.py covers one hand-made file of each kind (empty, text, symlink loops, a header-only
-PNG bomb...); tests/test_responses.py the well-formed and the plainly wrong exports. Here the same code paths
+tests/unit/realset/test_ingest_hostile.py covers one hand-made file of each kind (empty, text, symlink loops, a header-only
+PNG bomb...); tests/unit/reader_study/test_responses.py the well-formed and the plainly wrong exports. Here the same code paths
 meet corpora and fuzzers.
 """
 
@@ -22,11 +22,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core import ingest, responses, survey
+from core.realset import ingest
+
+from core.reader_study import responses
+
+from core.reader_study import pack as survey
 from core.errors import CspineError
-from core.survey_sim import SimulatedResponse, write_qualtrics_csv
-from tests.conftest_ingest import draw_film, save_dicom, save_pil
-from tests.conftest_survey import tiny_study
+from core.demo.raters import SimulatedResponse, write_qualtrics_csv
+from tests.factories.ingest import draw_film, save_dicom, save_pil
+from tests.factories.survey import tiny_study
 from tests.reliability import hostile_helpers as hh
 
 pytestmark = pytest.mark.slow
@@ -446,7 +450,7 @@ def exported(tmp_path):
 
 
 def test_a_pack_edited_by_hand_is_refused_by_import_and_analysis(exported):
-    from core.analysis import analyze
+    from core.reader_study.analysis import analyze
 
     study, spec, tmp, export = exported
     pack = tmp / "pack"
@@ -501,14 +505,14 @@ def test_an_image_url_csv_naming_files_outside_the_pack_is_refused(exported):
 
 def test_other_csv_inputs_with_a_huge_field_or_another_encoding_are_clear_errors(exported):
     """Regression: `reviews --import` and `survey-urls --image-urls` let csv.Error / UnicodeDecodeError out."""
-    from core import screening_csv
+    from core.screening import csv_io
 
     study, spec, tmp, _ = exported
     before = hh.snapshot(study)
     reviews = tmp / "decisions.csv"
     reviews.write_text("image_id,reviewer,decision,note\nrun0-0,bob,accept," + "x" * 200_000 + "\n")
     with pytest.raises(CspineError, match="not a readable CSV") as info:
-        screening_csv.import_reviews(study, reviews)
+        csv_io.import_reviews(study, reviews)
     assert hh.one_line(str(info.value))
     urls = tmp / "urls.csv"
     for blob in (f"image_file,url\n{spec.items[0].image_file},https://x.org/{'y' * 200_000}\n".encode(),

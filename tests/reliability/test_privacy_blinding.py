@@ -22,10 +22,14 @@ import pytest
 from PIL import Image
 from scipy.stats import binom
 
-from core import phantom_files, screening, survey
-from core.survey_sim import simulate_raters, write_qualtrics_csv
-from tests.conftest_screening import add_run
-from tests.conftest_survey import tiny_study
+from core.demo import phantom_files
+
+from core.screening import decisions
+
+from core.reader_study import pack as survey
+from core.demo.raters import simulate_raters, write_qualtrics_csv
+from tests.factories.screening import add_run
+from tests.factories.survey import tiny_study
 from tests.reliability import blinding_helpers as bh
 
 pytestmark = pytest.mark.slow
@@ -37,7 +41,7 @@ IDENTIFYING = ("PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs"
 
 def cli(*args: str | Path) -> None:
     """`cspine-tui ARGS` in this process, started as from a login shell with the usual umask 022."""
-    from cspine_tui.cli import main
+    from cspine_tui.cli.main import main
 
     os.umask(0o022)
     code = main([str(a) for a in args])
@@ -76,9 +80,9 @@ def pipeline(tmp_path_factory):
         from core.study import Study
 
         study = Study.open(study_dir)
-        os.umask(0o077)  # sampling runs as a job process, which writes under umask 077 (core/jobs.py main)
+        os.umask(0o077)  # sampling runs as a job process, which writes under umask 077 (core/jobs/runner.py main)
         ids = [i for step in (1000, 2000, 3000) for i in add_run(study, f"ck{step}", step, 5, size=64, seed0=step)]
-        screening.decide_many(study, [(i, "accept", None, None) for i in ids], "alice")
+        decisions.decide_many(study, [(i, "accept", None, None) for i in ids], "alice")
         cli("reviews", "--study", study_dir, "--export", shared / "reviews.csv")
         cli("quartets", "--study", study_dir, "--checkpoints", "1000", "2000", "3000", "--count", "4", "--seed", "1",
             "--size", "64", "--out", shared / "pack")
@@ -164,7 +168,7 @@ def test_study_create_is_owner_only_under_any_umask(tmp_path):
 @pytest.fixture(scope="module")
 def pack50(tmp_path_factory):
     """50 quartets from a study whose real and synthetic sources differ in every file-level way: real PNGs
-    carry a text chunk and are RGB or 8-bit, synthetic ones 8- or 16-bit (tests/conftest_survey.py)."""
+    carry a text chunk and are RGB or 8-bit, synthetic ones 8- or 16-bit (tests/factories/survey.py)."""
     tmp = tmp_path_factory.mktemp("blind")
     study = tiny_study(tmp, n_real=50, per_ckpt=50, reject_every=1000)
     spec = survey.build_pack(study, tmp / "pack", checkpoints=["2000", "4000", "6000"], count=50, seed=11,

@@ -17,9 +17,9 @@ import pytest
 
 from core.study import Study
 from cspine_tui.app import CspineApp
-from tests.conftest import screen_text
-from tests.conftest_sample import make_checkpoint
-from tests.conftest_train import add_real_images
+from tests.factories.screens import screen_text
+from tests.factories.sample import make_checkpoint
+from tests.factories.train import add_real_images
 from tests.reliability import stress
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]

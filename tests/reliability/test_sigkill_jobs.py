@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import jobs
+from core.jobs import runner
 from core.study import Study
 from tests.reliability.killing import (Moment, check_study, control, kill_job_at, resume, settle_killed, start_job,
                                        stray_temporaries)
@@ -28,7 +28,7 @@ COSTLY_SEEDS = (5, 71)
 
 
 def _run_foreground(study: Study, kind: str, params: dict) -> dict:
-    record = jobs.run_job(study, jobs.create_job(study, kind, params), foreground=True, on_progress=lambda *_: None)
+    record = runner.run_job(study, runner.create_job(study, kind, params), foreground=True, on_progress=lambda *_: None)
     assert record["state"] == "succeeded", record["error"]
     return record
 
@@ -49,7 +49,7 @@ def _kill_and_resume(study: Study, kind: str, params: dict, moment: Moment, *, v
         if via_cli:
             resume(study, job_id, timeout=timeout)
         else:
-            record = jobs.run_job(study, job_id, foreground=True, on_progress=lambda *_: None)
+            record = runner.run_job(study, job_id, foreground=True, on_progress=lambda *_: None)
             assert record["state"] == "succeeded", record["error"]
             if settled["state"] == "failed":  # it had started: the second run says it resumed
                 assert " resumed in pid " in "\n".join(control.tail_log(study, job_id, 200))
@@ -66,8 +66,7 @@ N_FILMS = 30
 
 @pytest.fixture(scope="module")
 def ingest_sources(tmp_path_factory) -> Path:
-    from tests.conftest_ingest import draw_film, save_dicom, save_pil
-
+    from tests.factories.ingest import draw_film, save_dicom, save_pil
     src = tmp_path_factory.mktemp("sources")
     for i in range(N_FILMS):
         film = draw_film(160, 128, seed=i, negative=i % 5 == 1, facing="right" if i % 3 == 0 else "left")
@@ -87,7 +86,7 @@ def _ingest_study(root: Path) -> Study:
 
 
 def _ingest_params(src: Path) -> dict:
-    from core.ingest import ingest_params
+    from core.realset.ingest import ingest_params
 
     return ingest_params([src], split_seed=5, workers=2)
 
@@ -140,8 +139,7 @@ def test_sigkill_during_ingest_then_resume_gives_the_uninterrupted_real_set(seed
 
 @pytest.fixture(scope="module")
 def audit_template(tmp_path_factory) -> Path:
-    from tests.conftest_audit import planted_study
-
+    from tests.factories.audit import planted_study
     root = tmp_path_factory.mktemp("audit-template") / "study"
     study = Study.create(root, preset="tiny")
     planted_study(study, n_train=200, n_val=40, n_syn=260, seed=3)
@@ -194,15 +192,14 @@ SAMPLE = {"sampler": "ddpm", "steps": 12, "batch": 2, "seed": 9, "count": 6}
 
 
 def _sample_study(root: Path) -> Study:
-    from tests.conftest_sample import make_checkpoint
-
+    from tests.factories.sample import make_checkpoint
     study = Study.create(root, preset="tiny")
     make_checkpoint(study)  # deterministic from a torch seed: identical weights in every study
     return study
 
 
 def _sample_params(study: Study) -> dict:
-    from core.sample import sample_params
+    from core.ddpm.sampling import sample_params
 
     return sample_params(study, checkpoint=200, run="r", **SAMPLE)
 
@@ -239,9 +236,8 @@ TRAIN_STEPS = 4
 
 
 def _train_params(study: Study) -> dict:
-    from core.train import train_params
-    from tests.conftest_train import TINY
-
+    from core.ddpm.trainer import train_params
+    from tests.factories.train import TINY
     overrides = {**TINY, "max_steps": TRAIN_STEPS, "checkpoint_every": 2, "ema_update_after_step": 1}
     return train_params(study, preset="tiny", overrides=overrides, seed=3, deterministic=True, val_repeats=1,
                         keep_last=1)  # keep_last 1: pruning runs (and can be killed) too
@@ -250,20 +246,19 @@ def _train_params(study: Study) -> dict:
 def _trained(study: Study, job_id: str) -> dict:
     from safetensors.torch import load_file
 
-    folder = jobs.run_dir(study, job_id) / "checkpoints" / f"step-{TRAIN_STEPS}"
+    folder = runner.run_dir(study, job_id) / "checkpoints" / f"step-{TRAIN_STEPS}"
     weights = {sub: load_file(folder / sub / "diffusion_pytorch_model.safetensors") for sub in ("unet", "unet_ema")}
     metrics = study.store.query("SELECT step, name, value FROM metrics WHERE job_id = ? AND name IN "
                                 "('train_loss', 'val_loss', 'val_loss_ema') ORDER BY step, name", [job_id])
     live = study.store.column("SELECT step FROM checkpoints WHERE job_id = ? AND NOT deleted ORDER BY step", [job_id])
-    lines = [json.loads(x) for x in (jobs.run_dir(study, job_id) / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (runner.run_dir(study, job_id) / "metrics.jsonl").read_text().splitlines()]
     return {"weights": weights, "metrics": metrics, "live": live,
             "loss_steps": [x["step"] for x in lines if "train_loss" in x]}
 
 
 @pytest.fixture(scope="module")
 def train_study_for_kills(tmp_path_factory) -> Path:
-    from tests.conftest_train import add_real_images
-
+    from tests.factories.train import add_real_images
     root = tmp_path_factory.mktemp("train") / "study"
     add_real_images(Study.create(root, preset="tiny"))
     return root
@@ -291,7 +286,7 @@ def test_sigkill_during_training_then_resume_gives_bit_identical_weights(seed, t
     assert got["metrics"] == train_reference["metrics"]  # the steps that ran twice were replaced, not added
     assert got["loss_steps"] == list(range(1, TRAIN_STEPS + 1))
     assert got["live"] == train_reference["live"] == [TRAIN_STEPS]
-    assert not stray_temporaries(jobs.run_dir(study, job_id) / "checkpoints")
+    assert not stray_temporaries(runner.run_dir(study, job_id) / "checkpoints")
 
 
 def torch_equal(a, b) -> bool:
@@ -308,9 +303,9 @@ def test_training_killed_before_its_first_checkpoint_or_around_a_checkpoint_row(
     job_id, _pgid = start_job(study, "train", params)
     died = control.wait_for(study, job_id, timeout=240)
     assert died["state"] == "failed" and "died" in died["error"]
-    assert not (jobs.run_dir(study, job_id) / "checkpoints" / "step-2").exists()
+    assert not (runner.run_dir(study, job_id) / "checkpoints" / "step-2").exists()
     check_study(study.root)
-    assert jobs.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
+    assert runner.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
     got = _trained(study, job_id)
     assert got["loss_steps"] == list(range(1, TRAIN_STEPS + 1)), "the steps that ran again were logged twice"
     assert got["metrics"] == train_reference["metrics"]
@@ -319,19 +314,19 @@ def test_training_killed_before_its_first_checkpoint_or_around_a_checkpoint_row(
     # A kill after the last checkpoint's rename but before its row: the resumed job records the whole folder.
     study.store.execute("DELETE FROM checkpoints WHERE job_id = ? AND step = ?", [job_id, TRAIN_STEPS])
     study.store.execute("UPDATE jobs SET state = 'failed' WHERE id = ?", [job_id])
-    assert jobs.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
+    assert runner.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
     assert _trained(study, job_id)["live"] == [TRAIN_STEPS]
     check_study(study.root)
 
     # A kill after the last checkpoint's row but before pruning: the resumed job prunes on start. The state is
     # made by a run that kept everything, then held to keep_last 1 as if its pruning had been cut short.
     keep_all = {**_train_params(study), "keep_last": 5}
-    job_id = jobs.create_job(study, "train", keep_all)
-    assert jobs.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
+    job_id = runner.create_job(study, "train", keep_all)
+    assert runner.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
     assert _trained(study, job_id)["live"] == [2, TRAIN_STEPS]
     study.store.execute("UPDATE jobs SET state = 'failed', params = ? WHERE id = ?",
                         [json.dumps({**keep_all, "keep_last": 1}), job_id])
-    assert jobs.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
+    assert runner.run_job(study, job_id, on_progress=lambda *_: None)["state"] == "succeeded"
     assert _trained(study, job_id)["live"] == [TRAIN_STEPS]
-    assert not (jobs.run_dir(study, job_id) / "checkpoints" / "step-2").exists()
+    assert not (runner.run_dir(study, job_id) / "checkpoints" / "step-2").exists()
     check_study(study.root)

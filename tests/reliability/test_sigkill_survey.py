@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from core.study import Study
-from core.survey import read_pack_dir
+from core.reader_study.pack import read_pack_dir
 from tests.reliability.killing import (check_study, cli, decodes, group_alive, kill_group, spawn, stray_temporaries,
                                        wait_until)
 
@@ -74,8 +74,7 @@ def _pack(study: Study, out: Path) -> dict | None:
 
 @pytest.fixture(scope="module")
 def pack_study(tmp_path_factory) -> tuple[Path, dict, float]:
-    from tests.conftest_survey import tiny_study
-
+    from tests.factories.survey import tiny_study
     study = tiny_study(tmp_path_factory.mktemp("quartets"), n_real=12, per_ckpt=10)
     out = study.exports_dir / "pack-reference"
     seconds, _ = _run_timed(_quartets_args(study.root, out))
@@ -127,21 +126,20 @@ ANALYSIS_KEYS = ("n_raters", "n_trials", "n_correct", "accuracy", "accuracy_ci95
 
 @pytest.fixture(scope="module")
 def ratings_template(tmp_path_factory) -> tuple[Path, Path]:
-    from core import survey
-    from core.survey_sim import simulate_raters, write_qualtrics_csv
-    from tests.conftest_survey import tiny_study
-
+    from core.reader_study import pack
+    from core.demo.raters import simulate_raters, write_qualtrics_csv
+    from tests.factories.survey import tiny_study
     tmp = tmp_path_factory.mktemp("ratings")
     study = tiny_study(tmp, n_real=12, per_ckpt=10)
-    spec = survey.build_pack(study, study.exports_dir / "pack", checkpoints=list(CKPTS), count=6, seed=3, size=32)
+    spec = pack.build_pack(study, study.exports_dir / "pack", checkpoints=list(CKPTS), count=6, seed=3, size=32)
     csv_path = write_qualtrics_csv(tmp / "responses.csv", spec, simulate_raters(spec, n_raters=N_RATERS, seed=1))
     return study.root, csv_path
 
 
 def _analysis(root: Path) -> dict:
     """The analysis' figures (what `analyze` reports, without drawing the plots)."""
-    from core.analysis import _load, compute
-    from core.survey import load_pack
+    from core.reader_study.analysis import _load, compute
+    from core.reader_study.pack import load_pack
 
     study = Study.open(root)
     spec = load_pack(study)
@@ -193,13 +191,12 @@ def test_sigkill_during_import_ratings_is_all_or_nothing_and_a_rerun_gives_the_s
 
 def test_a_pack_whose_build_died_in_the_commit_is_adopted_by_the_same_request_only(tmp_path, monkeypatch):
     """The one moment a kill can still split folder and rows: after the rename, inside the commit."""
-    from core import survey
+    from core.reader_study import pack
     from core.errors import CspineError
-    from tests.conftest_survey import tiny_study
-
+    from tests.factories.survey import tiny_study
     study = tiny_study(tmp_path, n_real=8, per_ckpt=6)
     out = study.exports_dir / "pack"
-    original = survey._record_pack
+    original = pack._record_pack
 
     def die_in_commit(study_, spec, out_, move_from=None):
         if move_from is None:
@@ -207,17 +204,17 @@ def test_a_pack_whose_build_died_in_the_commit_is_adopted_by_the_same_request_on
         os.replace(move_from, out_)  # the folder is in place; the process dies before its rows commit
         raise SystemExit("killed")
 
-    monkeypatch.setattr(survey, "_record_pack", die_in_commit)
+    monkeypatch.setattr(pack, "_record_pack", die_in_commit)
     with pytest.raises(SystemExit):
-        survey.build_pack(study, out, checkpoints=list(CKPTS), count=3, seed=4, size=32)
-    monkeypatch.setattr(survey, "_record_pack", original)
-    assert (out / "pack.json").is_file() and not survey.list_packs(study)
+        pack.build_pack(study, out, checkpoints=list(CKPTS), count=3, seed=4, size=32)
+    monkeypatch.setattr(pack, "_record_pack", original)
+    assert (out / "pack.json").is_file() and not pack.list_packs(study)
     with pytest.raises(CspineError, match="exists and is not empty"):  # another request never takes it
-        survey.build_pack(study, out, checkpoints=list(CKPTS), count=3, seed=5, size=32)
-    left = survey.read_pack_dir(out)
-    spec = survey.build_pack(study, out, checkpoints=list(CKPTS), count=3, seed=4, size=32)
-    assert spec.pack_id == left.pack_id and [p["id"] for p in survey.list_packs(study)] == [left.pack_id]
-    fresh = survey.build_pack(study, tmp_path / "again", checkpoints=list(CKPTS), count=3, seed=4, size=32)
+        pack.build_pack(study, out, checkpoints=list(CKPTS), count=3, seed=5, size=32)
+    left = pack.read_pack_dir(out)
+    spec = pack.build_pack(study, out, checkpoints=list(CKPTS), count=3, seed=4, size=32)
+    assert spec.pack_id == left.pack_id and [p["id"] for p in pack.list_packs(study)] == [left.pack_id]
+    fresh = pack.build_pack(study, tmp_path / "again", checkpoints=list(CKPTS), count=3, seed=4, size=32)
     assert [(i.quartet, i.position, i.image_id, i.image_file) for i in fresh.items] == \
         [(i.quartet, i.position, i.image_id, i.image_file) for i in spec.items]
     check_study(study.root)

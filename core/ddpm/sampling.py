@@ -1,0 +1,453 @@
+"""Sampling jobs (kind "sample"): images from a checkpoint, resumable, shardable, reproducible per image.
+
+A run samples images 0..count-1. Image i is denoised from its own generator seeded ``image_seed(seed, i)``
+(core/ddpm/samplers.py), so it does not depend on the other images. The network's floating-point results still
+depend on the batch it shares and, on a CPU, on the thread count, so a run fixes both when it starts
+(recorded in the run's params) and always computes the same aligned blocks of indices
+``[k*batch, (k+1)*batch)``. Hence:
+
+* resumable: a block whose images all have rows is skipped; the rest is computed again and only the missing
+  images are written, bit-identical to what an uninterrupted run writes;
+* shardable: with N processes (``accelerate launch``, see core/jobs/launch.py) the pending blocks are dealt
+  round-robin, rank 0 alone writes rows (the other ranks send theirs over the process group), and the
+  images are the ones a single process makes;
+* regenerable: :func:`regenerate` recomputes any image from its record.
+
+Every stop request (signal, ``--time-limit``, pause/cancel) is agreed on by all ranks between blocks, the
+finished images are recorded, and the job ends paused.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from core.ddpm import synthetic
+from core.errors import CspineError
+from core.jobs.runner import JobContext, JobPaused
+from core.study import Study
+
+WEIGHTS = ("ema", "online")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checkpoints and parameters
+
+
+def resolve_checkpoint(study: Study, step: int, job: str | None = None) -> dict[str, Any]:
+    """The checkpoints row for `step` (of training job `job` when several jobs have that step)."""
+    rows = study.store.query(
+        "SELECT job_id, step, path FROM checkpoints WHERE step = ? AND NOT deleted"
+        + (" AND job_id LIKE ?" if job else "") + " ORDER BY job_id",
+        [int(step), f"%{job}%"] if job else [int(step)])
+    if not rows:
+        steps = study.store.query("SELECT job_id, step FROM checkpoints WHERE NOT deleted ORDER BY job_id, step")
+        have = ", ".join(f"{r['step']} ({r['job_id']})" for r in steps[-12:]) or "none yet; train first"
+        raise CspineError(f"no checkpoint at step {step}" + (f" of job {job!r}" if job else "")
+                          + f" in {study.root}; available: {have}")
+    if len(rows) > 1:
+        raise CspineError(f"step {step} exists in several training jobs ({', '.join(r['job_id'] for r in rows)}); "
+                          f"choose one with --job")
+    row = rows[0]
+    folder = study.abs(row["path"])
+    if not (folder / "cspine.json").exists():
+        raise CspineError(f"checkpoint {row['path']} is missing its model folder (no cspine.json); it may have "
+                          f"been pruned. Pick another with `cspine-tui checkpoints`")
+    return row
+
+
+def default_run_name(step: int, sampler: str, steps: int, job_id: str) -> str:
+    return f"s{step}-{sampler}{steps}-{job_id.removeprefix('sample-')}"
+
+
+def sample_params(study: Study, *, checkpoint: int, job: str | None = None, count: int,
+                  sampler: str | None = None, steps: int | None = None, batch: int | None = None,
+                  seed: int | None = None, weights: str | None = None, run: str | None = None,
+                  device: str = "auto", compile: bool = False, num_processes: int = 1,
+                  cpu_threads: int | None = None, orient: bool = True) -> dict[str, Any]:
+    """Validate a sampling request and resolve what it leaves open; the job's params.
+
+    Naming an existing run extends it to `count` images: what the request leaves open (sampler, steps,
+    weights, seed) is the run's, and anything it states must agree with the run.
+    """
+    import torch
+
+    from core.ddpm.networks import load_config
+    from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, check_sampler
+
+    if count < 1:
+        raise CspineError(f"--count must be at least 1, not {count}")
+    if weights is not None and weights not in WEIGHTS:
+        raise CspineError(f"--weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
+    if device not in DEVICES:
+        raise CspineError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CspineError("--device cuda: no CUDA GPU is visible to this process (use --device cpu)")
+    if batch is not None and batch < 1:
+        raise CspineError(f"--batch must be at least 1, not {batch}")
+    if num_processes < 1:
+        raise CspineError(f"--num-processes must be at least 1, not {num_processes}")
+    ckpt = resolve_checkpoint(study, checkpoint, job)
+    cfg = load_config(study.abs(ckpt["path"]))
+    existing = synthetic.get_run(study, run) if run else None
+    if existing is not None:
+        if existing["source"] != "sampled":
+            raise CspineError(f"run {run!r} holds external images; sample into a new run name")
+        sampler, steps = sampler or existing["sampler"], steps or existing["steps"]
+        weights = weights or existing["weights"]
+        seed = existing["seed"] if seed is None else seed
+    elif run:
+        synthetic.check_run_name(run)
+    sampler = sampler or DEFAULT_FAST_SAMPLER
+    steps = check_sampler(sampler, steps, cfg)
+    weights = weights or "ema"
+    if not (study.abs(ckpt["path"]) / ("unet_ema" if weights == "ema" else "unet")).is_dir():
+        raise CspineError(f"checkpoint {ckpt['path']} has no {weights} weights; try --weights "
+                          f"{'online' if weights == 'ema' else 'ema'}")
+    if existing is not None:
+        asked = {"train_job": ckpt["job_id"], "checkpoint_step": ckpt["step"], "sampler": sampler, "steps": steps,
+                 "weights": weights, "seed": seed}
+        mismatch = [k for k, v in asked.items() if existing[k] != v]
+        if mismatch:
+            raise CspineError(f"run {run!r} was sampled with other settings ("
+                              + ", ".join(f"{k} {existing[k]}, not {asked[k]}" for k in mismatch)
+                              + "); leave them out to extend it, or drop --run for a new run")
+    if seed is None:
+        seed = secrets.randbelow(2 ** 31)  # recorded: every image can be regenerated from its record
+    elif existing is None:
+        twin = study.store.query_one(
+            "SELECT id FROM synthetic_runs WHERE source = 'sampled' AND train_job = ? AND checkpoint_step = ? AND "
+            "sampler = ? AND steps = ? AND seed = ? AND weights = ?",
+            [ckpt["job_id"], ckpt["step"], sampler, steps, int(seed), weights])
+        if twin is not None:
+            raise CspineError(f"run {twin['id']!r} already sampled this checkpoint with the same sampler, steps, "
+                              f"weights and seed {seed}: these images would repeat it. Continue it with "
+                              f"--run {twin['id']} --count N, or pick another --seed")
+    return {"train_job": ckpt["job_id"], "checkpoint_step": int(ckpt["step"]), "checkpoint_path": ckpt["path"],
+            "count": int(count), "sampler": sampler, "steps": int(steps), "batch": batch, "seed": int(seed),
+            "weights": weights, "run": run, "device": device, "compile": bool(compile),
+            "num_processes": int(num_processes), "cpu_threads": int(cpu_threads or torch.get_num_threads()),
+            "orient": bool(orient)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Process group (one process, or N under accelerate launch)
+
+
+@dataclass
+class _Group:
+    world: int = 1
+    rank: int = 0
+    device: Any = None
+
+    @classmethod
+    def start(cls, device: str) -> "_Group":
+        import torch
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        cuda = torch.cuda.is_available() and device != "cpu"
+        if world <= 1:
+            return cls(device=torch.device("cuda" if cuda else "cpu"))
+        from accelerate import PartialState
+
+        state = PartialState(cpu=not cuda)  # gloo on CPUs (reference/cluster.md), NCCL on GPUs
+        if state.num_processes != world:
+            raise CspineError(f"expected {world} sampling processes but accelerate set up {state.num_processes}")
+        return cls(world=world, rank=state.process_index, device=state.device)
+
+    def gather(self, obj: Any) -> list[Any]:
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def close(self, clean: bool) -> None:
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            if clean:
+                dist.barrier()  # without it, ranks sometimes abort at exit (reference/cluster.md)
+            dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Blocks
+
+
+def blocks(count: int, batch: int) -> list[list[int]]:
+    """The aligned blocks of indices a run always computes together, each a full batch.
+
+    The last block runs past `count` (the extra images are computed and dropped), so once a run's batch is
+    fixed an image's pixels do not depend on the count a job asked for: extending the run later gives the
+    images one longer run with that batch gives.
+    """
+    return [list(range(s, s + batch)) for s in range(0, count, batch)]
+
+
+def pending_blocks(count: int, batch: int, done: set[int]) -> list[list[int]]:
+    return [b for b in blocks(count, batch) if any(i < count and i not in done for i in b)]
+
+
+def _load_network(study: Study, params: dict[str, Any], device, *, compile: bool = False):
+    from core.ddpm.networks import load_config, load_unet
+    from core.ddpm.samplers import prepare_unet
+
+    folder = study.abs(params["checkpoint_path"])
+    cfg = load_config(folder)
+    unet = prepare_unet(load_unet(folder, params["weights"]), device, compile=compile)
+    return cfg, unet
+
+
+# ---------------------------------------------------------------------------------------------------
+# The job
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    group = _Group.start(ctx.params.get("device", "auto"))
+    clean = False
+    try:
+        result = _run(ctx, group)
+        clean = True
+        return result
+    except JobPaused:
+        clean = True
+        raise
+    finally:
+        group.close(clean)
+
+
+def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
+    import torch
+
+    from core.ddpm.samplers import default_batch_size, image_seed, sample_batch
+
+    study, p = ctx.study, ctx.params
+    run_id = p.get("run") or default_run_name(p["checkpoint_step"], p["sampler"], p["steps"], ctx.job_id)
+    device = group.device
+    existing = synthetic.get_run(study, run_id)
+    threads = int((existing or {}).get("params", {}).get("cpu_threads") or p["cpu_threads"])
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    cfg, unet = _load_network(study, p, device, compile=bool(p.get("compile")) and device.type == "cuda")
+    if existing is not None and existing["params"].get("batch"):
+        batch = int(existing["params"]["batch"])
+        if existing["params"].get("device") not in (None, device.type) and group.rank == 0:
+            ctx.log(f"note: run {run_id} began on {existing['params']['device']} and continues on "
+                    f"{device.type}; its images stay valid but are not bit-identical across devices")
+    else:
+        batch = int(p.get("batch") or default_batch_size(unet, cfg, device))
+        batch = min(min(group.gather(batch)), int(p["count"]))  # every rank must cut the same blocks
+    folder = synthetic.run_folder(study, run_id)
+    if group.rank == 0:
+        synthetic.create_run(
+            study, run_id, "sampled", job_id=ctx.job_id, train_job=p["train_job"],
+            checkpoint_step=p["checkpoint_step"], sampler=p["sampler"], steps=p["steps"], seed=p["seed"],
+            weights=p["weights"], exist_ok=True,
+            params={"batch": batch, "cpu_threads": threads, "device": device.type, "orient": p["orient"],
+                    "checkpoint_path": p["checkpoint_path"], "image_size": cfg.image_size,
+                    "prediction_type": cfg.prediction_type, "torch": torch.__version__,
+                    "diffusers": _version("diffusers")})
+        if existing is None:
+            ctx.log(f"run {run_id}: folder {study.rel(folder)}")
+        removed = synthetic.clean_partial_files(folder)
+        if removed:
+            ctx.log(f"removed {removed} partial files left by an interrupted writer")
+    done = synthetic.done_indices(study, run_id)
+    group.gather(None)  # nobody writes before every rank has read what is done
+    count = int(p["count"])
+    todo = pending_blocks(count, batch, done)
+    n_done = sum(1 for i in done if i < count)
+    ctx.log(f"sampling {count - n_done} of {count} images with {p['sampler']} x {p['steps']} steps "
+            f"({p['weights']} weights) on {device} in blocks of {batch}, {group.world} process(es)")
+    ctx.progress(n_done, count, message="starting", output=str(folder.resolve()), run=run_id, force=True)
+    made, started = 0, time.monotonic()
+    rounds = (len(todo) + group.world - 1) // group.world
+    for r in range(rounds):
+        if any(group.gather(ctx.should_stop())):
+            ctx.request_stop(ctx.stop_reason or "another process was asked to stop")
+            raise JobPaused(f"{ctx.stop_reason}; {n_done}/{count} images done, resume to continue")
+        k = r * group.world + group.rank
+        rows: list[synthetic.SyntheticImage] = []
+        if k < len(todo):
+            block = todo[k]
+            seeds = [image_seed(p["seed"], i) for i in block]
+
+            def on_step(s: int, n: int) -> None:
+                if group.rank == 0 and n >= 100 and s % 50 == 0:
+                    ctx.progress(n_done, count, message=f"block {k + 1}/{len(todo)}: step {s}/{n}")
+
+            images = sample_batch(unet, cfg, p["sampler"], p["steps"], seeds, device, on_step=on_step)
+            for i, seed, arr in zip(block, seeds, images):
+                if i < count and i not in done:
+                    rows.append(synthetic.save_image(study, run_id, i, arr, seed=seed, orient=p["orient"]))
+        gathered = [row for part in group.gather(rows) for row in part]
+        if group.rank == 0:
+            synthetic.add_images(study, run_id, gathered)
+        made += len(gathered)
+        n_done += len(gathered)
+        rate = made / max(1e-9, time.monotonic() - started)
+        ctx.progress(n_done, count, message=f"{rate:.2f} images/s", images_per_s=rate)
+    elapsed = time.monotonic() - started
+    total = len(synthetic.done_indices(study, run_id)) if group.rank == 0 else n_done
+    ctx.log(f"run {run_id}: {made} images made in {elapsed:.1f} s; {total} in the run")
+    return {"output": str(folder.resolve()), "run": run_id, "images": total, "made": made,
+            "seconds": round(elapsed, 2), "images_per_s": round(made / elapsed, 4) if elapsed > 0 else None,
+            "batch": batch, "device": str(device), "processes": group.world}
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Regeneration and the batch API for other areas
+
+
+def regenerate(study: Study, image_id: str, device: str = "cpu") -> Any:
+    """Recompute a sampled image from its record (the pixels as stored, mirrored as recorded).
+
+    The whole block the image was made in is recomputed with the run's batch size and thread count, as
+    that is what makes the floating-point results identical.
+    """
+    import numpy as np
+    import torch
+
+    from core.ddpm.samplers import image_seed, sample_batch
+
+    row = study.store.query_one("SELECT * FROM synthetic_images WHERE id = ?", [image_id])
+    if row is None:
+        raise CspineError(f"no synthetic image {image_id!r} in {study.root}")
+    run = synthetic.find_run(study, row["run_id"])
+    if run["source"] != "sampled":
+        raise CspineError(f"image {image_id} comes from an external set; it cannot be regenerated here")
+    rp = run["params"]
+    params = {"checkpoint_path": rp["checkpoint_path"], "weights": run["weights"]}
+    dev = torch.device(device)
+    old_threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        torch.set_num_threads(int(rp["cpu_threads"]))
+    try:
+        cfg, unet = _load_network(study, params, dev)
+        batch, idx = int(rp["batch"]), int(row["idx"])
+        start = idx - idx % batch
+        block = list(range(start, start + batch))
+        images = sample_batch(unet, cfg, run["sampler"], run["steps"], [image_seed(run["seed"], i) for i in block],
+                              dev)
+    finally:
+        torch.set_num_threads(old_threads)
+    arr = images[idx - start]
+    if row["flipped"]:
+        arr = np.ascontiguousarray(arr[:, ::-1])
+    return arr
+
+
+def generate_batch(model, cfg, sampler: str, steps: int | None, seeds: Sequence[int], device=None):
+    """uint8 images (B, C, H, W) as a torch tensor: the entry point in-training FID uses (core/ddpm/evaluation.py)."""
+    import torch
+
+    from core.ddpm.samplers import sample_batch
+
+    device = device or next(model.parameters()).device
+    arr = sample_batch(model, cfg, sampler, steps or None, list(seeds), device)
+    t = torch.from_numpy(arr)
+    return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+
+
+__all__ = ["resolve_checkpoint", "sample_params", "default_run_name", "blocks", "pending_blocks", "run",
+           "regenerate", "generate_batch"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The demo stage
+
+
+DEMO_IMAGES_PER_CHECKPOINT = 70
+DEMO_SEED = 2510
+
+
+def demo_checkpoints(study: Study, wanted: int = 3) -> list[dict[str, Any]]:
+    """Up to `wanted` checkpoints of the newest training job that has any: first, middle and last."""
+    rows = study.store.query(
+        "SELECT c.job_id, c.step, c.path FROM checkpoints c JOIN jobs j ON j.id = c.job_id "
+        "WHERE NOT c.deleted ORDER BY j.created_at DESC, c.job_id DESC, c.step")
+    if not rows:
+        return []
+    newest = [r for r in rows if r["job_id"] == rows[0]["job_id"]]
+    if len(newest) <= wanted:
+        return newest
+    picks = sorted({round(k * (len(newest) - 1) / (wanted - 1)) for k in range(wanted)})
+    return [newest[i] for i in picks]
+
+
+def demo_sample(study: Study, log, count: int = DEMO_IMAGES_PER_CHECKPOINT) -> list[str]:
+    """The demo's sampling stage: `count` images from each of 3 checkpoints with the default fast sampler.
+
+    Idempotent: run names are fixed (demo-s<step>), so a re-run extends or skips them.
+    """
+    from core.jobs import runner
+    from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, DEFAULT_STEPS
+
+    ckpts = demo_checkpoints(study)
+    if not ckpts:
+        log("no checkpoints yet: the sample stage needs the train stage first; skipped")
+        return []
+    runs = []
+    for c in ckpts:
+        name = f"demo-s{c['step']}"
+        have = len(synthetic.done_indices(study, name)) if synthetic.get_run(study, name) else 0
+        runs.append(name)
+        if have >= count:
+            continue
+        log(f"sampling {count} images from checkpoint {c['step']} ({DEFAULT_FAST_SAMPLER} x "
+            f"{DEFAULT_STEPS[DEFAULT_FAST_SAMPLER]} steps) into {name}")
+        # One block of exactly `count` images: nothing is computed past the count.
+        params = sample_params(study, checkpoint=c["step"], job=c["job_id"], count=count, seed=DEMO_SEED + c["step"],
+                               run=name, device="cpu", batch=count)
+        record = runner.run_job(study, runner.create_job(study, "sample", params), foreground=True)
+        if record["state"] != "succeeded":
+            raise CspineError(f"demo sampling from checkpoint {c['step']} ended {record['state']}: "
+                              f"{record['error']}; run the demo again to continue")
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------------
+# What the sampling screen shows
+
+
+def checkpoint_overview(study: Study) -> list[dict[str, Any]]:
+    """Every checkpoint with its losses and FID (core.ddpm.checkpoints) and the images sampled from it so far."""
+    from core.ddpm.checkpoints import list_checkpoints
+
+    counts = {(r["train_job"], r["checkpoint_step"]): r["n"] for r in study.store.query(
+        "SELECT r.train_job, r.checkpoint_step, count(s.id) AS n FROM synthetic_runs r "
+        "LEFT JOIN synthetic_images s ON s.run_id = r.id WHERE r.source = 'sampled' "
+        "GROUP BY r.train_job, r.checkpoint_step")}
+    rows = list_checkpoints(study)
+    for r in rows:
+        r["generated"] = int(counts.get((r["job"], r["step"]), 0))
+    return rows
+
+
+def newest_images(study: Study, run_id: str, limit: int = 6) -> list[Path]:
+    """The highest-numbered finished PNGs of a run, read from its folder (no database)."""
+    folder = synthetic.run_folder(study, run_id)
+    if not folder.is_dir():
+        return []
+    names = sorted((p for p in folder.iterdir() if p.suffix == ".png" and p.stem.isdigit()),
+                   key=lambda p: int(p.stem), reverse=True)
+    return names[:limit]

@@ -1,0 +1,1 @@
+"""The embedded demo: its stages, phantom radiographs, a simulated reviewer and simulated raters."""

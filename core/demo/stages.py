@@ -1,0 +1,97 @@
+"""The embedded demo: a complete small study built from phantom radiographs, headless, on CPU.
+
+Each stage is idempotent, so re-running the demo on an existing demo study continues where it stopped.
+Everything simulated (the reviewer, the raters) is labelled as such in the study.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from core.study import Study
+
+Log = Callable[[str], None]
+
+DEMO_PHANTOMS = 240
+DEMO_SEED = 2510
+
+
+def stage_phantoms(study: Study, log: Log) -> None:
+    from core.demo import phantom_files
+
+    out = study.root / "source-phantoms"
+    if (out / "labels.csv").exists():
+        return
+    log(f"writing {DEMO_PHANTOMS} phantom radiographs (PNG/JPEG/TIFF/DICOM, negatives, right-facing)")
+    phantom_files.generate(out, DEMO_PHANTOMS, DEMO_SEED, negative_fraction=0.2, right_fraction=0.3,
+                           formats=("png", "jpeg", "tiff", "dicom"), bit_depths=(8, 16), size_range=(600, 900))
+
+
+def stage_ingest(study: Study, log: Log) -> None:
+    """The phantoms (negatives, right-facing films, DICOM among them) through the ingest job; draws the split."""
+    from core.realset.ingest import demo_ingest
+
+    demo_ingest(study, log)
+
+
+def stage_train(study: Study, log: Log) -> None:
+    """The tiny preset on the ingested phantoms: 3 checkpoints and an FID evaluation (core/ddpm/trainer.py)."""
+    from core.ddpm.trainer import demo_train
+
+    demo_train(study, log)
+
+
+def stage_reader_study(study: Study, log: Log) -> None:
+    """Blinded pack from 3 checkpoints, 8 SIMULATED raters as a Qualtrics CSV through the import, analysis."""
+    from core.demo.raters import demo_reader_study
+
+    demo_reader_study(study, log)
+
+
+def stage_sample(study: Study, log: Log) -> None:
+    """70 images from each of 3 checkpoints with the default fast sampler (core/ddpm/sampling.py)."""
+    from core.ddpm.sampling import demo_sample
+
+    demo_sample(study, log)
+
+
+def stage_screen(study: Study, log: Log) -> None:
+    """Planted implausible phantoms, a SIMULATED reviewer screens everything, the release (core/demo/reviewer.py)."""
+    from core.demo.reviewer import demo_screen
+
+    demo_screen(study, log)
+
+
+def stage_audit(study: Study, log: Log) -> None:
+    """Memorization audit with the pixel embedding, two SIMULATED reviewers' verdicts, and the pre-screen."""
+    from core.audit.review import demo_audit
+
+    demo_audit(study, log)
+
+
+# Stages run in this order; each later area appends its own.
+STAGES: list[tuple[str, Callable[[Study, Log], None]]] = [
+    ("phantoms", stage_phantoms),
+    ("ingest", stage_ingest),  # after "phantoms": the real set and its split
+    ("train", stage_train),  # after "ingest": trains on its split; before "sample"
+    ("sample", stage_sample),  # after "train": samples its checkpoints
+    ("screen", stage_screen),  # after "sample": a simulated reviewer screens; writes exports/release
+    ("reader-study", stage_reader_study),  # needs screened samples of 3 checkpoints: keep after them
+    ("audit", stage_audit),  # after sampling and screening; no-op without synthetic images
+]
+
+
+def build_demo(path: Path | str, *, fresh: bool = False, log: Log = print) -> Study:
+    path = Path(path)
+    if fresh and path.exists():
+        shutil.rmtree(path)
+    study = Study.open_or_create(path)
+    if not study.get("study", "demo"):
+        study.set("study", "demo", True)
+    for name, stage in STAGES:
+        log(f"stage {name}")
+        stage(study, log)
+    log(f"demo study ready at {study.root}")
+    return study

@@ -1,0 +1,1 @@
+"""Image-set metrics: FID/KID with their extractors and cached statistics, embeddings for audit and pre-screen."""

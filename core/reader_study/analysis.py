@@ -1,0 +1,212 @@
+"""The reader study's analysis (paper section 2.6): from the imported ratings to numbers, figures and a report.
+
+- identification accuracy over all trials and per rater (Wilson 95% CI, exact binomial test vs 25 %);
+- Fleiss' kappa of the identification answers over the quartets every rater answered, coded by the chosen
+  image's source (default), by screen position, or as correct/incorrect (all three are reported; the paper
+  does not say which it used);
+- per-rater mean realism per group (real and each checkpoint) as exact fractions of integer sums;
+- paired two-sided Wilcoxon signed-rank tests real vs each checkpoint, R < 4.6 semantics, Holm-adjusted;
+- violin plots of the per-rater means and of all ratings; a Markdown + HTML report (core/reader_study/report.py).
+The result is stored in the ``analyses`` table.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import Counter, defaultdict
+from datetime import datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+from core.reader_study import statistics
+from core.errors import CspineError
+from core.study import Study
+from core.reader_study.pack import LETTERS, PackSpec
+
+KAPPA_CODINGS = ("source", "position", "correct")
+Log = Callable[[str], None]
+
+
+def _load(study: Study, spec: PackSpec, include_simulated: bool) -> tuple[list[dict], list[dict], list[dict]]:
+    with study.store.connect() as tx:
+        raters = tx.query("SELECT id, label, simulated, flags, response_id FROM raters WHERE pack_id = ? "
+                          + ("" if include_simulated else "AND NOT simulated ") + "ORDER BY label, id",
+                          [spec.pack_id])
+        ids = [r["id"] for r in raters]
+        picks = tx.query("SELECT rater_id, quartet, chosen_position FROM identifications WHERE pack_id = ?",
+                         [spec.pack_id])
+        ratings = tx.query("SELECT rater_id, quartet, position, rating FROM ratings WHERE pack_id = ?",
+                           [spec.pack_id])
+    keep = set(ids)
+    return raters, [p for p in picks if p["rater_id"] in keep], [r for r in ratings if r["rater_id"] in keep]
+
+
+def compute(spec: PackSpec, raters: list[dict], picks: list[dict], ratings: list[dict], *,
+            kappa_coding: str = "source") -> dict[str, Any]:
+    """All statistics of one pack's ratings (pure: no database, no files)."""
+    if kappa_coding not in KAPPA_CODINGS:
+        raise CspineError(f"unknown kappa coding {kappa_coding!r}; use one of {', '.join(KAPPA_CODINGS)}")
+    if not raters:
+        raise CspineError(f"pack {spec.pack_id} has no imported ratings; import the Qualtrics export with "
+                          "`cspine-tui import-ratings`")
+    source = {(i.quartet, i.position): i.source for i in spec.items}
+    real_pos = {i.quartet: i.position for i in spec.items if i.source == "real"}
+    label = {r["id"]: r["label"] for r in raters}
+    groups = ["real", *spec.checkpoints]
+    warnings: list[str] = []
+
+    # Identification.
+    correct_by: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    chosen_source = Counter()
+    per_quartet: dict[int, Counter] = defaultdict(Counter)
+    answers: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for p in picks:
+        q, pos, rid = p["quartet"], p["chosen_position"], p["rater_id"]
+        ok = pos == real_pos[q]
+        correct_by[rid][0] += ok
+        correct_by[rid][1] += 1
+        src = source[(q, pos)]
+        chosen_source[src] += 1
+        per_quartet[q][src] += 1
+        answers[q][rid] = {"source": src, "position": LETTERS[pos - 1], "correct": "correct" if ok else "incorrect"}
+    k = sum(c for c, _ in correct_by.values())
+    n = sum(t for _, t in correct_by.values())
+    overall = statistics.proportion(k, n)
+    per_rater = []
+    for r in raters:
+        c, t = correct_by.get(r["id"], [0, 0])
+        pr = statistics.proportion(c, t)
+        per_rater.append({"rater": r["label"], "simulated": bool(r["simulated"]), "trials": t, "correct": c,
+                          "accuracy": pr.estimate, "ci95": list(pr.ci95), "binomial_p": pr.p_vs_chance,
+                          "flags": json.loads(r["flags"]) if r.get("flags") else {}})
+
+    # Fleiss' kappa over quartets answered by every rater (Fleiss needs equal raters per subject).
+    full = [q for q in sorted(answers) if len(answers[q]) == len(raters)]
+    kappas: dict[str, dict[str, Any] | None] = {}
+    cats = {"source": groups, "position": list(LETTERS), "correct": ["correct", "incorrect"]}
+    for coding in KAPPA_CODINGS:
+        if len(raters) < 2 or not full:
+            kappas[coding] = None
+            continue
+        table, _ = statistics.category_table([[answers[q][rid][coding] for rid in sorted(answers[q])] for q in full],
+                                        categories=cats[coding])
+        kappas[coding] = statistics.fleiss_kappa(table, categories=cats[coding]).as_dict()
+    if len(raters) < 2:
+        warnings.append("Fleiss' kappa needs at least two raters")
+    elif len(full) < spec.count:
+        warnings.append(f"Fleiss' kappa uses the {len(full)} of {spec.count} quartets answered by every rater")
+
+    # Realism ratings.
+    rows = [(r["rater_id"], source[(r["quartet"], r["position"])], r["rating"]) for r in ratings]
+    sums = statistics.rating_sums(rows)
+    means = statistics.per_rater_means(sums)
+    overall_means = statistics.group_means(sums)
+    tests = statistics.compare_groups(means, "real", spec.checkpoints) if ratings else []
+    for t in tests:
+        if t.get("warning"):
+            warnings.append(f"Wilcoxon real vs {t['group']}: {t['warning']} (normal approximation, as R < 4.6)")
+
+    return {
+        "pack_id": spec.pack_id,
+        "n_raters": len(raters),
+        "n_quartets": spec.count,
+        "n_trials": n,
+        "n_correct": k,
+        "accuracy": overall.estimate,
+        "accuracy_ci95": list(overall.ci95),
+        "binomial_p_vs_chance": overall.p_vs_chance,
+        "fleiss_kappa": (kappas[kappa_coding] or {}).get("kappa"),
+        "kappa_coding": kappa_coding,
+        "fleiss_kappa_by_coding": kappas,
+        "kappa_quartets": len(full),
+        "mean_realism": {g: float(overall_means[g]) for g in groups if g in overall_means},
+        "mean_realism_exact": {g: f"{overall_means[g].numerator}/{overall_means[g].denominator}"
+                               for g in groups if g in overall_means},
+        "n_ratings": {g: sum(c for rs in sums.values() for gg, (_, c) in rs.items() if gg == g) for g in groups},
+        "wilcoxon": tests,
+        "per_rater": per_rater,
+        "per_rater_means": {label[rid]: {g: float(v) for g, v in gm.items()} for rid, gm in means.items()},
+        "per_rater_means_exact": {label[rid]: {g: f"{v.numerator}/{v.denominator}" for g, v in gm.items()}
+                                  for rid, gm in means.items()},
+        "chosen_as_real": {g: chosen_source.get(g, 0) for g in groups},
+        "per_quartet": [{"quartet": q, "answers": sum(per_quartet[q].values()),
+                         "correct": per_quartet[q].get("real", 0),
+                         "chosen": {g: per_quartet[q].get(g, 0) for g in groups}} for q in sorted(per_quartet)],
+        "groups": groups,
+        "simulated_raters": sum(1 for r in raters if r["simulated"]),
+        "warnings": warnings,
+        # for the figures; dropped before storing
+        "_means": means, "_rating_lists": {g: [float(v) for _, gg, v in rows if gg == g] for g in groups},
+    }
+
+
+def analyze(study: Study, pack: str | Path | None = None, *, kappa_coding: str = "source",
+            report_dir: Path | str | None = None, include_simulated: bool = True,
+            log: Log | None = None) -> dict[str, Any]:
+    """Analyse a pack's imported ratings, write the figures and the report, record the analysis."""
+    from core.reader_study.report import write_report
+
+    from core.reader_study.pack_check import load_checked_pack
+
+    log = log or (lambda _m: None)
+    spec = load_checked_pack(study, pack)  # a pack edited by hand since export is refused
+    raters, picks, ratings = _load(study, spec, include_simulated)
+    result = _finite(compute(spec, raters, picks, ratings, kappa_coding=kappa_coding))
+    analysis_id = f"analysis-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    out = Path(report_dir).expanduser() if report_dir else study.exports_dir / f"report-{analysis_id}"
+    if out.exists() and any(out.iterdir()):
+        raise CspineError(f"report folder {out} exists and is not empty; choose a new --report folder")
+    out.mkdir(parents=True, exist_ok=True)
+    result["analysis_id"] = analysis_id
+    result["created_at"] = datetime.now().isoformat(timespec="seconds")
+    result["study"] = str(study.root.resolve())
+    result["figures"] = _figures(result, spec, out)
+    log(f"figures written to {out}")
+    report = write_report(result, spec, out)
+    result["report"] = report
+    stored = {k: v for k, v in result.items() if not k.startswith("_")}
+    params = {"kappa_coding": kappa_coding, "include_simulated": include_simulated}
+    study.store.execute("INSERT INTO analyses (id, pack_id, params, result, report_dir) VALUES (?, ?, ?, ?, ?)",
+                        [analysis_id, spec.pack_id, json.dumps(params), json.dumps(stored, default=str), str(out)])
+    (out / "analysis.json").write_text(json.dumps(stored, indent=1, default=str))
+    log(f"report: {report['html']}")
+    return stored
+
+
+def _figures(result: dict[str, Any], spec: PackSpec, out: Path) -> dict[str, str]:
+    groups = result["groups"]
+    means: dict[str, dict[str, Fraction]] = result["_means"]
+    names = {"real": "real", **{c: f"step {c}" for c in spec.checkpoints}}
+    notes = {names[t["group"]]: f"Holm p = {statistics.fmt_p(t['p_holm'])}" for t in result["wilcoxon"]}
+    sim = " (SIMULATED raters)" if result["simulated_raters"] else ""
+    png, svg = statistics.violin_plot({names[g]: [float(m[g]) for m in means.values() if g in m] for g in groups},
+                                 out / "realism_rater_means",
+                                 title=f"Per-rater mean realism, {result['n_raters']} raters{sim}",
+                                 ylabel="mean realism rating (1-4)", annotations=notes)
+    png2, svg2 = statistics.violin_plot({names[g]: result["_rating_lists"].get(g, []) for g in groups},
+                                   out / "realism_all_ratings", title=f"All realism ratings{sim}",
+                                   ylabel="realism rating (1-4)", annotations=notes, points=False)
+    return {"rater_means_png": png.name, "rater_means_svg": svg.name, "ratings_png": png2.name,
+            "ratings_svg": svg2.name}
+
+
+def _finite(value: Any) -> Any:
+    """NaN (e.g. R's NA p-value when all differences are zero) becomes None, so the result is valid JSON."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def latest_analysis(study: Study, pack_id: str | None = None) -> dict[str, Any] | None:
+    row = study.store.query_one("SELECT id, result, report_dir, created_at FROM analyses "
+                                + ("WHERE pack_id = ? " if pack_id else "") + "ORDER BY created_at DESC, id DESC",
+                                [pack_id] if pack_id else None)
+    if row is None:
+        return None
+    return {**json.loads(row["result"]), "report_dir": row["report_dir"]}

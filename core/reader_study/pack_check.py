@@ -1,0 +1,110 @@
+"""Is a quartet pack still the one that was exported? The SHA-256 of its key files, recorded at export.
+
+The survey's images, its QSF/TXT, the answer key and the manifest decide what raters saw and how their answers
+are scored. Edited by hand after export (a row of answer_key.csv changed, an image replaced, survey.qsf
+re-ordered), the pack no longer matches the key in the database, and an import or analysis would score the
+answers against the wrong images without a word. So `build_pack` records the hash of every such file in
+``quartet_packs.params["files"]``, and the import and the analysis verify them first (`verify_pack`).
+
+Files a user may legitimately add to a pack folder (the exported responses, notes) are not checked; README.md
+and preview.html are rebuilt from pack.json and carry nothing the results depend on. Image files must be
+plain files named in the key: a symbolic link (possibly pointing out of the pack) or an extra image fails.
+A pack whose folder is gone is not checked: the key in the database is then the only one used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import CspineError
+from core.files import sha256_file
+
+if TYPE_CHECKING:
+    from core.study import Study
+
+CHECKED = ("pack.json", "answer_key.csv", "upload/survey.qsf", "upload/survey.txt")
+IMAGES = "upload/images"
+# An image name in a pack is a bare file name: no folder, no parent reference, no absolute path.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+
+
+def check_image_name(name: str, where: str) -> str:
+    """Refuse an image file name that points anywhere but the pack's own images folder."""
+    if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
+        raise CspineError(f"{where} names the image {str(name)[:80]!r}, which is not a plain file name inside "
+                          "the pack's upload/images/ folder; restore the pack's files from a backup")
+    return name
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    """relative path -> SHA-256 of the checked files and every entry of upload/images/ (links marked)."""
+    out: dict[str, str] = {}
+    for rel in CHECKED:
+        path = folder / rel
+        if path.is_file():
+            out[rel] = sha256_file(path)
+    images = folder / IMAGES
+    if images.is_dir():
+        for path in sorted(images.iterdir()):
+            rel = f"{IMAGES}/{path.name}"
+            out[rel] = "symlink" if path.is_symlink() else (sha256_file(path) if path.is_file() else "not-a-file")
+    return out
+
+
+def recorded(study: Study, pack_id: str) -> tuple[Path | None, dict[str, str] | None]:
+    row = study.store.query_one("SELECT out_dir, params FROM quartet_packs WHERE id = ?", [pack_id])
+    if row is None:
+        return None, None
+    params = json.loads(row["params"]) if row["params"] else {}
+    return (Path(row["out_dir"]) if row["out_dir"] else None), params.get("files")
+
+
+def record(study: Study, pack_id: str, folder: Path) -> None:
+    """Store the fingerprint of `folder` as the pack's reference (at export, and after survey-urls)."""
+    with study.store.connect() as tx:
+        raw = tx.scalar("SELECT params FROM quartet_packs WHERE id = ?", [pack_id])
+        params: dict[str, Any] = json.loads(raw) if raw else {}
+        params["files"] = fingerprint(folder)
+        tx.execute("UPDATE quartet_packs SET params = ? WHERE id = ?", [json.dumps(params), pack_id])
+
+
+def changes(expected: dict[str, str], actual: dict[str, str]) -> list[str]:
+    out = []
+    for rel in sorted(set(expected) | set(actual)):
+        if rel not in actual:
+            out.append(f"{rel} is missing")
+        elif actual[rel] == "symlink":
+            out.append(f"{rel} is a symbolic link")
+        elif rel not in expected:
+            if rel.startswith(IMAGES + "/"):
+                out.append(f"{rel} was added")
+        elif expected[rel] != actual[rel]:
+            out.append(f"{rel} was changed")
+    return out
+
+
+def verify_pack(study: Study, pack_id: str, folder: Path | None = None) -> None:
+    """Raise a one-line CspineError if the pack's files differ from those recorded at export."""
+    out_dir, expected = recorded(study, pack_id)
+    folder = folder or out_dir
+    if expected is None or folder is None or not folder.is_dir():
+        return  # built before fingerprints were recorded, or the folder is gone: the database key is used
+    found = changes(expected, fingerprint(folder))
+    if found:
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        raise CspineError(f"pack {pack_id} in {folder} was edited after export: {'; '.join(found[:3])}{more}. "
+                          "Its answers would be scored against a key that no longer matches what raters saw; "
+                          "restore the pack folder from a backup (nothing was imported or analysed)")
+
+
+def load_checked_pack(study: Study, ref: str | Path | None = None):
+    """`core.reader_study.pack.load_pack`, then `verify_pack` on the folder it came from (the import and the analysis)."""
+    from core.reader_study.pack import load_pack
+
+    spec = load_pack(study, ref)
+    folder = Path(str(ref)).expanduser() if ref is not None and Path(str(ref)).expanduser().is_dir() else None
+    verify_pack(study, spec.pack_id, folder)
+    return spec

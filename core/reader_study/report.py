@@ -1,0 +1,196 @@
+"""The reader-study report: Markdown and HTML with the figures, the tables and a filled-in methods paragraph.
+
+Numbers are shown rounded half-up from their exact values (the paper's convention: 3.3225 -> 3.323), p-values
+to three decimals. The paper's published values are shown beside this study's for orientation; its three
+checkpoints are matched to this study's in order (first, second, third). Simulated raters are announced at
+the top of the report and in every figure title.
+"""
+
+from __future__ import annotations
+
+import html
+import platform
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from core.reader_study import statistics
+from core.reader_study.pack import PackSpec
+
+PAPER = {
+    "n_raters": 8, "n_quartets": 50, "accuracy": "29.0%", "fleiss_kappa": "0.061",
+    "mean_realism": ["3.323", "3.228", "3.258", "3.320"], "p": ["0.128", "0.236", "1.000"],
+    "p_holm": ["0.383", "0.471", "1.000"], "checkpoints": ["34 = 68,000 steps", "40 = 80,000 steps", "80 = 160,000 steps"],
+}
+CODING_TEXT = {
+    "source": "source of the chosen image (real or one of the three checkpoints)",
+    "position": "screen position of the chosen image (A-D)",
+    "correct": "correctness of the choice (real image chosen or not)",
+}
+CSS = """
+body{font:15px/1.5 -apple-system,'Segoe UI',Helvetica,Arial,sans-serif;max-width:1000px;margin:24px auto;padding:0 16px;
+color:#222}table{border-collapse:collapse;margin:8px 0 18px}th,td{border:1px solid #ccc;padding:4px 9px;text-align:right}
+th{background:#f1f1f1}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+blockquote{border-left:4px solid #c62828;background:#fdecea;margin:12px 0;padding:8px 14px}
+code{background:#f4f4f4;padding:0 3px}
+"""
+
+
+def _e(text: Any) -> str:
+    """A value safe in a Markdown table cell (no raw HTML, no column breaks)."""
+    text = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(text))  # no raw HTML; '< 0.001' stays readable
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or x != x else f"{statistics.round_half_up(100 * x, 1)}%"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_e(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _versions() -> str:
+    out = [f"Python {platform.python_version()}"]
+    for pkg in ("scipy", "statsmodels", "matplotlib", "numpy"):
+        try:
+            out.append(f"{pkg} {metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join(out)
+
+
+def methods_paragraph(r: dict[str, Any], spec: PackSpec) -> str:
+    ck = spec.checkpoints
+    kappa = r["fleiss_kappa_by_coding"].get(r["kappa_coding"]) or {}
+    tests = {t["group"]: t for t in r["wilcoxon"]}
+    means = r["mean_realism_exact_fraction"]
+    order = ("a random order per rater" if spec.shuffle_pages else "the same order for every rater")
+    sim = (f" ({r['simulated_raters']} of them SIMULATED, not human readers)" if r["simulated_raters"] else "")
+    syn = ", ".join(f"{statistics.fmt(means[c])} (step {c})" for c in ck if c in means)
+    vs = "; ".join(f"step {c}: V = {statistics.fmt(tests[c]['statistic_V'], 1)}, p = {statistics.fmt_p(tests[c]['p'])}"
+                   for c in ck if c in tests)
+    holm = ", ".join(statistics.fmt_p(tests[c]["p_holm"]) for c in ck if c in tests)
+    kappa_text = (f"\u03ba = {statistics.fmt(kappa.get('kappa'))}" if kappa else "not computable with fewer than two raters")
+    lo, hi = r["accuracy_ci95"]
+    return (
+        f"{r['n_raters']} raters{sim} completed a blinded validation task of {r['n_quartets']} quartets, each "
+        f"holding one real radiograph and one synthetic image from each of the checkpoints at {', '.join(ck[:-1])} "
+        f"and {ck[-1]} training steps, presented one quartet per page in {order}, with the position of the real "
+        f"image drawn at random per quartet (seed {spec.seed}). For each quartet, raters chose the image they "
+        f"believed was real and rated the realism of every image on a four-point scale (1 = unrealistic; "
+        f"4 = fully realistic). Identification accuracy was the proportion of the {r['n_trials']} trials in which "
+        f"the real image was chosen ({_pct(r['accuracy'])}; Wilson 95% CI {_pct(lo)} to {_pct(hi)}; exact "
+        f"two-sided binomial test against the 25% chance rate, p = {statistics.fmt_p(r['binomial_p_vs_chance'])}). "
+        f"Inter-rater agreement on the identification was quantified with Fleiss' \u03ba over the "
+        f"{r['kappa_quartets']} quartets answered by every rater, coding each answer by the "
+        f"{CODING_TEXT[r['kappa_coding']]} ({kappa_text}). For the realism ratings, each rater's mean score per "
+        f"image group was computed. The mean score for the real images (overall mean "
+        f"{statistics.fmt(means.get('real'))}; synthetic {syn}) was compared with that of each synthetic group with "
+        f"paired, two-sided Wilcoxon signed-rank tests ({vs}); as in R before version 4.6, the exact null "
+        f"distribution was used without ties or zero differences and the normal approximation with continuity "
+        f"correction otherwise, with ties detected exactly from integer rating sums. Holm's procedure adjusted "
+        f"for the three comparisons (adjusted p = {holm}). Means are rounded half-up to three decimals. The "
+        f"analysis was run with cspine-tui ({_versions()}); rating distributions are shown as violin plots made "
+        f"with Matplotlib."
+    )
+
+
+def build_markdown(r: dict[str, Any], spec: PackSpec) -> str:
+    from fractions import Fraction
+
+    groups = r["groups"]
+    ck = spec.checkpoints
+    r["mean_realism_exact_fraction"] = {g: Fraction(v) for g, v in r["mean_realism_exact"].items()}
+    means = r["mean_realism_exact_fraction"]
+    tests = {t["group"]: t for t in r["wilcoxon"]}
+    kappa = r["fleiss_kappa_by_coding"].get(r["kappa_coding"]) or {}
+    out = [f"# Reader study report ({spec.pack_id})", ""]
+    if r["simulated_raters"]:
+        out += [f"> **SIMULATED DATA.** {r['simulated_raters']} of {r['n_raters']} raters are simulated "
+                "(labelled `simulated-rater-N`). These numbers describe no human reader; they show that the "
+                "pipeline runs end to end.", ""]
+    out += [f"Analysis `{r['analysis_id']}` of {r['created_at']}; pack built with seed {spec.seed} from "
+            f"checkpoints {', '.join(ck)}; study `{r['study']}`.", "", "## Summary", ""]
+    summary = [
+        ["raters", r["n_raters"], PAPER["n_raters"]],
+        ["quartets", r["n_quartets"], PAPER["n_quartets"]],
+        ["identification accuracy", f"{_pct(r['accuracy'])} ({r['n_correct']}/{r['n_trials']}; 95% CI "
+         f"{_pct(r['accuracy_ci95'][0])} to {_pct(r['accuracy_ci95'][1])})", PAPER["accuracy"]],
+        ["binomial p vs 25% chance", statistics.fmt_p(r["binomial_p_vs_chance"]), "-"],
+        [f"Fleiss' kappa ({r['kappa_coding']} coding)", statistics.fmt(kappa.get("kappa")) if kappa else "n/a",
+         PAPER["fleiss_kappa"] + " (coding not stated)"],
+        ["mean realism, real", statistics.fmt(means.get("real")), PAPER["mean_realism"][0]],
+    ]
+    for i, c in enumerate(ck):
+        t = tests.get(c, {})
+        summary.append([f"mean realism, step {c}", statistics.fmt(means.get(c)),
+                        f"{PAPER['mean_realism'][i + 1]} (checkpoint {PAPER['checkpoints'][i]})"])
+        summary.append([f"Wilcoxon real vs step {c}: p / Holm p",
+                        f"{statistics.fmt_p(t.get('p'))} / {statistics.fmt_p(t.get('p_holm'))}",
+                        f"{PAPER['p'][i]} / {PAPER['p_holm'][i]}"])
+    out += [_table(["measure", "this study", "paper"], summary), ""]
+
+    out += ["## Identification", "", _table(
+        ["rater", "trials", "correct", "accuracy", "95% CI", "binomial p", "notes"],
+        [[p["rater"] + (" (simulated)" if p["simulated"] else ""), p["trials"], p["correct"], _pct(p["accuracy"]),
+          f"{_pct(p['ci95'][0])} to {_pct(p['ci95'][1])}", statistics.fmt_p(p["binomial_p"]),
+          "; ".join(f"{k}: {v}" for k, v in p["flags"].items()) or "-"] for p in r["per_rater"]]), ""]
+    out += ["Which image was chosen as the real one:", "", _table(
+        ["source", "chosen", "share"],
+        [[("real" if g == "real" else f"step {g}"), r["chosen_as_real"][g],
+          _pct(r["chosen_as_real"][g] / r["n_trials"] if r["n_trials"] else None)] for g in groups]), ""]
+    krows = []
+    for coding, k in r["fleiss_kappa_by_coding"].items():
+        krows.append([coding + (" (reported)" if coding == r["kappa_coding"] else ""),
+                      *(["n/a"] * 5 if not k else [statistics.fmt(k["kappa"]), statistics.fmt(k["p_bar"]), statistics.fmt(k["p_e"]),
+                                                   statistics.fmt(k["z"], 2), statistics.fmt_p(k["p_value"])])])
+    out += [f"Fleiss' kappa over the {r['kappa_quartets']} quartets answered by every rater, by coding of the "
+            "answers (same observed agreement P, different chance agreement Pe):", "",
+            _table(["coding", "kappa", "P", "Pe", "z", "p"], krows), ""]
+
+    out += ["## Realism ratings", "", _table(
+        ["group", "ratings", "mean (exact)", "mean"],
+        [[("real" if g == "real" else f"step {g}"), r["n_ratings"].get(g, 0), r["mean_realism_exact"].get(g, "-"),
+          statistics.fmt(means.get(g))] for g in groups]), ""]
+    out += ["Per-rater means:", "", _table(
+        ["rater", *[("real" if g == "real" else f"step {g}") for g in groups]],
+        [[rater, *[statistics.fmt(m.get(g)) for g in groups]] for rater, m in r["per_rater_means"].items()]), ""]
+    out += ["Paired two-sided Wilcoxon signed-rank tests, real vs each checkpoint (R < 4.6 `wilcox.test(paired = "
+            "TRUE)`; V = sum of the ranks of the positive differences real - synthetic):", "", _table(
+                ["comparison", "raters", "non-zero", "zeros", "ties", "V", "method", "p", "Holm p"],
+                [[f"real vs step {t['group']}", t["n_raters"], t["n"], t["n_zeros"], "yes" if t["ties"] else "no",
+                  statistics.fmt(t["statistic_V"], 1), t["method"], statistics.fmt_p(t["p"]), statistics.fmt_p(t["p_holm"])]
+                 for t in r["wilcoxon"]]), ""]
+    figs = r["figures"]
+    out += [f"![Per-rater mean realism per group]({figs['rater_means_png']})", "",
+            f"![All realism ratings per group]({figs['ratings_png']})", ""]
+    out += ["## Quartets", "", _table(
+        ["quartet", "answers", "real chosen", *[f"step {c} chosen" for c in ck]],
+        [[q["quartet"], q["answers"], q["correct"], *[q["chosen"][c] for c in ck]] for q in r["per_quartet"]]), ""]
+    out += ["## Methods", "", methods_paragraph(r, spec), ""]
+    if r["warnings"]:
+        out += ["## Notes", ""] + [f"- {_e(w)}" for w in r["warnings"]] + [""]
+    return "\n".join(out)
+
+
+def write_report(r: dict[str, Any], spec: PackSpec, out: Path) -> dict[str, str]:
+    from markdown_it import MarkdownIt
+
+    text = build_markdown(r, spec)
+    r.pop("mean_realism_exact_fraction", None)
+    md_path = out / "report.md"
+    md_path.write_text(text, encoding="utf-8")
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+    figs = r["figures"]
+    # The HTML shows the vector figures.
+    body = body.replace(f'src="{figs["rater_means_png"]}"', f'src="{figs["rater_means_svg"]}"')
+    body = body.replace(f'src="{figs["ratings_png"]}"', f'src="{figs["ratings_svg"]}"')
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Reader study report '
+            f"{html.escape(spec.pack_id)}</title><style>{CSS}</style></head><body>{body}</body></html>\n")
+    html_path = out / "report.html"
+    html_path.write_text(page, encoding="utf-8")
+    return {"dir": str(out.resolve()), "markdown": str(md_path.resolve()), "html": str(html_path.resolve())}

@@ -1,0 +1,1 @@
+"""The real set: reading source radiographs, polarity/orientation detectors, ingest, split and overrides."""

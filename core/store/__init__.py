@@ -1,0 +1,1 @@
+"""The project database: the only package that imports duckdb."""

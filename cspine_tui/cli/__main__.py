@@ -1,0 +1,5 @@
+import sys
+
+from cspine_tui.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,76 @@
+"""The real app in tmux: launch, open screening from the command palette, accept and reject by keys, quit,
+check the database (slow: run with -m slow)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.factories.screening import add_run
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Pane:
+    def __init__(self, sock: str) -> None:
+        self.sock = sock
+
+    def tmux(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["tmux", "-L", self.sock, *args], capture_output=True, text=True)
+
+    def text(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "t").stdout
+
+    def wait(self, predicate, what: str, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; the pane shows:\n{self.text()}")
+
+    def alive(self) -> bool:
+        return self.tmux("has-session", "-t", "t").returncode == 0
+
+
+def test_screening_in_tmux_from_the_command_palette(study, tmp_path) -> None:
+    ids = add_run(study, "c34", 34, 6, size=64)
+    pane = Pane(f"cspine-test-{os.getpid()}")
+    cli = Path(sys.executable).with_name("cspine-tui")
+    command = (f"env COLORTERM=truecolor TERM=tmux-256color {cli} --study {study.root} --reviewer tmuxer "
+               f"--image-protocol halfcell")
+    started = pane.tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "40", command)
+    assert started.returncode == 0, started.stderr
+    try:
+        pane.wait(lambda: "Real images" in pane.text(), "the dashboard")
+        pane.tmux("send-keys", "-t", "t", "C-p")
+        pane.wait(lambda: "Open Screening" in pane.text() or "Search" in pane.text(), "the command palette", 20)
+        pane.tmux("send-keys", "-t", "t", "-l", "Open Screening")
+        pane.wait(lambda: "Open Screening" in pane.text(), "the palette match", 20)
+        pane.tmux("send-keys", "-t", "t", "Enter")
+        pane.wait(lambda: "1/6" in pane.text() and ids[0] in pane.text(), "the screening screen")
+        pane.wait(lambda: pane.tmux("capture-pane", "-p", "-e", "-t", "t").stdout.count("▀") > 200,
+                  "the half-cell preview", 20)
+        pane.tmux("send-keys", "-t", "t", "a")
+        pane.wait(lambda: ids[1] in pane.text(), "the next image after accept", 20)
+        pane.tmux("send-keys", "-t", "t", "r")
+        pane.wait(lambda: "Reject: press the reason" in pane.text(), "the reason list", 20)
+        pane.tmux("send-keys", "-t", "t", "1")
+        pane.wait(lambda: ids[2] in pane.text(), "the next image after reject", 20)
+        pane.tmux("send-keys", "-t", "t", "q")
+        pane.wait(lambda: not pane.alive(), "the app to quit", 30)
+    finally:
+        pane.tmux("kill-server")
+    rows = study.store.query("SELECT image_id, decision, reason FROM reviews WHERE reviewer = 'tmuxer' "
+                             "ORDER BY image_id")
+    assert rows == [{"image_id": ids[0], "decision": "accept", "reason": None},
+                    {"image_id": ids[1], "decision": "reject", "reason": "airway_posterior"}]
+    events = study.store.column("SELECT action FROM review_events WHERE reviewer = 'tmuxer' ORDER BY seq")
+    assert events == ["accept", "reject"]
+    assert not list((study.cache_dir / "screening-journal").glob("*.jsonl"))  # all applied, journal removed

@@ -1,0 +1,81 @@
+"""The survey and analysis screens (Textual Pilot)."""
+
+from __future__ import annotations
+
+
+import pytest
+
+from core.reader_study import responses
+
+from core.reader_study import pack
+from core.demo import raters
+from cspine_tui.app import CspineApp
+from tests.factories.screens import screen_text
+from tests.factories.survey import tiny_study
+from tests.factories.waiting import until
+CKPTS = ["2000", "4000", "6000"]
+
+
+@pytest.fixture
+def study(tmp_path):
+    return tiny_study(tmp_path, n_real=6, per_ckpt=6, reject_every=1000)
+
+
+async def test_survey_screen_builds_a_pack_and_browses_quartets(study, tmp_path) -> None:
+    app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
+    async with app.run_test(size=(140, 44)) as pilot:
+        app.open_screen("survey")
+        await until(app, pilot, lambda: "2000: 6" in screen_text(app))
+        scr = app.screen
+        assert type(scr).__name__ == "SurveyScreen" and scr.packs == []
+        assert scr.query_one("#in-ckpts").value == "2000 4000 6000"  # prefilled from the accepted images
+        scr.query_one("#in-count").value = "3"
+        scr.query_one("#in-seed").value = "11"
+        scr.query_one("#in-out").value = str(tmp_path / "tui-pack")
+        await pilot.press("b")
+        await until(app, pilot, lambda: scr.spec is not None and "Quartet 1 of 3" in screen_text(app))
+        assert study.store.scalar("SELECT count(*) FROM quartet_packs") == 1
+        assert (tmp_path / "tui-pack" / "upload" / "survey.qsf").exists()
+        assert "(k shows the answer key)" in screen_text(app) and "real:" not in screen_text(app)
+        await until(app, pilot, lambda: all(scr.query_one(f"#img-{x}").image is not None for x in "ABCD"))
+        await pilot.press("n")
+        await until(app, pilot, lambda: "Quartet 2 of 3" in screen_text(app))
+        await pilot.press("k")
+        await until(app, pilot, lambda: "real:" in screen_text(app))
+        real = next(i.letter for i in scr.spec.quartet(2) if i.source == "real")
+        assert f"real: {real}" in screen_text(app)
+        # a bad form is reported, not fatal
+        scr.query_one("#in-ckpts").value = "2000 4000"
+        await pilot.press("b")
+        await pilot.pause()
+        assert any("three checkpoints" in str(n.message) for n in app._notifications)
+        assert app.is_running
+
+
+async def test_analysis_screen_imports_analyses_and_shows_the_plot(study, tmp_path) -> None:
+    spec = pack.build_pack(study, tmp_path / "pack", checkpoints=CKPTS, count=6, seed=2, size=32)
+    csv_path = raters.write_qualtrics_csv(tmp_path / "sim.csv", spec,
+                                              raters.simulate_raters(spec, 4, seed=1)
+                                              + raters.preview_and_partial(spec))
+    app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
+    async with app.run_test(size=(140, 44)) as pilot:
+        app.open_screen("analysis")
+        await until(app, pilot, lambda: "No ratings yet" in screen_text(app))
+        scr = app.screen
+        await pilot.press("i")
+        scr.query_one("#import").value = str(csv_path)
+        await pilot.press("enter")
+        await until(app, pilot, lambda: "press a to analyse" in screen_text(app))
+        assert any("6 responses" in str(n.message) and "preview 1" in str(n.message) for n in app._notifications)
+        scr.query_one("#import").blur()
+        await pilot.press("a")
+        await until(app, pilot, lambda: scr.result is not None and scr.query_one("#plot").image is not None)
+        text = screen_text(app)
+        assert "identification accuracy" in text and "SIMULATED raters: 4" in text
+        assert "report " in text and scr.result["report"]["html"].endswith("report.html")
+        first = scr.result["analysis_id"]
+        await pilot.press("c")  # kappa coding -> position, re-run
+        await until(app, pilot, lambda: scr.result["analysis_id"] != first)
+        assert scr.result["kappa_coding"] == "position"
+        assert study.store.scalar("SELECT count(*) FROM analyses") == 2
+    assert responses.list_imports(study)[0]["summary"]["used"] == 4

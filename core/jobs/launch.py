@@ -1,7 +1,8 @@
 """Starting jobs: the one way every screen and command starts, resumes and runs a job.
 
-``launch(study, kind, params, detach=...)`` creates the job and runs it; ``resume(study, job_id, detach=...)``
-runs a paused, failed or queued one again. The launcher is chosen by the job's kind (``core.jobs.registry``):
+``launch(study, kind, params, detach=...)`` creates the job and runs it; ``start(study, job_id, detach=...)``
+runs one that exists (queued, or paused or failed: it resumes where it stopped). The launcher is chosen by the
+job's kind (``core.jobs.registry``):
 
 * One process runs ``python -m core.jobs.runner run --study S JOB`` (core/jobs/runner.py): detached (its own
   session, surviving the terminal and the TUI) or, in the foreground, in this very process.
@@ -52,7 +53,7 @@ class SbatchOptions:
 
 @dataclass
 class Launched:
-    """What `launch` or `resume` did: the job's id, and the final record (foreground), the pid (detached) or
+    """What `launch` or `start` did: the job's id, and the final record (foreground), the pid (detached) or
     the Slurm script (sbatch)."""
 
     job_id: str
@@ -76,8 +77,9 @@ def launch(study: Study, kind: str, params: dict[str, Any], *, detach: bool, arg
     return _run(study, job_id, detach=detach, on_progress=on_progress)
 
 
-def resume(study: Study, job_id: str, *, detach: bool, on_progress: ProgressCallback | None = None) -> Launched:
-    """Run a paused, failed or queued job again where it stopped, with the launcher its kind and params ask for."""
+def start(study: Study, job_id: str, *, detach: bool, on_progress: ProgressCallback | None = None) -> Launched:
+    """Run a job that exists already: a queued one (written by --sbatch, say) or a paused or failed one, which
+    resumes where it stopped; with the launcher its kind and params ask for."""
     record = control.resumable_record(study, job_id)
     return _run(study, record["id"], detach=detach, on_progress=on_progress)
 
@@ -100,7 +102,7 @@ def job_action(study: Study, job_id: str, action: str) -> str:
     if action == "cancel":
         return f"cancel requested for {job_id} ({control.cancel_job(study, job_id)['state']})"
     if action == "resume":
-        launched = resume(study, job_id, detach=True)
+        launched = start(study, job_id, detach=True)
         return f"resumed {launched.job_id} in the background (pid {launched.pid})"
     raise ValueError(f"unknown job action {action!r}")
 

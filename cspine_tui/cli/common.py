@@ -114,12 +114,12 @@ def run_as_job(args: argparse.Namespace, study: Study, kind: str, params: dict[s
 def resume_job(study: Study, job_id: str, *, detach: bool) -> int:
     """Resume a job (the `resume` command): detached, or in the foreground with a progress bar; the exit code."""
     if detach:
-        launched = launch.resume(study, job_id, detach=True)
+        launched = launch.start(study, job_id, detach=True)
         print(f"resumed {launched.job_id} in the background (pid {launched.pid})", file=sys.stderr)
         print(launched.job_id)
         return 0
     with _progress_bar(job_id.split("-")[0]) as on_progress:
-        record = launch.resume(study, job_id, detach=False, on_progress=on_progress).record
+        record = launch.start(study, job_id, detach=False, on_progress=on_progress).record
     return finish(_report_end(study, record))
 
 

@@ -63,7 +63,8 @@ async def test_analysis_screen_reads_through_core(study, database_calls):
 async def test_audit_from_the_palette_starts_through_launch_with_the_commands_defaults(study, monkeypatch):
     planted_study(study)
     started: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(runner, "start_detached", lambda st, job_id, command=None: started.append((job_id, command)) or 1)
+    monkeypatch.setattr(runner, "start_detached",
+                        lambda st, job_id, command=None: started.append((job_id, command)) or 1)
     app = CspineApp(study, reviewer="alice", image_protocol="off")
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_by_key(app, pilot, "6", "AuditScreen")

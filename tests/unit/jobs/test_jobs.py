@@ -85,7 +85,7 @@ def test_detached_job_pause_resume_and_cancel(study):
     paused = control.wait_for(study, job, timeout=60)
     assert paused["state"] == "paused" and "pause requested" in paused["error"]
     count = control.job_status(study, job)["done"]
-    launch.resume(study, job, detach=True)
+    launch.start(study, job, detach=True)
     wait_until(lambda: (control.job_status(study, job).get("done") or 0) > count + 3, 60, "resumed counting")
     assert runner.job_record(study, job)["state"] == "running"
     control.cancel_job(study, job)  # SIGTERM to the job: stops at its next safe point

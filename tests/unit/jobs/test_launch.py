@@ -48,11 +48,11 @@ def test_resume_in_the_foreground_continues_a_paused_job(study):
     counted = int((runner.run_dir(study, first.job_id) / "count.txt").read_text())
     with study.store.connect() as tx:  # lift the limit, as a new allocation would
         tx.execute("UPDATE jobs SET params = '{\"n\": 200}' WHERE id = ?", [first.job_id])
-    again = launch.resume(study, first.job_id, detach=False)
+    again = launch.start(study, first.job_id, detach=False)
     assert again.job_id == first.job_id and again.record["state"] == "succeeded"
     assert counted < 200 and again.record["result"]["counted"] == 200
     with pytest.raises(CspineError, match="only paused, failed or queued jobs resume"):
-        launch.resume(study, first.job_id, detach=True)
+        launch.start(study, first.job_id, detach=True)
 
 
 def test_sbatch_launch_writes_a_script_and_leaves_the_job_queued(study):

@@ -97,8 +97,8 @@ def _run(study: Study, job_id: str, *, detach: bool, on_progress: ProgressCallba
 def job_action(study: Study, job_id: str, action: str) -> str:
     """Pause, cancel or resume (detached) a job, as the screens' keys do; returns a one-line message."""
     if action == "pause":
-        control.request_pause(study, job_id)
-        return f"pausing {job_id}: it stops at its next safe point, resumable"
+        record = control.request_pause(study, job_id)
+        return f"pausing {record['id']}: it stops at its next safe point, resumable"
     if action == "cancel":
         return f"cancel requested for {job_id} ({control.cancel_job(study, job_id)['state']})"
     if action == "resume":

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from core.errors import CspineError
+from core.metrics.embeddings import check_spec
 from core.study import Study
 
 VAL_PERCENTILE = 99.9
@@ -301,6 +302,24 @@ def run_audit(study: Study, audit_id: str, *, encoder: Any, top: int = 100, runs
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def audit_params(study: Study, *, embedding: str | None = None, top: int | None = None,
+                 runs: Sequence[str] | None = None, memory_mb: float | None = None,
+                 vit_weights: Path | str | None = None, encoder_channels: int | None = None,
+                 encoder_size: int | None = None) -> dict[str, Any]:
+    """An audit job's params, with what is left open taken from study.toml [audit] (embedding, default vit;
+    top, default 100); the command and the screen both start audits from these. A missing weight or a bad
+    value fails here, in one line, before any job exists."""
+    spec = embedding or study.get("audit", "embedding", "vit")
+    top = int(top if top is not None else study.get("audit", "top", 100))
+    if top < 1:
+        raise CspineError(f"--top must be at least 1 (got {top})")
+    check_spec(spec, study, vit_weights=vit_weights)
+    return {"embedding": spec, "top": top, "runs": list(runs) if runs else None,
+            "memory_mb": float(memory_mb if memory_mb is not None else DEFAULT_MEMORY_MB),
+            "vit_weights": str(Path(vit_weights).expanduser().resolve()) if vit_weights else None,
+            "encoder_channels": encoder_channels, "encoder_size": encoder_size}
 
 
 def run_audit_job(ctx: Any) -> dict[str, Any]:

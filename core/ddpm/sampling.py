@@ -269,8 +269,13 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
     n_done = sum(1 for i in done if i < count)
     ctx.log(f"sampling {count - n_done} of {count} images with {p['sampler']} x {p['steps']} steps "
             f"({p['weights']} weights) on {device} in blocks of {batch}, {group.world} process(es)")
-    ctx.progress(n_done, count, message="starting", output=str(folder.resolve()), run=run_id, force=True)
+    # Images made and seconds spent sampling by the job's earlier runs: the job's rate is over sampling time,
+    # so the time it sat paused between runs (or loading the network) never lowers it.
+    made_before, seconds_before = int(ctx.before.get("made") or 0), float(ctx.before.get("sampling_s") or 0.0)
+    ctx.progress(n_done, count, message="starting", output=str(folder.resolve()), run=run_id, force=True,
+                 made=made_before, sampling_s=seconds_before)
     made, started = 0, time.monotonic()
+    n_blocks = len(blocks(count, batch))  # numbered over the whole run, so a resumed job counts on
     rounds = (len(todo) + group.world - 1) // group.world
     for r in range(rounds):
         if any(group.gather(ctx.should_stop())):
@@ -281,10 +286,14 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
         if k < len(todo):
             block = todo[k]
             seeds = [image_seed(p["seed"], i) for i in block]
+            # The images this round adds over all processes: the bar moves with the steps of the blocks.
+            adding = sum(1 for b in todo[r * group.world:(r + 1) * group.world] for i in b
+                         if i < count and i not in done)
 
             def on_step(s: int, n: int) -> None:
-                if group.rank == 0 and n >= 100 and s % 50 == 0:
-                    ctx.progress(n_done, count, message=f"block {k + 1}/{len(todo)}: step {s}/{n}")
+                if group.rank == 0:
+                    ctx.progress(n_done, count, partial=adding * s / n,
+                                 message=f"block {block[0] // batch + 1}/{n_blocks}: step {s}/{n}")
 
             images = sample_batch(unet, cfg, p["sampler"], p["steps"], seeds, device, on_step=on_step)
             for i, seed, arr in zip(block, seeds, images):
@@ -295,13 +304,17 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
             synthetic.add_images(study, run_id, gathered)
         made += len(gathered)
         n_done += len(gathered)
-        rate = made / max(1e-9, time.monotonic() - started)
-        ctx.progress(n_done, count, message=f"{rate:.2f} images/s", images_per_s=rate)
+        seconds = seconds_before + time.monotonic() - started
+        rate = (made_before + made) / max(1e-9, seconds)
+        ctx.progress(n_done, count, message=f"{rate:.2f} images/s", images_per_s=rate, made=made_before + made,
+                     sampling_s=seconds)
     elapsed = time.monotonic() - started
     total = len(synthetic.done_indices(study, run_id)) if group.rank == 0 else n_done
     ctx.log(f"run {run_id}: {made} images made in {elapsed:.1f} s; {total} in the run")
-    return {"output": str(folder.resolve()), "run": run_id, "images": total, "made": made,
-            "seconds": round(elapsed, 2), "images_per_s": round(made / elapsed, 4) if elapsed > 0 else None,
+    made_all, seconds_all = made_before + made, seconds_before + elapsed
+    return {"output": str(folder.resolve()), "run": run_id, "images": total, "made": made_all,
+            "seconds": round(seconds_all, 2),
+            "images_per_s": round(made_all / seconds_all, 4) if seconds_all > 0 else None,
             "batch": batch, "device": str(device), "processes": group.world}
 
 

@@ -2,7 +2,7 @@
 
 ``core.jobs.runner`` creates and runs a job inside its own process; this module is the other side. It reads a
 job's live status and log, recognises a job whose process died (``reconcile``), lists jobs, and asks a
-job to pause or cancel (files in the job's folder plus a signal) or starts it again detached (``control``).
+job to pause or cancel (files in the job's folder plus a signal). Starting and resuming is ``core.jobs.launch``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from core.errors import CspineError
-from core.jobs.runner import (job_record, process_alive, read_json, recorded_start_ticks, resume_command, run_dir,
-                       set_state, start_detached, write_json_atomic)
+from core.jobs.runner import (job_record, process_alive, read_json, recorded_start_ticks, run_dir, set_state,
+                              write_json_atomic)
 from core.study import Study
 
 
@@ -189,17 +189,3 @@ def resumable_record(study: Study, job_id: str) -> dict[str, Any]:
     if record["state"] not in ("paused", "failed", "queued"):
         raise CspineError(f"job {record['id']} is {record['state']}; only paused, failed or queued jobs resume")
     return record
-
-
-def control(study: Study, job_id: str, action: str) -> str:
-    """Pause, cancel or resume (detached) a job, as the screens' keys do; returns a one-line message."""
-    if action == "pause":
-        request_pause(study, job_id)
-        return f"pause requested for {job_id}: it stops at its next safe point, resumable"
-    if action == "cancel":
-        return f"cancel requested for {job_id} ({cancel_job(study, job_id)['state']})"
-    if action == "resume":
-        record = resumable_record(study, job_id)
-        pid = start_detached(study, record["id"], resume_command(study, record["id"]))
-        return f"resumed {record['id']} in the background (pid {pid})"
-    raise ValueError(f"unknown job action {action!r}")

@@ -1,16 +1,25 @@
-"""Launching training jobs: one process, N processes through ``accelerate launch``, or a Slurm script.
+"""Starting jobs: the one way every screen and command starts, resumes and runs a job.
 
-* One process runs ``python -m core.jobs.runner run --study S JOB`` (core/jobs/runner.py).
-* N processes run the same module under ``accelerate launch --multi_gpu --num_processes N`` (DDP: NCCL on
-  GPUs, gloo on CPUs where the runner passes ``cpu=True`` and ``ACCELERATE_USE_CPU`` is set, see
-  reference/cluster.md). Rank 0 does the bookkeeping; every rank agrees on stopping. The rendezvous port is
-  picked free at each (re)launch, so two runs on one machine do not collide.
-* ``--sbatch`` writes ``runs/<job>/<kind>.sbatch`` (train or sample): it requests the GPUs (or CPU cores),
-  asks Slurm for ``USR1`` some minutes before the time limit (``--signal=B:USR1@N``), and its trap asks the job
-  to pause (``runs/<job>/pause``), waits for the checkpoint, and requeues itself when the job ended paused;
-  ``--open-mode=append`` keeps the output of every restart. Each restart runs the same command, which resumes
-  from the newest checkpoint. A TERM from ``scancel`` cancels the job; one that ends the allocation for
-  another reason (time limit, preemption) pauses it. Tested against a real Slurm in tests/cluster/.
+``launch(study, kind, params, detach=...)`` creates the job and runs it; ``start(study, job_id, detach=...)``
+runs one that exists (queued, or paused or failed: it resumes where it stopped). The launcher is chosen by the
+job's kind (``core.jobs.registry``):
+
+* One process runs ``python -m core.jobs.runner run --study S JOB`` (core/jobs/runner.py): detached (its own
+  session, surviving the terminal and the TUI) or, in the foreground, in this very process.
+* N processes (a multiprocess kind whose params ask for more than one) run the same module under
+  ``accelerate launch --multi_gpu --num_processes N`` (DDP: NCCL on GPUs, gloo on CPUs where the runner passes
+  ``cpu=True`` and ``ACCELERATE_USE_CPU`` is set, see reference/cluster.md). Rank 0 does the bookkeeping;
+  every rank agrees on stopping. The rendezvous port is picked free at each (re)launch, so two runs on one
+  machine do not collide. In the foreground the launcher is a subprocess followed through status.json.
+* ``sbatch=SbatchOptions(...)`` writes ``runs/<job>/<kind>.sbatch`` instead of running anything: it requests
+  the GPUs (or CPU cores), asks Slurm for ``USR1`` some minutes before the time limit
+  (``--signal=B:USR1@N``), and its trap asks the job to pause (``runs/<job>/pause``), waits for the checkpoint,
+  and requeues itself when the job ended paused; ``--open-mode=append`` keeps the output of every restart. Each
+  restart runs the same command, which resumes from the newest checkpoint. A TERM from ``scancel`` cancels the
+  job; one that ends the allocation for another reason (time limit, preemption) pauses it. Tested against a
+  real Slurm in tests/cluster/.
+
+``job_action`` is what the screens' pause/cancel/resume keys call.
 """
 
 from __future__ import annotations
@@ -22,14 +31,80 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from core.jobs import control
-
-from core.jobs import runner
 from core.errors import CspineError
+from core.jobs import control, registry, runner
+from core.jobs.runner import ProgressCallback
 from core.study import Study
+
+
+@dataclass(frozen=True)
+class SbatchOptions:
+    """A Slurm script instead of a run: one GPU per process of the job (or one CPU core each with `cpu`)."""
+
+    cpu: bool = False
+    time_limit: str = "24:00:00"
+    signal_lead_s: int = 300
+    partition: str | None = None
+
+
+@dataclass
+class Launched:
+    """What `launch` or `start` did: the job's id, and the final record (foreground), the pid (detached) or
+    the Slurm script (sbatch)."""
+
+    job_id: str
+    record: dict[str, Any] | None = None
+    pid: int | None = None
+    sbatch: Path | None = None
+
+
+def launch(study: Study, kind: str, params: dict[str, Any], *, detach: bool, argv: list[str] | None = None,
+           sbatch: SbatchOptions | None = None, on_progress: ProgressCallback | None = None) -> Launched:
+    """Create a job of `kind` and run it: detached (returns at once with its pid), in the foreground (returns
+    when it ends, reporting progress to `on_progress`), or not at all but as a Slurm script (`sbatch`)."""
+    if sbatch is not None:  # a bad request fails before the job exists
+        _check_sbatch(registry.num_processes(kind, params), sbatch.signal_lead_s)
+    job_id = runner.create_job(study, kind, params, argv=argv)
+    if sbatch is not None:
+        script = write_sbatch(study, job_id, gpus=registry.num_processes(kind, params), cpu=sbatch.cpu,
+                              time_limit=sbatch.time_limit, signal_lead_s=sbatch.signal_lead_s,
+                              partition=sbatch.partition)
+        return Launched(job_id, sbatch=script)
+    return _run(study, job_id, detach=detach, on_progress=on_progress)
+
+
+def start(study: Study, job_id: str, *, detach: bool, on_progress: ProgressCallback | None = None) -> Launched:
+    """Run a job that exists already: a queued one (written by --sbatch, say) or a paused or failed one, which
+    resumes where it stopped; with the launcher its kind and params ask for."""
+    record = control.resumable_record(study, job_id)
+    return _run(study, record["id"], detach=detach, on_progress=on_progress)
+
+
+def _run(study: Study, job_id: str, *, detach: bool, on_progress: ProgressCallback | None) -> Launched:
+    if detach:
+        return Launched(job_id, pid=runner.start_detached(study, job_id, launch_command(study, job_id)))
+    record = runner.job_record(study, job_id)
+    if registry.num_processes(record["kind"], record["params"]) == 1:  # one process: this one
+        return Launched(job_id, record=runner.run_job(study, job_id, foreground=True, on_progress=on_progress))
+    return Launched(job_id, record=run_launcher(study, job_id, launch_command(study, job_id),
+                                                on_progress=on_progress))
+
+
+def job_action(study: Study, job_id: str, action: str) -> str:
+    """Pause, cancel or resume (detached) a job, as the screens' keys do; returns a one-line message."""
+    if action == "pause":
+        record = control.request_pause(study, job_id)
+        return f"pausing {record['id']}: it stops at its next safe point, resumable"
+    if action == "cancel":
+        return f"cancel requested for {job_id} ({control.cancel_job(study, job_id)['state']})"
+    if action == "resume":
+        launched = start(study, job_id, detach=True)
+        return f"resumed {launched.job_id} in the background (pid {launched.pid})"
+    raise ValueError(f"unknown job action {action!r}")
 
 
 def free_port() -> int:
@@ -40,7 +115,7 @@ def free_port() -> int:
 
 def _cuda_available() -> bool:
     try:
-        import torch
+        import torch  # here, not at the top: only a multi-process launch on an unstated device needs torch
 
         return torch.cuda.is_available()
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -49,12 +124,13 @@ def _cuda_available() -> bool:
 
 def launch_command(study: Study, job_id: str, num_processes: int | None = None, *,
                    port: int | None = None, cpu: bool | None = None) -> list[str]:
-    """The command that runs (or resumes) a training job with its number of processes."""
+    """The command that runs (or resumes) a job: one process, or N through accelerate launch with a fresh
+    rendezvous port unless `port` is given (a Slurm script's fixed one)."""
     record = runner.job_record(study, job_id)
-    n = int(num_processes or record["params"].get("num_processes") or 1)
-    base = ["-m", "core.jobs.runner", "run", "--study", str(study.root.resolve()), record["id"]]
+    n = int(num_processes or registry.num_processes(record["kind"], record["params"]))
     if n <= 1:
-        return [sys.executable, *base]
+        return runner.job_command(study, record["id"])
+    base = ["-m", "core.jobs.runner", "run", "--study", str(study.root.resolve()), record["id"]]
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
                 "--num_machines", "1", "--dynamo_backend", "no", "--main_process_port", str(port or free_port())]
     if (not _cuda_available()) if cpu is None else cpu:
@@ -62,23 +138,8 @@ def launch_command(study: Study, job_id: str, num_processes: int | None = None, 
     return [*launcher, *base]
 
 
-def relaunch(study: Study, job_id: str) -> list[str]:
-    """Hook for core.jobs.runner.resume_command: a fresh command (a new free port) for the same process count."""
-    return launch_command(study, job_id)
-
-
-def start(study: Study, job_id: str, *, detach: bool, on_status: Callable[[dict[str, Any]], None] | None = None
-          ) -> dict[str, Any] | None:
-    """Run a job through its launch command: detached (returns None) or in the foreground."""
-    command = launch_command(study, job_id)
-    if detach:
-        runner.start_detached(study, job_id, command)
-        return None
-    return run_launcher(study, job_id, command, on_status=on_status)
-
-
-def run_launcher(study: Study, job_id: str, command: list[str], *,
-                 on_status: Callable[[dict[str, Any]], None] | None = None, poll_s: float = 0.5) -> dict[str, Any]:
+def run_launcher(study: Study, job_id: str, command: list[str], *, on_progress: ProgressCallback | None = None,
+                 poll_s: float = 0.5) -> dict[str, Any]:
     """Run a launcher subprocess in the foreground, reporting status.json until it exits; the final record."""
     folder = runner.run_dir(study, job_id)
     job_json = runner.read_json(folder / "job.json") or {}
@@ -88,8 +149,10 @@ def run_launcher(study: Study, job_id: str, command: list[str], *,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         while proc.poll() is None:
-            if on_status:
-                on_status(control.job_status(study, job_id))
+            status = control.job_status(study, job_id)
+            if on_progress and status.get("total"):
+                fraction = status.get("progress") or 0.0
+                on_progress(fraction * status["total"], status["total"], str(status.get("message") or ""))
             time.sleep(poll_s)
     except KeyboardInterrupt:
         (folder / "pause").touch()  # every rank sees it at its next step and the job pauses
@@ -200,16 +263,20 @@ exit $rc
 """
 
 
+def _check_sbatch(processes: int, signal_lead_s: int) -> None:
+    if processes < 1:
+        raise CspineError("--sbatch needs at least one process (--num-processes N asks for N GPUs, or N cores "
+                          "with --sbatch-cpu)")
+    if signal_lead_s < 30:
+        raise CspineError("the USR1 lead must be at least 30 s: Slurm checks time limits every 30 s")
+
+
 def write_sbatch(study: Study, job_id: str, *, gpus: int, cpu: bool = False, time_limit: str = "24:00:00",
                  signal_lead_s: int = 300, partition: str | None = None, cpus_per_gpu: int = 8) -> Path:
     """Write runs/<job>/<kind>.sbatch for a train or sample job and return its path (the job stays queued
     until Slurm starts it). `gpus` processes, one GPU each; with `cpu` they run on that many CPU cores of a
     CPU-only node instead (no GPU requested, gloo between processes)."""
-    if gpus < 1:
-        raise CspineError("--sbatch needs at least one process (--num-processes N asks for N GPUs, or N cores "
-                          "with --sbatch-cpu)")
-    if signal_lead_s < 30:
-        raise CspineError("the USR1 lead must be at least 30 s: Slurm checks time limits every 30 s")
+    _check_sbatch(gpus, signal_lead_s)
     record = runner.job_record(study, job_id)
     folder = runner.run_dir(study, record["id"]).resolve()
     port = 29500 + int(hashlib.sha256(record["id"].encode()).hexdigest(), 16) % 1000

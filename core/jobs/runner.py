@@ -15,14 +15,14 @@ or a batch scheduler's pre-timeout signal) and ``--time-limit`` ask the runner t
 it saves its state and the job ends ``paused``, resumable with ``resume``. A job whose process died is
 recognised (pid reuse included, by comparing /proc start times) and shown as failed.
 
-Runners are plain functions ``run(ctx: JobContext) -> dict | None`` registered by import path in RUNNERS,
-so listing jobs never imports torch. Watching and controlling jobs from outside (list, reconcile, pause,
-cancel, resume, wait, log tail) lives in ``core.jobs.control``.
+Runners are plain functions ``run(ctx: JobContext) -> dict | None`` registered by import path in
+``core.jobs.registry``, so listing jobs never imports torch. Watching and controlling jobs from outside (list,
+reconcile, pause, cancel, wait, log tail) lives in ``core.jobs.control``; starting and resuming them, in one or
+N processes or through Slurm, in ``core.jobs.launch``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import secrets
@@ -41,6 +41,7 @@ from typing import Any, Callable
 from core.disk_errors import disk_full_path, resume_hint
 from core.errors import CspineError
 from core.files import write_bytes_atomic
+from core.jobs import registry
 from core.study import Study
 
 STATES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
@@ -48,26 +49,8 @@ ACTIVE_STATES = ("queued", "running")
 HEARTBEAT_S = 5.0
 STATUS_MIN_INTERVAL_S = 0.5
 
-# kind -> "module:function". Each area registers its runner here.
-RUNNERS: dict[str, str] = {
-    "selftest": "core.jobs.runner:_selftest_runner",
-    "ingest": "core.realset.ingest:run",
-    "audit": "core.audit.nearest:run_audit_job",
-    "prescreen": "core.screening.prescreen:run_prescreen_job",
-    "train": "core.ddpm.trainer:run",
-    "release": "core.screening.release:run_release_job",
-    "sample": "core.ddpm.sampling:run",
-    "add_synthetic": "core.ddpm.synthetic:run_add_synthetic",
-}
-
-# kind -> "module:function(study, job_id) -> command" for kinds whose restart command must be rebuilt
-# (a multi-process launcher needs a fresh rendezvous port); others restart with the stored command.
-RELAUNCHERS: dict[str, str] = {
-    "train": "core.jobs.launch:relaunch",
-    "sample": "core.jobs.launch:relaunch",
-}
-
-ProgressCallback = Callable[[int, int, str], None]
+# (done, total, message); `done` may be fractional: whole units plus the share of the unit in progress.
+ProgressCallback = Callable[[float, int, str], None]
 
 
 class JobPaused(Exception):
@@ -125,13 +108,22 @@ def run_dir(study: Study, job_id: str) -> Path:
     return study.runs_dir / job_id
 
 
+def requested_stop(folder: Path) -> str | None:
+    """What a user (or a batch script) asked the job in `folder` to do at its next safe point: "cancel",
+    "pause", or None. The files stay until the job's next run begins."""
+    if (folder / "cancel").exists():
+        return "cancel"
+    if (folder / "pause").exists():
+        return "pause"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------
 # Creating and recording jobs
 
 
 def create_job(study: Study, kind: str, params: dict[str, Any], argv: list[str] | None = None) -> str:
-    if kind not in RUNNERS:
-        raise CspineError(f"unknown job kind {kind!r}; known: {', '.join(sorted(RUNNERS))}")
+    registry.job_kind(kind)  # an unknown kind fails before anything is written
     job_id = f"{kind}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     folder = run_dir(study, job_id)
     folder.mkdir(parents=True)
@@ -182,6 +174,9 @@ class JobContext:
     foreground: bool = True
     on_progress: ProgressCallback | None = None
     resumed: bool = False
+    # status.json as the job's previous run left it ({} on a first run): a runner carries totals over the
+    # whole job from it (a rate over running time only, never the time the job sat paused between runs).
+    before: dict[str, Any] = field(default_factory=dict)
     _stop_reason: str | None = None
     _started: float = field(default_factory=time.monotonic)
     _status: dict[str, Any] = field(default_factory=dict)
@@ -202,7 +197,7 @@ class JobContext:
 
     @property
     def cancel_requested(self) -> bool:
-        return (self.dir / "cancel").exists()
+        return requested_stop(self.dir) == "cancel"
 
     def should_stop(self) -> bool:
         """True when the runner should save its state and raise JobPaused at its next safe point."""
@@ -229,15 +224,18 @@ class JobContext:
             print(line, file=sys.stderr, flush=True)
 
     def progress(self, done: int, total: int, *, step: int | None = None, message: str = "",
-                 force: bool = False, **extra: Any) -> None:
-        """Record progress; status.json is rewritten at most twice a second unless forced."""
+                 force: bool = False, partial: float = 0.0, **extra: Any) -> None:
+        """Record progress: `done` whole units of `total`, plus `partial` units of work in progress (the steps
+        of a sampling block, say), so the fraction moves while a long unit runs. status.json is rewritten at
+        most twice a second unless forced."""
         if self.on_progress is not None:
-            self.on_progress(done, total, message)
+            self.on_progress(done + partial, total, message)
         if not self.is_main:
             return
         with self._lock:
-            self._status.update({"done": done, "total": total, "progress": (done / total) if total else None,
-                                 "message": message, **extra})
+            fraction = min(1.0, (done + partial) / total) if total else None
+            self._status.update({"done": done, "total": total, "progress": fraction, "message": message,
+                                 **extra})
             if step is not None:
                 self._status["step"] = step
             now = time.monotonic()
@@ -312,11 +310,6 @@ def sync_metrics(study: Study, job_id: str) -> int:
 # Running
 
 
-def _resolve_runner(kind: str) -> Callable[[JobContext], dict | None]:
-    module_name, func_name = RUNNERS[kind].split(":")
-    return getattr(importlib.import_module(module_name), func_name)
-
-
 def run_job(study: Study, job_id: str, *, foreground: bool = True,
             on_progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Run a job in this process until it succeeds, fails, pauses or is cancelled; returns its record."""
@@ -327,12 +320,15 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
         raise CspineError(f"job {job_id} is already running (pid {record['pid']})")
     if record["state"] in ("succeeded", "cancelled"):
         raise CspineError(f"job {job_id} has {record['state']}; start a new one instead")
+    before = read_json(run_dir(study, job_id) / "status.json") or {}
     ctx = JobContext(study=study, job_id=job_id, kind=record["kind"], params=record["params"],
                      foreground=foreground, on_progress=on_progress,
-                     resumed=record["started_at"] is not None)
+                     resumed=record["started_at"] is not None, before=before if record["started_at"] else {})
+    # A resumed job shows where it stopped until its runner reports again, not an empty bar.
+    ctx._status.update({k: ctx.before[k] for k in ("done", "total", "progress", "step") if k in ctx.before})
     (ctx.dir / "cancel").unlink(missing_ok=True)
     (ctx.dir / "pause").unlink(missing_ok=True)
-    runner = _resolve_runner(record["kind"])
+    runner = registry.resolve_runner(record["kind"])
 
     handlers = {}
     if threading.current_thread() is threading.main_thread():
@@ -417,7 +413,7 @@ def _run_secondary_rank(study: Study, record: dict[str, Any], foreground: bool) 
             signal.signal(sig, lambda s, _f: ctx.request_stop(f"signal {signal.Signals(s).name}"))
     state, error, result = "succeeded", None, None
     try:
-        result = _resolve_runner(record["kind"])(ctx)
+        result = registry.resolve_runner(record["kind"])(ctx)
     except JobPaused as exc:
         state, error = "paused", str(exc)
     except Exception as exc:  # noqa: BLE001 - reported by rank 0; the exit code tells the launcher
@@ -441,15 +437,6 @@ def job_command(study: Study, job_id: str) -> list[str]:
     return [sys.executable, "-m", "core.jobs.runner", "run", "--study", str(study.root.resolve()), job_id]
 
 
-def resume_command(study: Study, job_id: str) -> list[str]:
-    """The command a job was launched with (a multi-process launcher, say), to start it again."""
-    kind = (read_json(run_dir(study, job_id) / "job.json") or {}).get("kind")
-    if kind in RELAUNCHERS:
-        module_name, func_name = RELAUNCHERS[kind].split(":")
-        return getattr(importlib.import_module(module_name), func_name)(study, job_id)
-    return (read_json(run_dir(study, job_id) / "job.json") or {}).get("command") or job_command(study, job_id)
-
-
 def start_detached(study: Study, job_id: str, command: list[str] | None = None) -> int:
     """Start a job in its own process session, surviving the terminal and the TUI; returns its pid."""
     folder = run_dir(study, job_id)
@@ -469,7 +456,7 @@ def start_detached(study: Study, job_id: str, command: list[str] | None = None) 
     return proc.pid
 
 
-def _selftest_runner(ctx: JobContext) -> dict:
+def selftest_runner(ctx: JobContext) -> dict:
     """A tiny job used by the tests of this module: counts to params['n'], pausing when asked."""
     n = int(ctx.params.get("n", 10))
     state_file = ctx.dir / "count.txt"

@@ -2,7 +2,8 @@
 
 The TUI polls these every second while jobs write them; nothing here opens the database, so watching never
 competes with a job for the study lock. A job whose status says running but whose process is gone (pid reuse
-included) is shown as ``died`` until someone acts on it (the engine's reconcile then records it failed).
+included) is shown as ``died`` until someone acts on it (the engine's reconcile then records it failed); a
+running job asked to pause or cancel is shown as ``pausing`` or ``cancelling`` until it reaches its safe point.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from core.jobs import runner
 from core.study import Study
 
 SPARK = "▁▂▃▄▅▆▇█"
+STOPPING = {"pause": "pausing", "cancel": "cancelling"}
 
 
 def scan_jobs(study: Study, kind: str | None = None) -> list[dict[str, Any]]:
@@ -34,6 +36,10 @@ def scan_jobs(study: Study, kind: str | None = None) -> list[dict[str, Any]]:
         state = status.get("state", "queued")
         if state == "running" and not runner.process_alive(meta.get("pid"), meta.get("start_ticks")):
             state = "died"
+        elif state == "running" and runner.requested_stop(folder):
+            # Asked to stop: say so at once, not when the job reaches its safe point (a sampling block can
+            # take minutes).
+            state = STOPPING[runner.requested_stop(folder)]
         out.append({"id": meta.get("id", folder.name), "kind": meta.get("kind"), "state": state,
                     "created_at": meta.get("created_at", ""), "params": meta.get("params", {}),
                     "status": status, "dir": folder})

@@ -328,6 +328,11 @@ def rater_id(spec: PackSpec, response_id: str) -> str:
     return f"{spec.pack_id}/{response_id}"
 
 
+def rater_count(study: Study) -> int:
+    """How many raters the study holds, over all packs (imported and simulated)."""
+    return int(study.store.scalar("SELECT count(*) FROM raters") or 0)
+
+
 def list_imports(study: Study, pack_id: str | None = None) -> list[dict[str, Any]]:
     rows = study.store.query("SELECT id, pack_id, file, format, summary, imported_at FROM rating_imports "
                              + ("WHERE pack_id = ? " if pack_id else "") + "ORDER BY imported_at, id",

@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.errors import CspineError
-
 from cspine_tui.cli.common import (add_job_options, add_json, add_study, finish, open_study, print_json,
                                         run_as_job)
 
@@ -71,22 +69,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from core.audit.nearest import audit_report
-    from core.metrics.embeddings import check_spec, clear_cache, make_encoder
+    from core.audit.nearest import audit_params, audit_report
+    from core.metrics.embeddings import clear_cache, make_encoder
 
     study = open_study(args)
-    spec = args.embedding or study.get("audit", "embedding", "vit")
-    top = args.top if args.top is not None else int(study.get("audit", "top", 100))
-    if top < 1:
-        raise CspineError(f"--top must be at least 1 (got {top})")
-    check_spec(spec, study, vit_weights=args.vit_weights)  # a missing weight fails here, in one line
+    params = audit_params(study, embedding=args.embedding, top=args.top, runs=args.runs, memory_mb=args.memory_mb,
+                          vit_weights=args.vit_weights, encoder_channels=args.encoder_channels,
+                          encoder_size=args.encoder_size)  # a missing weight fails here, in one line
     if args.clear_cache:
-        name = make_encoder(spec, study, vit_weights=args.vit_weights, encoder_channels=args.encoder_channels,
-                            encoder_size=args.encoder_size).name
+        name = make_encoder(params["embedding"], study, vit_weights=args.vit_weights,
+                            encoder_channels=args.encoder_channels, encoder_size=args.encoder_size).name
         print(f"cleared {clear_cache(study, name)} cached {name} vectors", file=sys.stderr)
-    params = {"embedding": spec, "top": top, "runs": args.runs, "memory_mb": args.memory_mb,
-              "vit_weights": str(args.vit_weights.expanduser().resolve()) if args.vit_weights else None,
-              "encoder_channels": args.encoder_channels, "encoder_size": args.encoder_size}
     record = run_as_job(args, study, "audit", params)
     report = audit_report(study, record["id"]) if record and record["state"] == "succeeded" else None
     if report and not args.json:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from core.errors import CspineError
+from core.jobs import launch
 from core.study import DEFAULT_STUDY, Study
 
 
@@ -79,49 +81,72 @@ def parse_duration(text: str) -> float:
     return total
 
 
-def run_as_job(args: argparse.Namespace, study: Study, kind: str, params: dict[str, Any],
-               *, command: list[str] | None = None) -> dict[str, Any] | None:
-    """Create a job and run it: detached (prints its id) or in the foreground with a progress bar.
+def run_as_job(args: argparse.Namespace, study: Study, kind: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    """Start a job through core.jobs.launch: write its Slurm script (--sbatch), start it detached (--detach),
+    or run it in the foreground with a progress bar (one process here, N through accelerate launch).
 
-    Returns the final job record in the foreground, None when detached. The job id is always the
+    Returns the final job record in the foreground, None when it did not run here. The job id is always the
     last line printed on stdout, the convention scripts rely on.
     """
-    from core.jobs import runner
-
     if getattr(args, "time_limit", None):
         params = {**params, "time_limit_s": args.time_limit}
-    job_id = runner.create_job(study, kind, params, argv=sys.argv[1:])
-    if getattr(args, "detach", False):
-        pid = runner.start_detached(study, job_id, command)
-        print(f"started {kind} job in the background (pid {pid}); follow it with "
-              f"`cspine-tui logs {job_id} --follow --study {study.root}`", file=sys.stderr)
-        print(job_id)
+    if getattr(args, "sbatch", False):
+        launched = launch.launch(study, kind, params, detach=True, argv=sys.argv[1:], sbatch=launch.SbatchOptions(
+            cpu=args.sbatch_cpu, time_limit=args.sbatch_time, signal_lead_s=args.signal_lead,
+            partition=args.partition))
+        print(f"wrote {launched.sbatch}; submit it with `sbatch {launched.sbatch}` (the job stays queued until it "
+              f"starts)", file=sys.stderr)
+        if args.json:
+            print_json({"job": launched.job_id, "sbatch": str(launched.sbatch)})
+        print(launched.job_id)
         return None
-    record = run_foreground(study, job_id)
-    return record
+    if getattr(args, "detach", False):
+        launched = launch.launch(study, kind, params, detach=True, argv=sys.argv[1:])
+        print(f"started {kind} job in the background (pid {launched.pid}); follow it with "
+              f"`cspine-tui logs {launched.job_id} --follow --study {study.root}`", file=sys.stderr)
+        print(launched.job_id)
+        return None
+    with _progress_bar(kind) as on_progress:
+        record = launch.launch(study, kind, params, detach=False, argv=sys.argv[1:], on_progress=on_progress).record
+    return _report_end(study, record)
 
 
-def run_foreground(study: Study, job_id: str) -> dict[str, Any]:
-    """Run a job in this process with a rich progress bar on stderr; exits non-zero if it failed."""
+def resume_job(study: Study, job_id: str, *, detach: bool) -> int:
+    """Resume a job (the `resume` command): detached, or in the foreground with a progress bar; the exit code."""
+    if detach:
+        launched = launch.start(study, job_id, detach=True)
+        print(f"resumed {launched.job_id} in the background (pid {launched.pid})", file=sys.stderr)
+        print(launched.job_id)
+        return 0
+    with _progress_bar(job_id.split("-")[0]) as on_progress:
+        record = launch.start(study, job_id, detach=False, on_progress=on_progress).record
+    return finish(_report_end(study, record))
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[float, int, str], None]]:
+    """A rich progress bar on stderr; yields the callback a foreground job reports progress to."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
-
-    from core.jobs import runner
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[message]}"))
     with Progress(*columns, transient=False, console=_stderr_console()) as bar:
-        task = bar.add_task(job_id.split("-")[0], total=None, message="")
+        task = bar.add_task(label, total=None, message="")
 
-        def on_progress(done: int, total: int, message: str) -> None:
+        def on_progress(done: float, total: int, message: str) -> None:
             bar.update(task, completed=done, total=total or None, message=message[:60])
 
-        record = runner.run_job(study, job_id, foreground=True, on_progress=on_progress)
+        yield on_progress
+
+
+def _report_end(study: Study, record: dict[str, Any]) -> dict[str, Any]:
+    """Say on stderr how a foreground job ended when it did not succeed; the record."""
     if record["state"] == "failed":
         print(f"error: {record['error']}", file=sys.stderr)
     elif record["state"] == "paused":
         print(f"paused: {record['error'] or 'stopped at a safe point'}; continue with "
-              f"`cspine-tui resume {job_id} --study {study.root}`", file=sys.stderr)
+              f"`cspine-tui resume {record['id']} --study {study.root}`", file=sys.stderr)
     return record
 
 
@@ -136,59 +161,6 @@ def add_launch_options(parser: argparse.ArgumentParser, *, processes_help: str) 
     parser.add_argument("--signal-lead", type=int, default=300,
                         help="seconds before the Slurm time limit to checkpoint and requeue")
     parser.add_argument("--partition", default=None, help="Slurm partition")
-
-
-def run_launched_job(args: argparse.Namespace, study: Study, kind: str, params: dict[str, Any]
-                     ) -> dict[str, Any] | None:
-    """A job that runs through a launcher: write its Slurm script (--sbatch), start it detached, or run it
-    in the foreground with a progress bar. Returns the final record, or None when it did not run here (its id
-    is then printed as the last stdout line)."""
-    from core.jobs import runner
-    from core.jobs import launch
-    if getattr(args, "time_limit", None):
-        params = {**params, "time_limit_s": args.time_limit}
-    job_id = runner.create_job(study, kind, params, argv=sys.argv[1:])
-    if args.sbatch:
-        script = launch.write_sbatch(study, job_id, gpus=args.num_processes, cpu=args.sbatch_cpu,
-                                           time_limit=args.sbatch_time, signal_lead_s=args.signal_lead,
-                                           partition=args.partition)
-        print(f"wrote {script}; submit it with `sbatch {script}` (the job stays queued until it starts)",
-              file=sys.stderr)
-        if args.json:
-            print_json({"job": job_id, "sbatch": str(script)})
-        print(job_id)
-        return None
-    if args.detach:
-        launch.start(study, job_id, detach=True)
-        print(f"started {kind} job with {args.num_processes} processes in the background; follow it with "
-              f"`cspine-tui logs {job_id} --follow --study {study.root}`", file=sys.stderr)
-        print(job_id)
-        return None
-    return run_launched_foreground(study, job_id, launch.launch_command(study, job_id))
-
-
-def run_launched_foreground(study: Study, job_id: str, command: list[str]) -> dict[str, Any]:
-    """Run a job through a launcher subprocess (multi-process), with a progress bar from its status.json."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from core.jobs import launch
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[message]}"))
-    with Progress(*columns, console=_stderr_console()) as bar:
-        task = bar.add_task(job_id.split("-")[0], total=None, message="starting processes")
-
-        def on_status(status: dict) -> None:
-            if status.get("total"):
-                bar.update(task, completed=status.get("done") or 0, total=status["total"],
-                           message=str(status.get("message") or "")[:60])
-
-        record = launch.run_launcher(study, job_id, command, on_status=on_status)
-    if record["state"] == "failed":
-        print(f"error: {record['error']}", file=sys.stderr)
-    elif record["state"] == "paused":
-        print(f"paused: {record['error']}; continue with `cspine-tui resume {job_id} --study {study.root}`",
-              file=sys.stderr)
-    return record
 
 
 def _stderr_console():
@@ -208,5 +180,4 @@ def finish(record: dict[str, Any] | None, result: Any = None, *, as_json: bool =
 
 
 __all__ = ["CspineError", "add_study", "add_json", "add_job_options", "open_study", "print_json",
-           "parse_duration", "run_as_job", "run_foreground", "finish", "add_launch_options", "run_launched_job",
-           "run_launched_foreground"]
+           "parse_duration", "run_as_job", "resume_job", "finish", "add_launch_options"]

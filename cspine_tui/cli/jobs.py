@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from cspine_tui.cli.common import add_json, add_study, open_study, print_json
+from cspine_tui.cli.common import add_json, add_study, open_study, print_json, resume_job
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,24 +78,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from core.jobs import control
-    from core.jobs import runner
-
-    from cspine_tui.cli.common import finish, run_foreground
-
-    study = open_study(args)
-    record = control.resumable_record(study, args.job)
-    command = runner.resume_command(study, record["id"])
-    if args.detach:
-        pid = runner.start_detached(study, record["id"], command)
-        print(f"resumed {record['id']} in the background (pid {pid})", file=sys.stderr)
-        print(record["id"])
-        return 0
-    if command[:3] != runner.job_command(study, record["id"])[:3]:  # a launcher (multi-process) runs the job
-        from cspine_tui.cli.common import run_launched_foreground
-
-        return finish(run_launched_foreground(study, record["id"], command))
-    return finish(run_foreground(study, record["id"]))
+    return resume_job(open_study(args), args.job, detach=args.detach)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_sample(args: argparse.Namespace) -> int:
     from core.ddpm.sampling import sample_params
 
-    from cspine_tui.cli.common import finish, run_as_job, run_launched_job
+    from cspine_tui.cli.common import finish, run_as_job
 
     study = open_study(args)
     if args.sbatch and args.sbatch_cpu:
@@ -74,10 +74,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         compile=args.compile, num_processes=args.num_processes, orient=not args.no_orient)
     if args.sbatch and args.device == "cpu":
         args.sbatch_cpu = True  # --device cpu: the script asks for cores, not GPUs
-    if args.sbatch or args.num_processes > 1:
-        record = run_launched_job(args, study, "sample", params)
-    else:
-        record = run_as_job(args, study, "sample", params)
+    record = run_as_job(args, study, "sample", params)
     if record is not None and record["state"] == "succeeded":
         result = record["result"] or {}
         print(f"run {result.get('run')}: {result.get('images')} images in {result.get('output')}", file=sys.stderr)

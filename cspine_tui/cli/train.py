@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from core.ddpm.trainer import train_params
 
-    from cspine_tui.cli.common import finish, run_as_job, run_launched_job
+    from cspine_tui.cli.common import finish, run_as_job
 
     study = open_study(args)
     overrides = {"max_steps": args.steps, "checkpoint_every": args.checkpoint_every, "fid_every": args.fid_every,
@@ -70,10 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         fid_sampler=args.fid_sampler, fid_steps=args.fid_steps, num_processes=args.num_processes)
     if args.sbatch and args.sbatch_cpu:
         params["cpu"] = True  # CPU-only nodes: train there on the CPU even if a GPU shows up
-    if args.sbatch or args.num_processes > 1:
-        record = run_launched_job(args, study, "train", params)
-    else:
-        record = run_as_job(args, study, "train", params)
+    record = run_as_job(args, study, "train", params)
     return finish(record, record["result"] if record else None, as_json=args.json)
 
 

@@ -131,9 +131,10 @@ class AnalysisScreen(Screen):
     @work(thread=True, exclusive=True, group="analysis-load")
     def _load(self) -> None:
         from core.reader_study.analysis import latest_analysis
+        from core.reader_study.responses import rater_count  # loaded on first use, like latest_analysis
 
         result = latest_analysis(self.app.study)
-        raters = self.app.study.store.scalar("SELECT count(*) FROM raters")
+        raters = rater_count(self.app.study)
         self.app.call_from_thread(self._show, result, raters)
 
     def _show(self, result: dict[str, Any] | None, raters: int | None = None) -> None:

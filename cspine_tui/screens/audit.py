@@ -22,10 +22,9 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from core.audit import nearest
-
-from core.audit import review
+from core.audit import nearest, review
 from core.errors import CspineError
+from core.jobs import launch
 from cspine_tui.widgets.preview import ImagePreview, load_preview
 
 VERDICT_STYLE = {"memorized": "bold red", "not": "green", "unsure": "yellow"}
@@ -98,6 +97,7 @@ class AuditScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.audit_id: str | None = None
+        self.audit_ids: list[str] = []  # newest first, for the palette's "Open audit ..."
         self.summary: dict[str, Any] = {}
         self.pairs: list[dict[str, Any]] = []
         self.mine: dict[int, dict[str, Any]] = {}
@@ -136,18 +136,20 @@ class AuditScreen(Screen):
     @work(thread=True, exclusive=True, group="audit-load")
     def _load(self, audit_id: str | None) -> None:
         study, reviewer = self.app.study, self.app.reviewer
+        ids = [a["audit_id"] for a in nearest.list_audits(study)[:20]]
         try:
             audit_id = nearest.resolve_audit(study, audit_id)
         except CspineError:
-            self.app.call_from_thread(self._loaded, None, {}, [], {})
+            self.app.call_from_thread(self._loaded, None, {}, [], {}, ids)
             return
         report = nearest.audit_report(study, audit_id)
         pairs = report.pop("pairs")
         mine = review.verdicts_of(study, audit_id, reviewer)
-        self.app.call_from_thread(self._loaded, audit_id, report, pairs, mine)
+        self.app.call_from_thread(self._loaded, audit_id, report, pairs, mine, ids)
 
-    def _loaded(self, audit_id: str | None, summary: dict, pairs: list, mine: dict) -> None:
+    def _loaded(self, audit_id: str | None, summary: dict, pairs: list, mine: dict, ids: list[str]) -> None:
         self.audit_id, self.summary, self.pairs, self.mine = audit_id, summary, pairs, mine
+        self.audit_ids = ids
         undecided = [i for i, p in enumerate(pairs) if p["rank"] not in mine]
         self.pos = undecided[0] if undecided else 0
         self.loaded = True
@@ -337,23 +339,16 @@ class AuditScreen(Screen):
                     ("Run audit (ViT embedding)", "needs the ViT weights in the torch hub cache",
                      partial(self._start_audit, "vit")),
                     ("Reload audit", "show the latest audit", partial(self.reload, None))]
-        try:
-            ids = self.app.study.store.column("SELECT id FROM audits ORDER BY created_at DESC LIMIT 20")
-        except CspineError:
-            ids = []
-        commands += [(f"Open audit {i}", "review this audit's pairs", partial(self.reload, i)) for i in ids]
+        # The audits were listed by the last load (a worker): the palette never waits for the database.
+        commands += [(f"Open audit {i}", "review this audit's pairs", partial(self.reload, i))
+                     for i in self.audit_ids]
         return commands
 
     @work(thread=True, exclusive=True, group="audit-start")
     def _start_audit(self, embedding: str) -> None:
-        from core.jobs import runner
-        from core.metrics.embeddings import check_spec
-
         study = self.app.study
-        check_spec(embedding, study)  # a missing weight: one line, no job
-        job_id = runner.create_job(study, "audit", {"embedding": embedding,
-                                                  "top": int(study.get("audit", "top", 100))})
-        runner.start_detached(study, job_id)
+        params = nearest.audit_params(study, embedding=embedding)  # a missing weight: one line, no job
+        job_id = launch.launch(study, "audit", params, detach=True, argv=["tui", "audit"]).job_id
         self.app.call_from_thread(self.notify, f"audit job {job_id} started; ctrl+p → Reload audit when done",
                                   timeout=6)
 

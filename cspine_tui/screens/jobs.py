@@ -31,10 +31,7 @@ class JobsScreen(PolledScreen):
     HELP = ("All jobs of the study, newest first, refreshed every second from their run folders. The selected "
             "job's log tail and metric trend are below. p pauses, c cancels, r resumes (in the background), "
             "t opens the training view. Jobs keep running when the app closes.")
-    BINDINGS = [
-        Binding("p", "pause", "Pause"),
-        Binding("c", "cancel_job", "Cancel"),
-        Binding("r", "resume", "Resume"),
+    BINDINGS = [  # p, c and r: PolledScreen's job keys
         Binding("t", "app.open_screen('training')", "Training view"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
@@ -117,20 +114,8 @@ class JobsScreen(PolledScreen):
             self.selected = key
             self.poll_now()
 
-    def _act(self, what: str) -> None:
-        if self.selected:
-            self.control_job(what, self.selected)
-
-    def action_pause(self) -> None:
-        self._act("pause")
-
-    def action_cancel_job(self) -> None:
-        self._act("cancel")
-
-    def action_resume(self) -> None:
-        self._act("resume")
+    def selected_job(self) -> str | None:
+        return self.selected
 
     def palette_commands(self):
-        return [("Jobs: pause", "pause the selected job at its next safe point", self.action_pause),
-                ("Jobs: cancel", "cancel the selected job", self.action_cancel_job),
-                ("Jobs: resume", "resume the selected paused or died job", self.action_resume)]
+        return self.job_commands()

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
-from core.jobs import runview
+from core.jobs import launch, runview
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 from cspine_tui.widgets.preview import ImagePreview, load_preview
 
@@ -34,14 +34,12 @@ class SamplingScreen(PolledScreen):
             "highlighted one) with the chosen sampler, in the background. Runs are listed below with their "
             "progress; the newest images of the highlighted run are on the right. p pauses, r resumes, c "
             "cancels the highlighted run's job.")
-    BINDINGS = [
+    BINDINGS = [  # p, c and r: PolledScreen's job keys
         Binding("space", "mark", "Mark checkpoint"),
         Binding("s", "start", "Sample"),
-        Binding("p", "pause", "Pause"),
-        Binding("r", "resume", "Resume"),
-        Binding("c", "cancel_job", "Cancel"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
+    JOB_AREA, JOB_NOUN = "Sampling", "run"
     DEFAULT_CSS = """
     SamplingScreen #left { width: 76; }
     SamplingScreen #checkpoints { height: 1fr; min-height: 6; }
@@ -259,39 +257,23 @@ class SamplingScreen(PolledScreen):
 
     @work(thread=True, group="sampling-action")
     def _start(self, chosen: list[tuple[str, int]], form: dict[str, Any]) -> None:
-        from core.jobs import runner
-        from core.jobs import launch
-        from core.ddpm.sampling import sample_params
+        from core.ddpm.sampling import sample_params  # loaded on first use: keeps opening the screen fast
 
         study = self.app.study
         started = []
         for job, step in chosen:
             params = sample_params(study, checkpoint=step, job=job, **form)
-            job_id = runner.create_job(study, "sample", params, argv=["tui", "sample"])
-            launch.start(study, job_id, detach=True)
-            started.append(job_id)
+            started.append(launch.launch(study, "sample", params, detach=True, argv=["tui", "sample"]).job_id)
         self.marked.clear()
         self.selected_run = started[-1]
         self.shown_images = []
         self.app.call_from_thread(self.app.notify, f"started {len(started)} sampling job(s) in the background")
         self.app.call_from_thread(self.refresh_data)
 
-    def _act(self, what: str) -> None:
+    def selected_job(self) -> str | None:
         run = self._selected()
-        if run and run["job"]:
-            self.control_job(what, run["job"])
-
-    def action_pause(self) -> None:
-        self._act("pause")
-
-    def action_resume(self) -> None:
-        self._act("resume")
-
-    def action_cancel_job(self) -> None:
-        self._act("cancel")
+        return run["job"] if run else None
 
     def palette_commands(self):
         return [("Sampling: sample", "sample from the marked or highlighted checkpoints", self.action_start),
-                ("Sampling: pause run", "stop the highlighted run after its batch", self.action_pause),
-                ("Sampling: resume run", "continue the highlighted paused run", self.action_resume),
-                ("Sampling: cancel run", "cancel the highlighted run's job", self.action_cancel_job)]
+                *self.job_commands()]

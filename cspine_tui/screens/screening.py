@@ -27,6 +27,7 @@ from textual.widgets import Footer, Header, Static
 
 from core.screening import decisions
 from core.errors import CspineError
+from core.jobs import launch
 from cspine_tui.widgets.preview import ImagePreview, resolved_protocol
 from cspine_tui.widgets.halfcell import (ZOOMS, HalfcellView, RenderCache, TextPanel, crop_zoom, decode,
                                          render_strips)
@@ -581,10 +582,10 @@ class ScreeningScreen(Screen):
             cmds.append(("Screening: sort by index", "generation order", partial(self.set_filter, order="index")))
         return cmds
 
+    @work(thread=True, group="screening-release")
     def start_release(self) -> None:
-        from core.jobs import runner
-
         study = self.app.study
-        job_id = runner.create_job(study, "release", {"out": str((study.exports_dir / "release").resolve())})
-        runner.start_detached(study, job_id)
-        self.notify(f"release job {job_id} started; it writes {study.exports_dir / 'release'}", timeout=6)
+        params = {"out": str((study.exports_dir / "release").resolve())}
+        job_id = launch.launch(study, "release", params, detach=True, argv=["tui", "release"]).job_id
+        self.app.call_from_thread(self.notify, f"release job {job_id} started; it writes {params['out']}",
+                                  timeout=6)

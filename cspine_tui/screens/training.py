@@ -20,7 +20,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 from textual_plot import HiResMode, PlotWidget
 from textual_plot.axis_formatter import AxisFormatter
 
-from core.jobs import runview
+from core.jobs import launch, runview
 from core.jobs.runview import fmt_duration
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 
@@ -85,13 +85,11 @@ class TrainingScreen(PolledScreen):
             "scale), validation loss per checkpoint and FID per evaluation on the right. n starts a run in the "
             "background, p pauses (checkpoint, resumable), c cancels, r resumes a paused or died run. Runs keep "
             "going when the app closes.")
-    BINDINGS = [
+    BINDINGS = [  # p, c and r: PolledScreen's job keys
         Binding("n", "new_run", "New run"),
-        Binding("p", "pause", "Pause"),
-        Binding("c", "cancel_run", "Cancel"),
-        Binding("r", "resume", "Resume"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
+    JOB_AREA, JOB_NOUN = "Training", "run"
     DEFAULT_CSS = """
     TrainingScreen #runs-pane { width: 52; }
     TrainingScreen #runs { height: 1fr; }
@@ -240,34 +238,19 @@ class TrainingScreen(PolledScreen):
 
     @work(thread=True, group="training-action")
     def _start_run(self, choice: dict[str, Any]) -> None:
-        from core.jobs import runner
-        from core.jobs import launch
-        from core.ddpm.trainer import train_params
+        from core.ddpm.trainer import train_params  # loaded on first use: keeps opening the screen fast
 
         study = self.app.study
         params = train_params(study, preset=choice["preset"], data=choice["data"],
                               overrides={"max_steps": choice.get("steps")}, num_processes=choice["num_processes"])
-        job_id = runner.create_job(study, "train", params, argv=["tui", "train"])
-        launch.start(study, job_id, detach=True)
+        job_id = launch.launch(study, "train", params, detach=True, argv=["tui", "train"]).job_id
         self.selected, self.tail = job_id, None
         self.app.call_from_thread(self.app.notify, f"started {job_id} in the background")
         self.app.call_from_thread(self.poll_now)
 
-    def _act(self, what: str) -> None:
-        if self.selected:
-            self.control_job(what, self.selected)
-
-    def action_pause(self) -> None:
-        self._act("pause")
-
-    def action_cancel_run(self) -> None:
-        self._act("cancel")
-
-    def action_resume(self) -> None:
-        self._act("resume")
+    def selected_job(self) -> str | None:
+        return self.selected
 
     def palette_commands(self):
         return [("Training: new run", "start a training run in the background", self.action_new_run),
-                ("Training: pause run", "checkpoint the selected run and pause it", self.action_pause),
-                ("Training: resume run", "continue the selected paused or died run", self.action_resume),
-                ("Training: cancel run", "stop the selected run (with a checkpoint)", self.action_cancel_run)]
+                *self.job_commands()]

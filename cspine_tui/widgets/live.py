@@ -1,5 +1,6 @@
 """Pieces shared by the screens that follow running jobs: a table refreshed in place from polled rows, a screen
-that re-reads the run folders every second in a thread, and the colour of a job state."""
+that re-reads the run folders every second in a thread and carries the job keys (pause, cancel, resume), and the
+colour of a job state."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from typing import Any, Callable
 
 from rich.text import Text
 from textual import work
+from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable
 
-STATE_STYLE = {"running": "bold green", "paused": "yellow", "succeeded": "cyan", "failed": "bold red",
-               "died": "bold red", "cancelled": "dim", "queued": "blue"}
+from core.jobs import launch
+
+STATE_STYLE = {"running": "bold green", "pausing": "bold yellow", "cancelling": "bold magenta", "paused": "yellow",
+               "succeeded": "cyan", "failed": "bold red", "died": "bold red", "cancelled": "dim", "queued": "blue"}
 
 
 def state_text(state: str) -> Text:
@@ -58,8 +62,19 @@ class LiveTable(DataTable):
 
 class PolledScreen(Screen):
     """A screen that shows the run folders: `poll` reads them in a thread every second (call `start_polling`
-    from on_mount); a poll still running (a slow disk) is not stacked upon. `control_job` pauses, cancels or
-    resumes a job off the UI thread and reports the outcome."""
+    from on_mount); a poll still running (a slow disk) is not stacked upon.
+
+    The job keys are written here once, for every screen that follows jobs: p pauses, c cancels and r resumes
+    the job `selected_job()` names, off the UI thread, and `job_commands()` gives the same three for the
+    command palette, named "<JOB_AREA>: pause <JOB_NOUN>" and so on."""
+
+    BINDINGS = [
+        Binding("p", "pause_job", "Pause"),
+        Binding("c", "cancel_job", "Cancel"),
+        Binding("r", "resume_job", "Resume"),
+    ]
+    JOB_AREA = "Jobs"
+    JOB_NOUN = "job"
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,9 +108,35 @@ class PolledScreen(Screen):
 
         self.app.call_from_thread(apply)
 
+    # -- the job keys ----------------------------------------------------------------------------------
+    def selected_job(self) -> str | None:
+        """The id of the job the keys act on (the highlighted row's), or None."""
+        raise NotImplementedError
+
+    def action_pause_job(self) -> None:
+        self._job_action("pause")
+
+    def action_cancel_job(self) -> None:
+        self._job_action("cancel")
+
+    def action_resume_job(self) -> None:
+        self._job_action("resume")
+
+    def _job_action(self, action: str) -> None:
+        job_id = self.selected_job()
+        if job_id:
+            self._job_action_worker(action, job_id)
+
     @work(thread=True, group="job-control")
-    def control_job(self, what: str, job_id: str) -> None:
-        from core.jobs import control
-        message = control.control(self.app.study, job_id, what)
+    def _job_action_worker(self, action: str, job_id: str) -> None:
+        message = launch.job_action(self.app.study, job_id, action)
         self.app.call_from_thread(self.app.notify, message)
-        self.app.call_from_thread(self.poll_now)
+        self.app.call_from_thread(self.poll_now)  # a pause shows as "pausing" at once
+
+    def job_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        area, noun = self.JOB_AREA, self.JOB_NOUN
+        return [(f"{area}: pause {noun}", f"the selected {noun} stops at its next safe point, resumable",
+                 self.action_pause_job),
+                (f"{area}: resume {noun}", f"continue the selected paused or died {noun} in the background",
+                 self.action_resume_job),
+                (f"{area}: cancel {noun}", f"stop the selected {noun} for good", self.action_cancel_job)]

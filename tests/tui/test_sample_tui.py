@@ -63,11 +63,9 @@ async def test_sampling_screen_shows_checkpoints_runs_and_gallery(sample_study):
 
 
 async def test_sampling_screen_starts_jobs_for_marked_checkpoints(sample_study, monkeypatch):
-    from core.jobs import launch
-
     make_checkpoint(sample_study, "train-fake", 400, torch_seed=4)
     started: list[str] = []
-    monkeypatch.setattr(launch, "start", lambda study, job_id, detach: started.append(job_id))
+    monkeypatch.setattr(runner, "start_detached", lambda study, job_id, command: started.append(job_id) or 1)
     app = CspineApp(sample_study, reviewer="tester", image_protocol="off")
     async with app.run_test(size=(170, 48)) as pilot:
         await settle(app, pilot)

@@ -63,11 +63,9 @@ async def test_training_screen_shows_curve_evals_and_stats(study):
 
 
 async def test_training_screen_cancel_and_new_run(study, monkeypatch):
-    from core.jobs import launch
-
     queued = runner.create_job(study, "train", {"config": {"name": "tiny", "max_steps": 10}, "data": "train"})
     started: list[str] = []
-    monkeypatch.setattr(launch, "start", lambda st, job_id, detach: started.append(job_id))
+    monkeypatch.setattr(runner, "start_detached", lambda st, job_id, command: started.append(job_id) or 1)
     app = CspineApp(study, reviewer="tester", image_protocol="off")
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(app, pilot)

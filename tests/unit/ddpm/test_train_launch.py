@@ -28,7 +28,7 @@ def test_two_cpu_processes_train_like_one(train_study):
     assert runner.run_job(study, one)["state"] == "succeeded"
     two = runner.create_job(study, "train", train_params(study, preset="tiny", overrides=over, seed=5,
                                                        num_processes=2))
-    record = launch.start(study, two, detach=False)
+    record = launch.start(study, two, detach=False).record
     log = "\n".join(control.tail_log(study, two, 40))
     assert record["state"] == "succeeded", f"{record['error']}\n{log}"
     assert record["result"]["processes"] == 2  # a real world of 2, not two ranks both believing they are 0

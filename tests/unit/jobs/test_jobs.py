@@ -8,10 +8,8 @@ import sys
 
 import pytest
 
-from core.jobs import control
-
-from core.jobs import runner
 from core.errors import CspineError
+from core.jobs import control, launch, runner
 from tests.factories.waiting import wait_until
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,7 +85,7 @@ def test_detached_job_pause_resume_and_cancel(study):
     paused = control.wait_for(study, job, timeout=60)
     assert paused["state"] == "paused" and "pause requested" in paused["error"]
     count = control.job_status(study, job)["done"]
-    runner.start_detached(study, job, runner.resume_command(study, job))
+    launch.start(study, job, detach=True)
     wait_until(lambda: (control.job_status(study, job).get("done") or 0) > count + 3, 60, "resumed counting")
     assert runner.job_record(study, job)["state"] == "running"
     control.cancel_job(study, job)  # SIGTERM to the job: stops at its next safe point
@@ -109,12 +107,12 @@ def test_secondary_rank_leaves_bookkeeping_to_rank_zero(study, monkeypatch):
 
 def test_train_jobs_restart_with_a_fresh_launch_command(study):
     job = runner.create_job(study, "train", {"num_processes": 2})
-    a, b = runner.resume_command(study, job), runner.resume_command(study, job)
+    a, b = launch.launch_command(study, job), launch.launch_command(study, job)
     assert "--num_processes" in a and a[a.index("--num_processes") + 1] == "2"
     assert a[-1] == job and a[a.index("--main_process_port") + 1] != b[b.index("--main_process_port") + 1] \
         or a == b  # a fresh free port each time (rarely the same one twice)
     single = runner.create_job(study, "train", {"num_processes": 1})
-    assert runner.resume_command(study, single)[1:3] == ["-m", "core.jobs.runner"]
+    assert launch.launch_command(study, single)[1:3] == ["-m", "core.jobs.runner"]
 
 
 def test_logs_follow_prints_until_the_job_ends(study, capsys):
@@ -140,17 +138,13 @@ def test_pause_command_needs_a_running_job(study, capsys):
     assert "not running" in capsys.readouterr().err
 
 
-def test_control_refuses_what_a_job_state_does_not_allow(study) -> None:
-    from core.jobs import control
-    from core.jobs import runner
-    from core.errors import CspineError
-
+def test_job_actions_refuse_what_a_job_state_does_not_allow(study) -> None:
     job = runner.create_job(study, "selftest", {"n": 2})
     runner.run_job(study, job)
     with pytest.raises(CspineError, match="only paused, failed or queued jobs resume"):
-        control.control(study, job, "resume")
+        launch.job_action(study, job, "resume")
     with pytest.raises(CspineError, match="not running"):
-        control.control(study, job, "pause")
+        launch.job_action(study, job, "pause")
     queued = runner.create_job(study, "selftest", {"n": 2})
-    assert "cancelled" in control.control(study, queued, "cancel")
+    assert "cancelled" in launch.job_action(study, queued, "cancel")
     assert runner.job_record(study, queued)["state"] == "cancelled"

@@ -1,4 +1,13 @@
-"""Helpers every subcommand shares: the --study option, JSON output, and running long work as a job."""
+"""Helpers every subcommand shares: the --study option, JSON output, and running long work as a job.
+
+Output conventions (docs/incoming/cli.md):
+- `--json` prints exactly one JSON document on stdout and nothing else there. A job's document carries its id
+  as `"job"` and its end state as `"state"`; every path in a document is absolute.
+- Without `--json` a job's id is the last line of stdout.
+- Exit codes: 0 done (or paused, resumable), 2 an error the user can fix (bad input, a missing file or weight,
+  a full disk; also when it stops a job), 1 an internal failure (a crash inside a job) or a cancelled job,
+  130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +50,37 @@ def open_study(args: argparse.Namespace) -> Study:
     return Study.open(args.study)
 
 
-def print_json(data: Any) -> None:
+# Keys whose string values name files. The database keeps study files relative to the study (so a study
+# folder can move); a JSON document gives them absolute.
+PATH_KEYS = frozenset({"path", "output", "out", "file", "csv", "sheet", "histogram", "html", "markdown", "log",
+                       "sbatch", "folder", "dir"})
+
+
+def _is_path_key(key: str) -> bool:
+    return key in PATH_KEYS or key.endswith(("_path", "_dir", "_file"))
+
+
+def absolute_paths(data: Any, root: Path) -> Any:
+    """`data` with every relative path under a path key made absolute against the study folder `root`."""
+    if isinstance(data, dict):
+        return {k: (_absolute(v, root) if isinstance(k, str) and _is_path_key(k) and isinstance(v, str)
+                    else absolute_paths(v, root)) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [absolute_paths(v, root) for v in data]
+    return data
+
+
+def _absolute(value: str, root: Path) -> str:
+    # Not a path: empty, a URL, or a labelled source such as "planted:airway_posterior".
+    if not value or ":" in value or Path(value).is_absolute():
+        return value
+    return str(root / value)
+
+
+def print_json(data: Any, study: Study | None = None) -> None:
+    """Print one JSON document on stdout; with `study`, its study-relative paths become absolute."""
+    if study is not None:
+        data = absolute_paths(data, study.root.resolve())
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     sys.stdout.flush()
@@ -83,8 +122,8 @@ def run_as_job(args: argparse.Namespace, study: Study, kind: str, params: dict[s
                *, command: list[str] | None = None) -> dict[str, Any] | None:
     """Create a job and run it: detached (prints its id) or in the foreground with a progress bar.
 
-    Returns the final job record in the foreground, None when detached. The job id is always the
-    last line printed on stdout, the convention scripts rely on.
+    Returns the final job record in the foreground, None when detached (its id, or with --json its
+    document, is then printed).
     """
     from core.jobs import runner
 
@@ -95,7 +134,7 @@ def run_as_job(args: argparse.Namespace, study: Study, kind: str, params: dict[s
         pid = runner.start_detached(study, job_id, command)
         print(f"started {kind} job in the background (pid {pid}); follow it with "
               f"`cspine-tui logs {job_id} --follow --study {study.root}`", file=sys.stderr)
-        print(job_id)
+        _print_started(args, study, job_id, pid=pid)
         return None
     record = run_foreground(study, job_id)
     return record
@@ -154,15 +193,13 @@ def run_launched_job(args: argparse.Namespace, study: Study, kind: str, params: 
                                            partition=args.partition)
         print(f"wrote {script}; submit it with `sbatch {script}` (the job stays queued until it starts)",
               file=sys.stderr)
-        if args.json:
-            print_json({"job": job_id, "sbatch": str(script)})
-        print(job_id)
+        _print_started(args, study, job_id, sbatch=str(Path(script).resolve()))
         return None
     if args.detach:
         launch.start(study, job_id, detach=True)
         print(f"started {kind} job with {args.num_processes} processes in the background; follow it with "
               f"`cspine-tui logs {job_id} --follow --study {study.root}`", file=sys.stderr)
-        print(job_id)
+        _print_started(args, study, job_id)
         return None
     return run_launched_foreground(study, job_id, launch.launch_command(study, job_id))
 
@@ -197,16 +234,66 @@ def _stderr_console():
     return Console(stderr=True)
 
 
-def finish(record: dict[str, Any] | None, result: Any = None, *, as_json: bool = False) -> int:
-    """Print a foreground job's result (JSON when asked) and its id as the last line; the exit code."""
-    if record is None:  # detached: the id is already printed
+# Wide enough for any row: a table is only as wide as its content (rich's Table does not expand by default).
+PIPED_WIDTH = 100_000
+
+
+def table_console(*, stderr: bool = False):
+    """A rich Console for tables: the terminal's width, or whole rows when the output is a file or a pipe
+    (rich would otherwise assume 80 columns and cut cells: "train-20...")."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else PIPED_WIDTH)
+
+
+def _print_started(args: argparse.Namespace, study: Study, job_id: str, **extra: Any) -> None:
+    """A job that runs elsewhere (detached, or a Slurm script): its id, or with --json its document."""
+    if getattr(args, "json", False):
+        from core.jobs import runner
+
+        print_json({"job": job_id, "state": "queued", **extra,
+                    "log": str(runner.run_dir(study, job_id).resolve() / "log.txt")}, study)
+    else:
+        print(job_id)
+
+
+def job_exit_code(study: Study, record: dict[str, Any]) -> int:
+    """0 succeeded or paused (resumable); 2 failed for a reason the user can fix; 1 crashed or cancelled."""
+    if record["state"] in ("succeeded", "paused"):
         return 0
-    if as_json and result is not None:
-        print_json(result)
-    print(record["id"])
-    return 0 if record["state"] in ("succeeded", "paused") else 1
+    if record["state"] == "failed":
+        from core.jobs import runner
+
+        # The runner records in status.json whether the failure was a user's to fix (core.errors.CspineError,
+        # a full disk) or a crash; a launcher that died before its job ran leaves no such mark: a crash.
+        status = runner.read_json(runner.run_dir(study, record["id"]) / "status.json") or {}
+        return 2 if status.get("failure") == "user" else 1
+    return 1
+
+
+def finish(study: Study, record: dict[str, Any] | None, result: Any = None, *, as_json: bool = False) -> int:
+    """Print a foreground job's result and return the exit code (see job_exit_code).
+
+    With --json: one document, the job's id (`job`), end state (`state`, and `error` if it did not succeed)
+    and the result's keys. Without: the job's id as the last line of stdout.
+    """
+    if record is None:  # it runs elsewhere: _print_started printed what there is to print
+        return 0
+    if as_json:
+        doc: dict[str, Any] = {"job": record["id"], "state": record["state"]}
+        if record["state"] != "succeeded":
+            doc["error"] = record.get("error")
+        if isinstance(result, dict):
+            doc.update({k: v for k, v in result.items() if k not in doc})
+        elif result is not None:
+            doc["result"] = result
+        print_json(doc, study)
+    else:
+        print(record["id"])
+    return job_exit_code(study, record)
 
 
 __all__ = ["CspineError", "add_study", "add_json", "add_job_options", "open_study", "print_json",
-           "parse_duration", "run_as_job", "run_foreground", "finish", "add_launch_options", "run_launched_job",
+           "absolute_paths", "table_console", "parse_duration", "run_as_job", "run_foreground", "finish", "job_exit_code", "add_launch_options", "run_launched_job",
            "run_launched_foreground"]

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from cspine_tui.cli.common import add_json, add_study, open_study, print_json
+from cspine_tui.cli.common import add_json, add_study, open_study, print_json, table_console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,11 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from core.jobs.control import list_jobs
 
-    rows = list_jobs(open_study(args), kind=args.kind)
+    study = open_study(args)
+    rows = list_jobs(study, kind=args.kind)
     if args.json:
-        print_json(rows)
+        print_json(rows, study)
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("id", "kind", "state", "progress", "step", "message")
@@ -55,7 +55,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         prog = f"{100 * r['progress']:.0f}%" if r["progress"] is not None else ""
         table.add_row(r["id"], r["kind"], r["state"], prog, str(r["step"] or ""),
                       (r["error"] or r["message"] or "")[:60])
-    Console().print(table)
+    table_console().print(table)
     return 0
 
 
@@ -94,8 +94,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if command[:3] != runner.job_command(study, record["id"])[:3]:  # a launcher (multi-process) runs the job
         from cspine_tui.cli.common import run_launched_foreground
 
-        return finish(run_launched_foreground(study, record["id"], command))
-    return finish(run_foreground(study, record["id"]))
+        return finish(study, run_launched_foreground(study, record["id"], command))
+    return finish(study, run_foreground(study, record["id"]))
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -356,6 +356,9 @@ def test_demo_stage_audits_with_two_simulated_reviewers_and_is_idempotent(study)
     assert "nothing to audit yet" in lines[-1] and study.store.scalar("SELECT count(*) FROM audits") == 0
 
     info = planted_study(study)
+    stage_audit(study, lines.append)  # a run the demo did not make is not its to audit
+    assert "nothing to audit yet" in lines[-1] and study.store.scalar("SELECT count(*) FROM audits") == 0
+    study.store.execute("UPDATE synthetic_runs SET name = 'demo-s1000'")  # the name the demo's sampling gives
     stage_audit(study, lines.append)
     audit_id = study.store.scalar("SELECT id FROM audits")
     assert audit_id.startswith("audit-")

@@ -353,7 +353,9 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
         ctx.log(f"job {job_id} ({record['kind']}) {'resumed' if ctx.resumed else 'started'} in pid {pid}")
 
     state, error, result = "succeeded", None, None
-    failure = None  # on failure: "user" (a CspineError or a full disk, the user's to fix) or "crash"
+    # On failure: "user" (the user's to fix: a CspineError, a full disk, a path that cannot be read or written)
+    # or "crash" (a bug); the CLI exits 2 or 1.
+    failure = None
     try:
         result = runner(ctx)
         if ctx.cancel_requested:
@@ -369,7 +371,7 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
         elif isinstance(exc, CspineError):
             error = str(exc)
         else:
-            failure = "crash"
+            failure = "user" if isinstance(exc, OSError) else "crash"
             error = f"{type(exc).__name__}: {exc}"
             if ctx.is_main:
                 _best_effort(lambda: _append_log(ctx, traceback.format_exc()))

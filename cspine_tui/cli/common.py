@@ -4,9 +4,9 @@ Output conventions (docs/incoming/cli.md):
 - `--json` prints exactly one JSON document on stdout and nothing else there. A job's document carries its id
   as `"job"` and its end state as `"state"`; every path in a document is absolute.
 - Without `--json` a job's id is the last line of stdout.
-- Exit codes: 0 done (or paused, resumable), 2 an error the user can fix (bad input, a missing file or weight,
-  a full disk; also when it stops a job), 1 an internal failure (a crash inside a job) or a cancelled job,
-  130 interrupted.
+- Exit codes: 0 done (or paused, resumable); 2 an error the user can fix (bad input, a missing file or weight,
+  a path that cannot be read or written, a full disk), before a job or inside one; 1 an internal failure (a
+  crash inside a job) or a cancelled job; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -265,8 +265,8 @@ def job_exit_code(study: Study, record: dict[str, Any]) -> int:
     if record["state"] == "failed":
         from core.jobs import runner
 
-        # The runner records in status.json whether the failure was a user's to fix (core.errors.CspineError,
-        # a full disk) or a crash; a launcher that died before its job ran leaves no such mark: a crash.
+        # The runner records in status.json whether the failure was the user's to fix (core.errors.CspineError,
+        # an OSError, a full disk) or a crash; a launcher that died before its job ran leaves no mark: a crash.
         status = runner.read_json(runner.run_dir(study, record["id"]) / "status.json") or {}
         return 2 if status.get("failure") == "user" else 1
     return 1

@@ -6,7 +6,13 @@ import argparse
 import sys
 import time
 
-from cspine_tui.cli.common import add_json, add_study, open_study, print_json, table_console
+from cspine_tui.cli.common import (
+    add_json,
+    add_study,
+    open_study,
+    print_json,
+    table_console,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,9 +84,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from core.jobs import control
-    from core.jobs import runner
-
+    from core.jobs import control, runner
     from cspine_tui.cli.common import finish, run_foreground
 
     study = open_study(args)
@@ -99,8 +103,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from core.jobs import control
-    from core.jobs import runner
+    from core.jobs import control, runner
 
     study = open_study(args)
     job_id = runner.job_record(study, args.job)["id"]

@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     # After BrokenPipeError (one of its kind): a path the user gave that cannot be read or written, say;
     # one line naming it rather than a traceback.
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
 
 

@@ -45,6 +45,9 @@ def test_a_job_failing_for_a_reason_the_user_can_fix_exits_2(study, tmp_path, ca
     doc = json.loads(stdout)
     assert code == 2 and doc["state"] == "failed" and "not empty" in doc["error"] and doc["job"].startswith("release-")
     assert (out / "mine.txt").read_text() == "the user's own file"
+    # A path the job cannot write is the user's to fix too (an OSError inside the job).
+    code, _, err = _main(capsys, "release", "--study", study.root, "--out", "/proc/release")
+    assert code == 2 and "No such file or directory" in _one_line_error(err)
 
 
 def test_a_job_that_crashes_exits_1(study, tmp_path, capsys, monkeypatch) -> None:
@@ -101,7 +104,7 @@ def test_ingest_of_a_missing_path_is_refused_before_any_job(study, tmp_path, cap
 def test_tui_on_a_path_that_is_not_a_study_says_so_and_creates_nothing(tmp_path) -> None:
     typo = tmp_path / "sessions" / "typo"
     out = subprocess.run([sys.executable, "-m", "cspine_tui", "--study", str(typo)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120, stdin=subprocess.DEVNULL)
+                         text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
     assert out.returncode == 2
     assert out.stderr.strip() == (f"error: no study at {typo} (no study.toml); create one with `cspine-tui init "
                                   f"{typo}` or build the demo study with `cspine-tui demo`")

@@ -52,19 +52,26 @@ def open_study(args: argparse.Namespace) -> Study:
 
 # Keys whose string values name files. The database keeps study files relative to the study (so a study
 # folder can move); a JSON document gives them absolute.
-PATH_KEYS = frozenset({"path", "output", "out", "file", "csv", "sheet", "histogram", "html", "markdown", "log",
-                       "sbatch", "folder", "dir"})
+PATH_KEYS = frozenset({"path", "paths", "output", "out", "file", "files", "csv", "sheet", "histogram", "html",
+                       "markdown", "log", "sbatch", "folder", "dir", "sources"})
 
 
-def _is_path_key(key: str) -> bool:
-    return key in PATH_KEYS or key.endswith(("_path", "_dir", "_file"))
+def _is_path_key(key: Any) -> bool:
+    return isinstance(key, str) and (key in PATH_KEYS or key.endswith(("_path", "_dir", "_file")))
 
 
 def absolute_paths(data: Any, root: Path) -> Any:
     """`data` with every relative path under a path key made absolute against the study folder `root`."""
     if isinstance(data, dict):
-        return {k: (_absolute(v, root) if isinstance(k, str) and _is_path_key(k) and isinstance(v, str)
-                    else absolute_paths(v, root)) for k, v in data.items()}
+        out = {}
+        for key, value in data.items():
+            if _is_path_key(key) and isinstance(value, str):
+                out[key] = _absolute(value, root)
+            elif _is_path_key(key) and isinstance(value, (list, tuple)):
+                out[key] = [_absolute(v, root) if isinstance(v, str) else absolute_paths(v, root) for v in value]
+            else:
+                out[key] = absolute_paths(value, root)
+        return out
     if isinstance(data, (list, tuple)):
         return [absolute_paths(v, root) for v in data]
     return data

@@ -164,3 +164,14 @@ def test_ingest_lists_a_sub_folder_it_did_not_read(outputs) -> None:
     assert json.loads(stdout)["skipped"] == [{"path": nested, "reason": "a sub-folder: not read without --recursive"}]
     assert nested.endswith("nested")
     assert "1 sub-folder not read" in stderr and "--recursive" in stderr
+
+
+def test_absolute_paths_leaves_what_is_not_a_relative_path(tmp_path) -> None:
+    from cspine_tui.cli.common import absolute_paths
+
+    doc = {"path": "images/real/a.png", "paths": ["x.png", "/abs/y.png"], "source_path": "planted:distortion",
+           "rows": [{"output": "runs/j/checkpoints/step-2", "name": "images/real/a.png"}], "out": "", "n": 3}
+    assert absolute_paths(doc, tmp_path) == {
+        "path": str(tmp_path / "images/real/a.png"), "paths": [str(tmp_path / "x.png"), "/abs/y.png"],
+        "source_path": "planted:distortion", "rows": [{"output": str(tmp_path / "runs/j/checkpoints/step-2"),
+                                                      "name": "images/real/a.png"}], "out": "", "n": 3}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CspineError
+from core.jobs.runner import read_json, run_dir
 from core.study import DEFAULT_STUDY, Study
 
 
@@ -257,10 +258,8 @@ def table_console(*, stderr: bool = False):
 def _print_started(args: argparse.Namespace, study: Study, job_id: str, **extra: Any) -> None:
     """A job that runs elsewhere (detached, or a Slurm script): its id, or with --json its document."""
     if getattr(args, "json", False):
-        from core.jobs import runner
-
         print_json({"job": job_id, "state": "queued", **extra,
-                    "log": str(runner.run_dir(study, job_id).resolve() / "log.txt")}, study)
+                    "log": str(run_dir(study, job_id).resolve() / "log.txt")}, study)
     else:
         print(job_id)
 
@@ -270,11 +269,9 @@ def job_exit_code(study: Study, record: dict[str, Any]) -> int:
     if record["state"] in ("succeeded", "paused"):
         return 0
     if record["state"] == "failed":
-        from core.jobs import runner
-
         # The runner records in status.json whether the failure was the user's to fix (core.errors.CspineError,
         # an OSError, a full disk) or a crash; a launcher that died before its job ran leaves no mark: a crash.
-        status = runner.read_json(runner.run_dir(study, record["id"]) / "status.json") or {}
+        status = read_json(run_dir(study, record["id"]) / "status.json") or {}
         return 2 if status.get("failure") == "user" else 1
     return 1
 

@@ -57,10 +57,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table("id", "kind", "state", "progress", "step", "message")
+    width = 60 if sys.stdout.isatty() else None  # a terminal gets the start of each message, a file all of it
     for r in rows:
         prog = f"{100 * r['progress']:.0f}%" if r["progress"] is not None else ""
         table.add_row(r["id"], r["kind"], r["state"], prog, str(r["step"] or ""),
-                      (r["error"] or r["message"] or "")[:60])
+                      (r["error"] or r["message"] or "")[:width])
     table_console().print(table)
     return 0
 

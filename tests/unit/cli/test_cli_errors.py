@@ -117,13 +117,15 @@ def test_tables_written_to_a_file_are_not_cut(sample_study, tmp_path, command) -
 
     long_run = "a-run-name-long-enough-to-be-cut-at-eighty-columns-" + "x" * 40
     add_run(sample_study, long_run, 200, 1)
-    runner.create_job(sample_study, "selftest", {"n": 1})
+    long_message = "a message longer than the sixty characters a terminal shows of it, " + "y" * 40
+    job = runner.create_job(sample_study, "selftest", {"n": 1})
+    sample_study.store.execute("UPDATE jobs SET error = ? WHERE id = ?", [long_message, job])
     with open(tmp_path / "table.txt", "w") as fh:  # stdout is a file, not a terminal
         subprocess.run([sys.executable, "-m", "cspine_tui", command, "--study", str(sample_study.root)], cwd=ROOT,
                        stdout=fh, stderr=subprocess.PIPE, text=True, timeout=120, check=True,
                        env={**os.environ, "COLUMNS": "80"})
     text = (tmp_path / "table.txt").read_text()
     assert "…" not in text and "..." not in text
-    wanted = {"jobs": "selftest-", "runs": long_run,
+    wanted = {"jobs": long_message, "runs": long_run,
               "checkpoints": str(sample_study.runs_dir.relative_to(sample_study.root))}[command]
     assert wanted in text

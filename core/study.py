@@ -114,12 +114,18 @@ class Study:
             if exist_ok:
                 return cls.open(root)
             raise CspineError(f"{root} is already a study (it has study.toml); open it with --study {root}")
+        if root.exists() and not root.is_dir():
+            raise CspineError(f"{root} is a file, not a folder; choose a new folder for the study")
         if root.exists() and any(root.iterdir()):
             raise CspineError(f"{root} exists and is not empty; choose a new folder for the study")
         old_umask = os.umask(0o077)  # study folders hold research data: readable by their owner only
         try:
             for sub in ("images/real", "images/synthetic", "runs", "exports", "cache"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
+                try:
+                    (root / sub).mkdir(parents=True, exist_ok=True)
+                except OSError as exc:  # a parent that is a file, a read-only or virtual file system
+                    raise CspineError(f"cannot create the study folder {root}: {exc.strerror} "
+                                      f"({exc.filename}); choose another place") from exc
             root.chmod(0o700)
             settings = _merge(DEFAULT_SETTINGS, {"study": {"name": root.resolve().name, "preset": preset}})
             study = cls(root=root, settings=settings)
@@ -135,7 +141,8 @@ class Study:
         path = root / "study.toml"
         if not path.exists():
             raise CspineError(
-                f"no study at {root} (no study.toml); create one with `cspine-tui init {root}`"
+                f"no study at {root} (no study.toml); create one with `cspine-tui init {root}` "
+                f"or build the demo study with `cspine-tui demo`"
             )
         try:
             settings = tomllib.loads(path.read_text())
@@ -147,5 +154,7 @@ class Study:
 
     @classmethod
     def open_or_create(cls, root: Path | str) -> "Study":
+        """For the default study and the demo only: a path the user typed must be opened (a typo must not
+        become a new, empty study)."""
         root = Path(root).expanduser()
         return cls.open(root) if (root / "study.toml").exists() else cls.create(root)

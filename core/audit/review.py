@@ -202,26 +202,29 @@ def simulated_verdicts(pairs: Sequence[dict[str, Any]], threshold: float | None,
     return out
 
 
-def demo_audit(study: Study, log: Any) -> None:
-    """Audit with the pixel embedding (as a job), two labelled simulated reviewers, exports, the pre-screen."""
+def demo_audit(study: Study, log: Any, runs: list[str]) -> None:
+    """Audit of the demo's `runs` with the pixel embedding (as a job), two labelled simulated reviewers, exports,
+    the pre-screen. Once: a later demo run finds its audit (a job marked `demo`) and adds none."""
     import json
 
     from core.jobs import runner
     from core.screening.prescreen import compute_scores
 
-    n_syn = int(study.store.scalar("SELECT count(*) FROM synthetic_images"))
+    n_syn = int(study.store.scalar("SELECT count(*) FROM synthetic_images WHERE list_contains(?::VARCHAR[], run_id)",
+                                   [runs]))
     n_real = int(study.store.scalar("SELECT count(*) FROM real_images"))
     if not n_syn or not n_real:
-        log(f"audit: nothing to audit yet ({n_real} real, {n_syn} synthetic images); skipping")
+        log(f"audit: nothing to audit yet ({n_real} real, {n_syn} synthetic images of the demo); skipping")
         return
-    done = [r for r in study.store.query("SELECT id, result FROM audits WHERE embedding = 'pixel32' "
-                                         "ORDER BY created_at DESC")
-            if r["result"] and json.loads(r["result"]).get("n_synthetic") == n_syn]
+    done = [r["id"] for r in study.store.query("SELECT id, params FROM jobs WHERE kind = 'audit' AND state = "
+                                               "'succeeded' ORDER BY created_at DESC")
+            if json.loads(r["params"] or "{}").get("demo")]
     if done:
-        audit_id = done[0]["id"]
-        log(f"audit: {audit_id} already covers all {n_syn} synthetic images")
+        audit_id = done[0]
+        log(f"audit: the demo's audit {audit_id} is done")
     else:
-        audit_id = runner.create_job(study, "audit", {"embedding": "pixel", "top": int(study.get("audit", "top", 100))})
+        audit_id = runner.create_job(study, "audit", {"embedding": "pixel", "top": int(study.get("audit", "top", 100)),
+                                                      "runs": runs, "demo": True})
         record = runner.run_job(study, audit_id, on_progress=lambda *_: None)
         if record["state"] != "succeeded":
             raise CspineError(f"demo audit {audit_id} {record['state']}: {record['error']}")
@@ -244,5 +247,6 @@ def demo_audit(study: Study, log: Any) -> None:
         f"{'n/a' if rate is None else f'{100 * rate:.2f}%'}; simulated reviewers' kappa "
         f"{'n/a' if kappa is None else f'{kappa:.2f}'}, {len(agree['adjudicate'])} pairs to adjudicate; "
         f"sheet {study.rel(folder / 'pairs.png')}")
-    result = compute_scores(study)
-    log(f"pre-screen: {len(result['ids'])} synthetic images scored ({result['mode']})")
+    if not done:  # with the demo's audit only: later, a user's decisions are the screening screen's to score
+        result = compute_scores(study)
+        log(f"pre-screen: {len(result['ids'])} synthetic images scored ({result['mode']})")

@@ -394,10 +394,12 @@ DEMO_SEED = 2510
 
 
 def demo_checkpoints(study: Study, wanted: int = 3) -> list[dict[str, Any]]:
-    """Up to `wanted` checkpoints of the newest training job that has any: first, middle and last."""
+    """Up to `wanted` checkpoints of the demo's newest training job (params.demo) that has any: first, middle
+    and last. A user's own training jobs in the demo study are not the demo's to sample."""
     rows = study.store.query(
         "SELECT c.job_id, c.step, c.path FROM checkpoints c JOIN jobs j ON j.id = c.job_id "
-        "WHERE NOT c.deleted ORDER BY j.created_at DESC, c.job_id DESC, c.step")
+        "WHERE NOT c.deleted AND json_extract(j.params, '$.demo') = 'true' "
+        "ORDER BY j.created_at DESC, c.job_id DESC, c.step")
     if not rows:
         return []
     newest = [r for r in rows if r["job_id"] == rows[0]["job_id"]]

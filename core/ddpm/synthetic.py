@@ -245,7 +245,8 @@ def add_external(study: Study, name: str, paths: Iterable[str | Path], *, recurs
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise CspineError(f"not found: {', '.join(missing[:5])}; give image files or folders")
-    files, skipped_paths = ingest.discover(paths, recursive)
+    files, skipped_paths = ingest.discover(paths, recursive, subfolder_reason="a sub-folder: not read with "
+                                                                             "--no-recursive")
     if not files:
         raise CspineError(f"no image files under {', '.join(map(str, paths))} (PNG, JPEG, TIFF, BMP or DICOM)")
     opts = ingest.options_for(study, {})

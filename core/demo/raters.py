@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.demo.reviewer import demo_run_ids
 from core.reader_study.pack import LETTERS, RATER_CODE_TAG, SCALE, PackSpec
 from core.reader_study.formats import QUESTION, RATE, RATER_CODE_TEXT
 
@@ -179,7 +180,11 @@ def demo_reader_study(study, log) -> None:
     if pack_id and any(p["id"] == pack_id for p in list_packs(study)):
         spec = load_pack(study, pack_id)
     else:
-        have = available_checkpoints(study)
+        # The checkpoints the demo sampled, not a user's own (their images are not the demo's to draw).
+        demo_steps = {str(s) for s in study.store.column(
+            "SELECT DISTINCT checkpoint_step FROM synthetic_runs WHERE list_contains(?::VARCHAR[], id) "
+            "AND checkpoint_step IS NOT NULL", [demo_run_ids(study)])}
+        have = {s: n for s, n in available_checkpoints(study).items() if s in demo_steps}
         ready = [s for s, n in sorted(have.items(), key=lambda kv: int(kv[0])) if n >= DEMO_QUARTETS]
         n_real = int(study.store.scalar("SELECT count(*) FROM real_images"))
         if len(ready) < 3 or n_real < DEMO_QUARTETS:

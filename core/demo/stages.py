@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from core.errors import CspineError
 from core.study import Study
 
 Log = Callable[[str], None]
@@ -65,10 +66,12 @@ def stage_screen(study: Study, log: Log) -> None:
 
 
 def stage_audit(study: Study, log: Log) -> None:
-    """Memorization audit with the pixel embedding, two SIMULATED reviewers' verdicts, and the pre-screen."""
+    """Memorization audit of the demo's runs with the pixel embedding, two SIMULATED reviewers' verdicts, and
+    the pre-screen."""
     from core.audit.review import demo_audit
+    from core.demo.reviewer import demo_run_ids
 
-    demo_audit(study, log)
+    demo_audit(study, log, runs=demo_run_ids(study))
 
 
 # Stages run in this order; each later area appends its own.
@@ -84,7 +87,13 @@ STAGES: list[tuple[str, Callable[[Study, Log], None]]] = [
 
 
 def build_demo(path: Path | str, *, fresh: bool = False, log: Log = print) -> Study:
+    """Build (or continue) the demo study at `path`. It only ever acts on what the demo made: a study the demo
+    did not create is refused, and in its own study a user's checkpoints, runs, decisions and releases are
+    left alone (each stage picks the demo's own by its marks: `demo` jobs, `demo-s<step>` runs)."""
     path = Path(path)
+    made_by_demo = (path / "source-phantoms" / "labels.csv").exists()  # a demo study from before the mark
+    if (path / "study.toml").exists() and not (Study.open(path).get("study", "demo") or made_by_demo):
+        raise CspineError(f"{path} is a study the demo did not make; give the demo another --path")
     if fresh and path.exists():
         shutil.rmtree(path)
     study = Study.open_or_create(path)

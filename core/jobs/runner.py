@@ -349,6 +349,9 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
         ctx.log(f"job {job_id} ({record['kind']}) {'resumed' if ctx.resumed else 'started'} in pid {pid}")
 
     state, error, result = "succeeded", None, None
+    # On failure: "user" (the user's to fix: a CspineError, a full disk, a path that cannot be read or written)
+    # or "crash" (a bug); the CLI exits 2 or 1.
+    failure = None
     try:
         result = runner(ctx)
         if ctx.cancel_requested:
@@ -357,13 +360,14 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
         state = "cancelled" if ctx.cancel_requested else "paused"
         error = str(exc) or ctx.stop_reason
     except Exception as exc:  # noqa: BLE001 - a job records any crash instead of vanishing
-        state = "failed"
+        state, failure = "failed", "user"
         full = disk_full_path(exc)
         if full is not None:  # failed, not paused: nothing resumes until someone frees space
             error = resume_hint(job_id, full)
         elif isinstance(exc, CspineError):
             error = str(exc)
         else:
+            failure = "user" if isinstance(exc, OSError) else "crash"
             error = f"{type(exc).__name__}: {exc}"
             if ctx.is_main:
                 _best_effort(lambda: _append_log(ctx, traceback.format_exc()))
@@ -377,7 +381,7 @@ def run_job(study: Study, job_id: str, *, foreground: bool = True,
     # On a full disk any of these writes may fail too: the small files first (a reader adopts the end state
     # from status.json when the database could not take it, see core.jobs.control.reconcile), each on its own.
     _best_effort(lambda: ctx.log(f"job {job_id} {state}" + (f": {error}" if error else "")))
-    _best_effort(lambda: ctx.write_status(state, error=error, result=result))
+    _best_effort(lambda: ctx.write_status(state, error=error, result=result, failure=failure))
     try:
         set_state(study, job_id, state, ended_at=datetime.now(), error=error, result=result,
                   **({"output": result["output"]} if isinstance(result, dict) and "output" in result else {}))

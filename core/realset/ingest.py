@@ -254,8 +254,14 @@ def _os_reason(exc: OSError) -> str:
 # Finding the files
 
 
-def discover(paths: Iterable[str | Path], recursive: bool) -> tuple[list[str], list[tuple[str, str]]]:
-    """Source files under `paths` (sorted, each once) and the paths skipped while looking, with reasons."""
+SUBFOLDER_REASON = "a sub-folder: not read without --recursive"
+
+
+def discover(paths: Iterable[str | Path], recursive: bool, *, subfolder_reason: str = SUBFOLDER_REASON
+             ) -> tuple[list[str], list[tuple[str, str]]]:
+    """Source files under `paths` (sorted, each once) and the paths skipped while looking, with reasons.
+
+    Without `recursive`, the sub-folders of a given folder are skipped with `subfolder_reason`."""
     files: list[str] = []
     skipped: list[tuple[str, str]] = []
     seen_files: set[str] = set()
@@ -279,7 +285,8 @@ def discover(paths: Iterable[str | Path], recursive: bool) -> tuple[list[str], l
             skipped.append((str(p), _os_reason(exc)))
             return
         if stat.S_ISDIR(st.st_mode):
-            if not (top or recursive):
+            if not (top or recursive):  # listed, so a nested data set is never half-ingested unsaid
+                skipped.append((str(p), subfolder_reason))
                 return
             key = (st.st_dev, st.st_ino)
             if key in seen_dirs:
@@ -341,6 +348,10 @@ def ingest_params(paths: Iterable[str | Path], *, recursive: bool = False, resiz
     paths = [str(Path(p).expanduser().absolute()) for p in paths]
     if not paths:
         raise CspineError("nothing to ingest: give one or more files or folders")
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise CspineError(f"not found: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
+                          "give existing image files or folders")
     if resize is not None and resize not in RESIZE_MODES:
         raise CspineError(f"unknown resize mode {resize!r}; use stretch or pad")
     return {"paths": paths, "recursive": recursive, "resize": resize, "split_seed": split_seed,

@@ -84,14 +84,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     report = audit_report(study, record["id"]) if record and record["state"] == "succeeded" else None
     if report and not args.json:
         _print_summary(report, limit=10)
-    return finish(record, report, as_json=args.json)
+    return finish(study, record, report, as_json=args.json)
 
 
 def _print_summary(report: dict, limit: int) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=True)
+    from cspine_tui.cli.common import table_console
+
+    console = table_console(stderr=True)
     rate = report.get("memorization_rate")
     calib = report.get("calibration") or {}
     console.print(f"audit {report['audit_id']} ({report.get('embedding')}): {report.get('n_synthetic')} synthetic x "
@@ -113,17 +114,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     from core.audit.nearest import audit_report, list_audits
 
     if args.list:
-        rows = list_audits(open_study(args))
+        study = open_study(args)
+        rows = list_audits(study)
         if args.json:
-            print_json(rows)
+            print_json(rows, study)
         for r in rows if not args.json else []:
             rate = "n/a" if r["memorization_rate"] is None else f"{100 * r['memorization_rate']:.2f}%"
             print(f"{r['audit_id']}  {r['created_at'][:19]}  {r['embedding']}  {r['n_synthetic']} synthetic  "
                   f"rate {rate}")
         return 0
-    report = audit_report(open_study(args), args.audit)
+    study = open_study(args)
+    report = audit_report(study, args.audit)
     if args.json:
-        print_json(report)
+        print_json(report, study)
     else:
         _print_summary(report, limit=args.limit)
         print(report["audit_id"])
@@ -150,11 +153,11 @@ def cmd_verdicts(args: argparse.Namespace) -> int:
     audit_id = resolve_audit(study, args.audit)
     result = agreement(study, audit_id, args.reviewers)
     if args.export:
-        result["csv"] = str(export_verdicts_csv(study, audit_id, args.export))
+        result["csv"] = str(export_verdicts_csv(study, audit_id, args.export).resolve())
     if args.sheet:
-        result["sheet"] = str(export_sheet(study, audit_id, args.sheet, top=args.sheet_top))
+        result["sheet"] = str(export_sheet(study, audit_id, args.sheet, top=args.sheet_top).resolve())
     if args.json:
-        print_json(result)
+        print_json(result, study)
         return 0
     kappa = "n/a" if result["kappa"] is None else f"{result['kappa']:.3f}"
     observed = "n/a" if result["observed_agreement"] is None else f"{result['observed_agreement']:.3f}"
@@ -179,7 +182,7 @@ def cmd_prescreen(args: argparse.Namespace) -> int:
     study = open_study(args)
     record = run_as_job(args, study, "prescreen", {})
     if record is None or record["state"] != "succeeded":
-        return finish(record)
+        return finish(study, record, as_json=args.json)
     summary = record["result"] or {}
     report = {**summary, **stored_report(study, None if args.json else args.limit)}
     if not args.json:
@@ -190,4 +193,4 @@ def cmd_prescreen(args: argparse.Namespace) -> int:
         for row in report["ranking"]:
             print(f"  {row['score']:.3f}  {row['image_id']}  {row.get('path') or ''}"
                   + (f"  [{row['decision']}]" if row.get("decision") else ""), file=sys.stderr)
-    return finish(record, report, as_json=args.json)
+    return finish(study, record, report, as_json=args.json)

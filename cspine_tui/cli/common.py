@@ -1,4 +1,13 @@
-"""Helpers every subcommand shares: the --study option, JSON output, and running long work as a job."""
+"""Helpers every subcommand shares: the --study option, JSON output, and running long work as a job.
+
+Output conventions (docs/incoming/cli.md):
+- `--json` prints exactly one JSON document on stdout and nothing else there. A job's document carries its id
+  as `"job"` and its end state as `"state"`; every path in a document is absolute.
+- Without `--json` a job's id is the last line of stdout.
+- Exit codes: 0 done (or paused, resumable); 2 an error the user can fix (bad input, a missing file or weight,
+  a path that cannot be read or written, a full disk), before a job or inside one; 1 an internal failure (a
+  crash inside a job) or a cancelled job; 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +21,7 @@ from typing import Any, Callable, Iterator
 
 from core.errors import CspineError
 from core.jobs import launch
+from core.jobs.runner import read_json, run_dir
 from core.study import DEFAULT_STUDY, Study
 
 
@@ -43,7 +53,44 @@ def open_study(args: argparse.Namespace) -> Study:
     return Study.open(args.study)
 
 
-def print_json(data: Any) -> None:
+# Keys whose string values name files. The database keeps study files relative to the study (so a study
+# folder can move); a JSON document gives them absolute.
+PATH_KEYS = frozenset({"path", "paths", "output", "out", "file", "files", "csv", "sheet", "histogram", "html",
+                       "markdown", "log", "sbatch", "folder", "dir", "sources"})
+
+
+def _is_path_key(key: Any) -> bool:
+    return isinstance(key, str) and (key in PATH_KEYS or key.endswith(("_path", "_dir", "_file")))
+
+
+def absolute_paths(data: Any, root: Path) -> Any:
+    """`data` with every relative path under a path key made absolute against the study folder `root`."""
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            if _is_path_key(key) and isinstance(value, str):
+                out[key] = _absolute(value, root)
+            elif _is_path_key(key) and isinstance(value, (list, tuple)):
+                out[key] = [_absolute(v, root) if isinstance(v, str) else absolute_paths(v, root) for v in value]
+            else:
+                out[key] = absolute_paths(value, root)
+        return out
+    if isinstance(data, (list, tuple)):
+        return [absolute_paths(v, root) for v in data]
+    return data
+
+
+def _absolute(value: str, root: Path) -> str:
+    # Not a path: empty, a URL, or a labelled source such as "planted:airway_posterior".
+    if not value or ":" in value or Path(value).is_absolute():
+        return value
+    return str(root / value)
+
+
+def print_json(data: Any, study: Study | None = None) -> None:
+    """Print one JSON document on stdout; with `study`, its study-relative paths become absolute."""
+    if study is not None:
+        data = absolute_paths(data, study.root.resolve())
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     sys.stdout.flush()
@@ -85,8 +132,8 @@ def run_as_job(args: argparse.Namespace, study: Study, kind: str, params: dict[s
     """Start a job through core.jobs.launch: write its Slurm script (--sbatch), start it detached (--detach),
     or run it in the foreground with a progress bar (one process here, N through accelerate launch).
 
-    Returns the final job record in the foreground, None when it did not run here. The job id is always the
-    last line printed on stdout, the convention scripts rely on.
+    Returns the final job record in the foreground, None when it did not run here (its id, or with --json its
+    document, is then printed).
     """
     if getattr(args, "time_limit", None):
         params = {**params, "time_limit_s": args.time_limit}
@@ -96,15 +143,13 @@ def run_as_job(args: argparse.Namespace, study: Study, kind: str, params: dict[s
             partition=args.partition))
         print(f"wrote {launched.sbatch}; submit it with `sbatch {launched.sbatch}` (the job stays queued until it "
               f"starts)", file=sys.stderr)
-        if args.json:
-            print_json({"job": launched.job_id, "sbatch": str(launched.sbatch)})
-        print(launched.job_id)
+        _print_started(args, study, launched.job_id, sbatch=str(Path(launched.sbatch).resolve()))
         return None
     if getattr(args, "detach", False):
         launched = launch.launch(study, kind, params, detach=True, argv=sys.argv[1:])
         print(f"started {kind} job in the background (pid {launched.pid}); follow it with "
               f"`cspine-tui logs {launched.job_id} --follow --study {study.root}`", file=sys.stderr)
-        print(launched.job_id)
+        _print_started(args, study, launched.job_id, pid=launched.pid)
         return None
     with _progress_bar(kind) as on_progress:
         record = launch.launch(study, kind, params, detach=False, argv=sys.argv[1:], on_progress=on_progress).record
@@ -120,7 +165,7 @@ def resume_job(study: Study, job_id: str, *, detach: bool) -> int:
         return 0
     with _progress_bar(job_id.split("-")[0]) as on_progress:
         record = launch.start(study, job_id, detach=False, on_progress=on_progress).record
-    return finish(_report_end(study, record))
+    return finish(study, _report_end(study, record))
 
 
 @contextlib.contextmanager
@@ -169,15 +214,61 @@ def _stderr_console():
     return Console(stderr=True)
 
 
-def finish(record: dict[str, Any] | None, result: Any = None, *, as_json: bool = False) -> int:
-    """Print a foreground job's result (JSON when asked) and its id as the last line; the exit code."""
-    if record is None:  # detached: the id is already printed
+# Wide enough for any row: a table is only as wide as its content (rich's Table does not expand by default).
+PIPED_WIDTH = 100_000
+
+
+def table_console(*, stderr: bool = False):
+    """A rich Console for tables: the terminal's width, or whole rows when the output is a file or a pipe
+    (rich would otherwise assume 80 columns and cut cells: "train-20...")."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else PIPED_WIDTH)
+
+
+def _print_started(args: argparse.Namespace, study: Study, job_id: str, **extra: Any) -> None:
+    """A job that runs elsewhere (detached, or a Slurm script): its id, or with --json its document."""
+    if getattr(args, "json", False):
+        print_json({"job": job_id, "state": "queued", **extra,
+                    "log": str(run_dir(study, job_id).resolve() / "log.txt")}, study)
+    else:
+        print(job_id)
+
+
+def job_exit_code(study: Study, record: dict[str, Any]) -> int:
+    """0 succeeded or paused (resumable); 2 failed for a reason the user can fix; 1 crashed or cancelled."""
+    if record["state"] in ("succeeded", "paused"):
         return 0
-    if as_json and result is not None:
-        print_json(result)
-    print(record["id"])
-    return 0 if record["state"] in ("succeeded", "paused") else 1
+    if record["state"] == "failed":
+        # The runner records in status.json whether the failure was the user's to fix (core.errors.CspineError,
+        # an OSError, a full disk) or a crash; a launcher that died before its job ran leaves no mark: a crash.
+        status = read_json(run_dir(study, record["id"]) / "status.json") or {}
+        return 2 if status.get("failure") == "user" else 1
+    return 1
 
 
-__all__ = ["CspineError", "add_study", "add_json", "add_job_options", "open_study", "print_json",
-           "parse_duration", "run_as_job", "resume_job", "finish", "add_launch_options"]
+def finish(study: Study, record: dict[str, Any] | None, result: Any = None, *, as_json: bool = False) -> int:
+    """Print a foreground job's result and return the exit code (see job_exit_code).
+
+    With --json: one document, the job's id (`job`), end state (`state`, and `error` if it did not succeed)
+    and the result's keys. Without: the job's id as the last line of stdout.
+    """
+    if record is None:  # it runs elsewhere: _print_started printed what there is to print
+        return 0
+    if as_json:
+        doc: dict[str, Any] = {"job": record["id"], "state": record["state"]}
+        if record["state"] != "succeeded":
+            doc["error"] = record.get("error")
+        if isinstance(result, dict):
+            doc.update({k: v for k, v in result.items() if k not in doc})
+        elif result is not None:
+            doc["result"] = result
+        print_json(doc, study)
+    else:
+        print(record["id"])
+    return job_exit_code(study, record)
+
+
+__all__ = ["CspineError", "add_study", "add_json", "add_job_options", "open_study", "print_json", "absolute_paths",
+           "table_console", "parse_duration", "run_as_job", "resume_job", "finish", "job_exit_code", "add_launch_options"]

@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from core.realset.ingest import ingest_params, job_summary
+    from core.realset.ingest import SUBFOLDER_REASON, ingest_params, job_summary
 
     from cspine_tui.cli.common import finish, run_as_job
 
@@ -69,7 +69,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     summary = job_summary(study, record["id"])
     if not args.json:
         _print_summary(summary, record)
-    return finish(record, summary, as_json=args.json)
+    folders = [s for s in summary["skipped"] if s["reason"] == SUBFOLDER_REASON]
+    if folders:  # said with --json too: a nested data set must not be half-ingested unsaid
+        print(f"note: {len(folders)} sub-folder{'s' if len(folders) > 1 else ''} not read (e.g. "
+              f"{folders[0]['path']}); ingest again with --recursive to read them", file=sys.stderr)
+    return finish(study, record, summary, as_json=args.json)
 
 
 def _print_summary(summary: dict, record: dict) -> None:
@@ -90,9 +94,10 @@ def _print_summary(summary: dict, record: dict) -> None:
 def cmd_split(args: argparse.Namespace) -> int:
     from core.realset.catalog import redraw_split
 
-    result = redraw_split(open_study(args), args.seed, args.val_fraction)
+    study = open_study(args)
+    result = redraw_split(study, args.seed, args.val_fraction)
     if args.json:
-        print_json(result)
+        print_json(result, study)
     else:
         print(f"split re-drawn with seed {result['seed']}: train {result.get('train', 0)}, "
               f"val {result.get('val', 0)} ({result['changed']} images changed side)")
@@ -106,7 +111,7 @@ def cmd_real(args: argparse.Namespace) -> int:
     if args.list or args.flagged:
         rows = list_images(study, flagged_only=args.flagged, limit=args.limit)
         if args.json:
-            print_json(rows)
+            print_json(rows, study)
             return 0
         for r in rows:
             print(f"{r['id'][:12]}  {r['split'] or '-':5}  {'inv' if r['inverted'] else '   '} "
@@ -114,7 +119,7 @@ def cmd_real(args: argparse.Namespace) -> int:
         return 0
     summary = dataset_summary(study)
     if args.json:
-        print_json(summary)
+        print_json(summary, study)
         return 0
     print(f"real images {summary['total']}: splits {summary['splits'] or '-'}; inverted {summary.get('inverted', 0)}, "
           f"flipped {summary.get('flipped', 0)}, flagged {summary.get('flagged', 0)}, "
@@ -130,10 +135,11 @@ def cmd_override(args: argparse.Namespace) -> int:
 
     if args.invert is None and args.flip is None:
         raise CspineError("nothing to change: give --invert/--no-invert and/or --flip/--no-flip")
-    row = override(open_study(args), args.image, inverted=args.invert, flipped=args.flip)
+    study = open_study(args)
+    row = override(study, args.image, inverted=args.invert, flipped=args.flip)
     if args.json:
         print_json({k: row[k] for k in ("id", "path", "inverted", "polarity_source", "flipped",
-                                        "orientation_source", "flagged")})
+                                        "orientation_source", "flagged")}, study)
     else:
         print(f"{row['id'][:12]}: inverted={row['inverted']} flipped={row['flipped']} -> {row['path']}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from cspine_tui.cli.common import add_json, add_study, open_study, print_json, resume_job
+from cspine_tui.cli.common import add_json, add_study, open_study, print_json, resume_job, table_console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,19 +43,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from core.jobs.control import list_jobs
 
-    rows = list_jobs(open_study(args), kind=args.kind)
+    study = open_study(args)
+    rows = list_jobs(study, kind=args.kind)
     if args.json:
-        print_json(rows)
+        print_json(rows, study)
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("id", "kind", "state", "progress", "step", "message")
+    width = 60 if sys.stdout.isatty() else None  # a terminal gets the start of each message, a file all of it
     for r in rows:
         prog = f"{100 * r['progress']:.0f}%" if r["progress"] is not None else ""
         table.add_row(r["id"], r["kind"], r["state"], prog, str(r["step"] or ""),
-                      (r["error"] or r["message"] or "")[:60])
-    Console().print(table)
+                      (r["error"] or r["message"] or "")[:width])
+    table_console().print(table)
     return 0
 
 
@@ -82,8 +83,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from core.jobs import control
-    from core.jobs import runner
+    from core.jobs import control, runner
 
     study = open_study(args)
     job_id = runner.job_record(study, args.job)["id"]

@@ -2,8 +2,10 @@
 
 Conventions every subcommand follows: `--study PATH` (default sessions/default); long commands run as a
 job in the foreground with a progress bar on stderr and print the job id as the last line of stdout;
-`--detach` starts the job in the background and prints its id; `--json` prints data as JSON on stdout.
-Errors a user can cause are printed on one line (`error: ...`) with exit code 2.
+`--detach` starts the job in the background and prints its id; `--json` prints one JSON document on
+stdout instead (a job's id is its key "job"; paths are absolute).
+Errors a user can cause are printed on one line (`error: ...`) with exit code 2; see cli/common.py for
+the output and exit-code conventions.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 
 from core.errors import CspineError
-from core.study import DEFAULT_STUDY
+from core.study import DEFAULT_STUDY, Study
 
 from cspine_tui.cli.common import default_reviewer
 
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             from cspine_tui.app import run_app  # imported on use: Textual costs start-up time for every command
 
+            _check_study_to_open(args.study)
             return run_app(study_path=args.study, reviewer=args.reviewer, image_protocol=args.image_protocol)
         return int(args.func(args) or 0)
     except CspineError as exc:
@@ -71,6 +74,23 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    # After BrokenPipeError (one of its kind): a path the user gave that cannot be read or written, say;
+    # one line naming it rather than a traceback.
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+def _check_study_to_open(path: Path) -> None:
+    """The TUI opens a study; only the default one is created when missing (a typo must not make a study)."""
+    if (path / "study.toml").exists():
+        return
+    if path == DEFAULT_STUDY:
+        Study.create(path)
+        print(f"created the default study {path}", file=sys.stderr)
+        return
+    Study.open(path)  # raises the one-line "no study at ..., create one with ..." error
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from cspine_tui.cli.common import add_job_options, add_json, add_launch_options, add_study, open_study, \
-    print_json
+    print_json, table_console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,7 +78,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if record is not None and record["state"] == "succeeded":
         result = record["result"] or {}
         print(f"run {result.get('run')}: {result.get('images')} images in {result.get('output')}", file=sys.stderr)
-    return finish(record, record["result"] if record else None, as_json=args.json)
+    return finish(study, record, record["result"] if record else None, as_json=args.json)
 
 
 def cmd_add_synthetic(args: argparse.Namespace) -> int:
@@ -101,17 +101,17 @@ def cmd_add_synthetic(args: argparse.Namespace) -> int:
               f"{len(r['skipped'])} skipped; {r['images']} images in {r['output']}", file=sys.stderr)
         for s in r["skipped"][:10]:
             print(f"  skipped {s['path']}: {s['reason']}", file=sys.stderr)
-    return finish(record, record["result"] if record else None, as_json=args.json)
+    return finish(study, record, record["result"] if record else None, as_json=args.json)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from core.ddpm.synthetic import list_runs
 
-    rows = list_runs(open_study(args))
+    study = open_study(args)
+    rows = list_runs(study)
     if args.json:
-        print_json(rows)
+        print_json(rows, study)
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("run", "source", "checkpoint", "sampler", "steps", "weights", "seed", "images", "flipped")
@@ -119,5 +119,5 @@ def cmd_runs(args: argparse.Namespace) -> int:
         ckpt = f"{r['checkpoint_step']} ({r['train_job']})" if r["checkpoint_step"] is not None else ""
         table.add_row(r["id"], r["source"], ckpt, r["sampler"] or "", str(r["steps"] or ""), r["weights"] or "",
                       "" if r["seed"] is None else str(r["seed"]), str(r["images"]), str(r["flipped_images"]))
-    Console().print(table)
+    table_console().print(table)
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cspine_tui.cli.common import (add_job_options, add_json, add_study, finish, open_study, print_json,
-                                        run_as_job)
+                                   run_as_job, table_console)
 
 RULE_HELP = "final decision rule (default: study.toml [screening] final_rule, else any_reject)"
 
@@ -60,14 +60,14 @@ def cmd_reviews(args: argparse.Namespace) -> int:
     study = open_study(args)
     if args.export:
         n = export_reviews(study, args.export, reviewer=args.only_reviewer)
-        result: dict[str, Any] = {"exported": n, "file": str(args.export)}
+        result: dict[str, Any] = {"exported": n, "file": str(args.export.expanduser().resolve())}
         message = f"wrote {n} decisions to {args.export}"
     else:
         result = import_reviews(study, args.import_, simulated=True if args.simulated else None)
         message = (f"imported {args.import_}: {result['rows']} rows, {result['recorded']} recorded, "
                    f"{result['unchanged']} already there")
     if args.json:
-        print_json(result)
+        print_json(result, study)
     else:
         print(message)
     return 0
@@ -98,14 +98,14 @@ def summary(study: Any, rule: str | None = None) -> dict[str, Any]:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    data = summary(open_study(args), args.rule)
+    study = open_study(args)
+    data = summary(study, args.rule)
     if args.json:
-        print_json(data)
+        print_json(data, study)
         return 0
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if sys.stdout.isatty() else 120)  # piped: room for run names
+    console = table_console()
     s1 = data["table_s1"]
     table = Table("run", "checkpoint", "generated", "final count", "rejected", "pending", "unreviewed",
                   title=f"Table S1 (rule {s1['rule']})")
@@ -137,4 +137,4 @@ def cmd_release(args: argparse.Namespace) -> int:
         print(f"released {result['images']} images to {result['out']}", file=sys.stderr)
         if result.get("licence") == "unspecified":
             print("note: no licence set; pass --licence or set [release] licence in study.toml", file=sys.stderr)
-    return finish(record, result, as_json=args.json)
+    return finish(study, record, result, as_json=args.json)

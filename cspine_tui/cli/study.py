@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.errors import CspineError
+
 from cspine_tui.cli.common import add_json, add_study, default_reviewer, open_study, print_json
 
 
@@ -54,19 +56,21 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from core.status import study_status
 
-    status = study_status(open_study(args))
+    study = open_study(args)
+    status = study_status(study)
     if args.json:
-        print_json(status)
+        print_json(status, study)
     else:
         _print_status(status)
     return 0
 
 
 def _print_status(status: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from cspine_tui.cli.common import table_console
+
+    console = table_console()
     console.print(f"[bold]{status['name']}[/]  {status['study']}")
     console.print(f"real images {status['images']['real']}  (splits {status['splits'] or '-'})   "
                   f"synthetic {status['images']['synthetic']}   checkpoints {status['checkpoints']}   "
@@ -86,19 +90,26 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
     from cspine_tui.cli.common import _stderr_console
     from rich.progress import Progress
 
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise CspineError(f"--out {out} is a file; give a folder (new or existing) for the phantoms")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CspineError(f"cannot create the --out folder {out}: {exc.strerror}; choose another place") from exc
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     depths = tuple(int(b) for b in args.bit_depths.split(",") if b.strip())
     with Progress(console=_stderr_console()) as bar:
         task = bar.add_task("phantoms", total=args.count)
         rows = phantom_files.generate(
-            args.out, args.count, args.seed, negative_fraction=args.negative_fraction,
+            out, args.count, args.seed, negative_fraction=args.negative_fraction,
             right_fraction=args.right_fraction, formats=formats, bit_depths=depths,
             defect_fraction=args.defect_fraction, size_range=(args.min_height, args.max_height),
             progress=lambda done, total: bar.update(task, completed=done),
         )
     if args.contact_sheet:
-        phantom_files.contact_sheet([Path(args.out) / r["file"] for r in rows], args.contact_sheet)
-    print(f"wrote {len(rows)} phantoms and labels.csv to {args.out}", file=sys.stderr)
+        phantom_files.contact_sheet([out / r["file"] for r in rows], args.contact_sheet)
+    print(f"wrote {len(rows)} phantoms and labels.csv to {out}", file=sys.stderr)
     return 0
 
 
@@ -112,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.no_tui:
         from core.status import study_status
 
-        print_json(study_status(study))
+        print_json(study_status(study), study)
         return 0
     from cspine_tui.app import run_app
 

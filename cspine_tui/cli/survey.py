@@ -87,7 +87,7 @@ def cmd_quartets(args: argparse.Namespace) -> int:
     result = {"pack_id": spec.pack_id, "out": str(Path(out).resolve()), "count": spec.count, "seed": spec.seed,
               "checkpoints": spec.checkpoints, "images": len(spec.items)}
     if args.json:
-        print_json(result)
+        print_json(result, study)
     else:
         print(result["out"])
     return 0
@@ -111,7 +111,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     study = open_study(args)
     summary = import_ratings(study, args.file, args.pack, simulated=args.simulated)
     if args.json:
-        print_json(summary)
+        print_json(summary, study)
         return 0
     excluded = ", ".join(f"{k} {v}" for k, v in summary["excluded"].items() if v) or "none"
     again = f" (already imported as {summary['already_imported_as']})" if summary.get("already_imported_as") else ""
@@ -130,7 +130,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     res = analyze(study, args.pack, kappa_coding=args.kappa_coding, report_dir=args.report,
                   include_simulated=not args.exclude_simulated, log=_err)
     if args.json:
-        print_json(res)
+        print_json(res, study)
         return 0
     sim = f" ({res['simulated_raters']} SIMULATED)" if res["simulated_raters"] else ""
     lo, hi = res["accuracy_ci95"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cspine_tui.cli.common import add_job_options, add_json, add_launch_options, add_study, open_study, \
-    print_json
+    print_json, table_console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.sbatch and args.sbatch_cpu:
         params["cpu"] = True  # CPU-only nodes: train there on the CPU even if a GPU shows up
     record = run_as_job(args, study, "train", params)
-    return finish(record, record["result"] if record else None, as_json=args.json)
+    return finish(study, record, record["result"] if record else None, as_json=args.json)
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
@@ -88,9 +88,8 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
             set_kept(study, job, int(step), kept)
     rows = list_checkpoints(study, args.job, include_deleted=args.all)
     if args.json:
-        print_json(rows)
+        print_json(rows, study)
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("job", "step", "train loss", "val loss", "FID", "kept", "resumable", "path")
@@ -102,5 +101,5 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
         fid = fmt(r["fid"], ".2f") + (" (proxy)" if r["fid_extractor"] == "proxy" else "")
         table.add_row(r["job"], str(r["step"]), fmt(r["train_loss"]), fmt(r["val_loss"]), fid,
                       "yes" if r["kept"] else "", "yes" if r["resumable"] else "", r["path"])
-    Console().print(table)
+    table_console().print(table)
     return 0

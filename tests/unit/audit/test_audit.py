@@ -317,9 +317,8 @@ def test_cli_audit_json_and_verdict_commands(study, capsys, tmp_path: Path) -> N
 
     info = planted_study(study)
     assert main(["audit", "--study", str(study.root), "--embedding", "pixel", "--top", "5", "--json"]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
-    job_id = out[-1]
-    doc = json.loads("\n".join(out[:-1]))
+    doc = json.loads(capsys.readouterr().out)  # one document, the job's id in it
+    job_id = doc["job"]
     assert doc["audit_id"] == job_id and len(doc["pairs"]) == 5
     assert {"real_path", "synthetic_path", "real_id", "synthetic_id", "similarity"} <= set(doc["pairs"][0])
     assert doc["pairs"][0]["synthetic_id"] == info["planted_syn"]
@@ -357,6 +356,9 @@ def test_demo_stage_audits_with_two_simulated_reviewers_and_is_idempotent(study)
     assert "nothing to audit yet" in lines[-1] and study.store.scalar("SELECT count(*) FROM audits") == 0
 
     info = planted_study(study)
+    stage_audit(study, lines.append)  # a run the demo did not make is not its to audit
+    assert "nothing to audit yet" in lines[-1] and study.store.scalar("SELECT count(*) FROM audits") == 0
+    study.store.execute("UPDATE synthetic_runs SET name = 'demo-s1000'")  # the name the demo's sampling gives
     stage_audit(study, lines.append)
     audit_id = study.store.scalar("SELECT id FROM audits")
     assert audit_id.startswith("audit-")

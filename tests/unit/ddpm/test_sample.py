@@ -267,6 +267,8 @@ def test_demo_stage_samples_three_checkpoints_once(sample_study):
 
     for step in (400, 600, 800):
         make_checkpoint(sample_study, "train-fake", step, torch_seed=step)
+    assert demo_checkpoints(sample_study) == []  # not the demo's training job: not the demo's to sample
+    sample_study.store.execute("UPDATE jobs SET params = '{\"demo\": true}' WHERE id = 'train-fake'")
     assert [c["step"] for c in demo_checkpoints(sample_study)] == [200, 600, 800]
     logs: list[str] = []
     runs = demo_sample(sample_study, logs.append, count=3)

@@ -51,15 +51,15 @@ def _wait_rows(study, run_id, at_least, timeout=120.0):
 SLOWISH = {"sampler": "ddpm", "steps": 30, "batch": 2, "seed": 9}
 
 
-def test_cli_sample_prints_job_id_last_and_jobs_json_gives_the_folder(sample_study):
+def test_cli_sample_json_names_the_job_and_jobs_json_gives_the_folder(sample_study):
     out = _cli("sample", "--study", sample_study.root, "--checkpoint", 200, "--count", 3, "--sampler", "unipc",
                "--steps", 4, "--seed", 1, "--run", "cli", "--json")
     assert out.returncode == 0, out.stderr
-    job_id = out.stdout.strip().splitlines()[-1]
-    assert job_id.startswith("sample-")
-    listed = _cli("jobs", "--study", sample_study.root, "--json", "--kind", "sample")
     import json
 
+    job_id = json.loads(out.stdout)["job"]  # one document, the job's id in it
+    assert job_id.startswith("sample-")
+    listed = _cli("jobs", "--study", sample_study.root, "--json", "--kind", "sample")
     rows = json.loads(listed.stdout)
     assert rows[0]["id"] == job_id and rows[0]["state"] == "succeeded"
     assert rows[0]["output"] == str((sample_study.synthetic_dir / "cli").resolve())

@@ -144,11 +144,15 @@ def test_demo_stage_skips_clearly_then_runs_once(tmp_path, monkeypatch):
     monkeypatch.setattr(raters, "DEMO_SIZE", 32)
     logs: list[str] = []
     small = tiny_study(tmp_path / "small", n_real=8, per_ckpt=4, reject_every=1000)
+    small.store.execute("UPDATE synthetic_runs SET name = 'demo-s' || checkpoint_step")  # the demo's run names
     raters.demo_reader_study(small, logs.append)
     assert "reader study skipped" in logs[-1] and "2000: 4" in logs[-1]
     assert small.store.scalar("SELECT count(*) FROM quartet_packs") == 0
     study = tiny_study(tmp_path / "ok", n_real=8, per_ckpt=8, reject_every=1000)
     logs.clear()
+    raters.demo_reader_study(study, logs.append)  # runs the demo did not make are not its to draw from
+    assert "reader study skipped" in logs[-1]
+    study.store.execute("UPDATE synthetic_runs SET name = 'demo-s' || checkpoint_step")  # the demo's run names
     raters.demo_reader_study(study, logs.append)
     assert any("8 SIMULATED raters" in m for m in logs) and "report" in logs[-1]
     raters.demo_reader_study(study, logs.append)  # idempotent: nothing new

@@ -216,11 +216,9 @@ def test_cli_ingest_json_split_and_real(study, tmp_path, capsys):
     (src / "empty.png").write_bytes(b"")
     code, out, err = cli(capsys, "ingest", "--study", str(study.root), "--json", "--workers", "0", str(src))
     assert code == 0, err
-    lines = out.strip().splitlines()
-    job_id = lines[-1]
-    assert job_id.startswith("ingest-")
-    data = json.loads("\n".join(lines[:-1]))
-    assert set(data) == {"ingested", "duplicates", "skipped"}
+    data = json.loads(out)  # one document, the job's id in it
+    assert data["job"].startswith("ingest-")
+    assert set(data) == {"job", "state", "ingested", "duplicates", "skipped"}
     assert data["ingested"] == 4 and data["duplicates"] == 0
     assert data["skipped"] == [{"path": str(src / "empty.png"), "reason": "empty file (0 bytes)"}]
     code, out, _ = cli(capsys, "split", "--study", str(study.root), "--seed", "3", "--val-fraction", "0.25",

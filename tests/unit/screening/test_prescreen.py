@@ -123,9 +123,8 @@ def test_cli_prescreen_json(planted, capsys) -> None:
 
     study, ids, _, _ = planted
     assert main(["prescreen", "--study", str(study.root), "--json"]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1].startswith("prescreen-")  # the job id, last
-    doc = json.loads("\n".join(out[:-1]))
+    doc = json.loads(capsys.readouterr().out)  # one document, the job's id in it
+    assert doc["job"].startswith("prescreen-")
     assert doc["n_scored"] == N_SYN and doc["mode"] == "classifier"
     assert [r["score"] for r in doc["ranking"]] == sorted((r["score"] for r in doc["ranking"]), reverse=True)
     assert doc["cv_auroc"] is None or 0.0 <= doc["cv_auroc"] <= 1.0

@@ -98,9 +98,8 @@ def test_release_hf_layout_and_other_rules(study, screened, tmp_path) -> None:
 def test_cli_release_json_and_job(study, screened, tmp_path, capsys) -> None:
     out = tmp_path / "cli-rel"
     assert main(["release", "--study", str(study.root), "--out", str(out), "--json"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1].startswith("release-")  # the job id is the last line
-    result = json.loads("\n".join(lines[:-1]))
+    result = json.loads(capsys.readouterr().out)  # one document, the job's id in it
+    assert result["job"].startswith("release-")
     assert result["images"] == 6 and result["out"] == str(out.resolve())
     assert (out / "manifest.csv").exists()
 

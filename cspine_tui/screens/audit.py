@@ -81,7 +81,7 @@ class AuditScreen(Screen):
         Binding("left,k", "move(-1)", "prev"),
         Binding("g", "agreement", "agreement"),
         Binding("x", "export", "export"),
-        Binding("escape", "back", "back", show=False),
+        Binding("escape", "back", "back"),
     ]
     DEFAULT_CSS = """
     AuditScreen #pair { width: 1fr; height: 1fr; }

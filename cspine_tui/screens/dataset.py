@@ -62,7 +62,7 @@ class DatasetScreen(Screen):
         Binding("f", "filter_flagged", "flagged only"),
         Binding("s", "toggle_skipped", "skipped files"),
         Binding("r", "reload", "reload"),
-        Binding("escape", "back", "back", show=False),
+        Binding("escape", "back", "Back"),
     ]
     DEFAULT_CSS = """
     DatasetScreen #left { width: 62; height: 1fr; }

@@ -17,6 +17,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from core.jobs import runview
+from core.jobs.runview import fmt_duration
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 from cspine_tui.widgets.preview import ImagePreview, load_preview
 
@@ -26,6 +27,19 @@ DB_EVERY_S = 3.0
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
     return "" if value is None else format(value, spec)
+
+
+def progress_text(run: dict[str, Any]) -> Text:
+    """images done / total, the share, the rate and (while running) the time left."""
+    done = run["done"] if run["done"] is not None else (run["images"] or 0)
+    total = run["total"]
+    text = Text("images ", style="bold")
+    text.append(f"{done:,}" + (f" / {total:,} ({100 * done / total:.0f}%)" if total else ""))
+    if run["rate"]:
+        text.append(f"   {run['rate']:.2f} img/s")
+        if run["state"] == "running" and total and total > done:
+            text.append(f"   ETA {fmt_duration((total - done) / run['rate'])}")
+    return text.append("\n")
 
 
 class SamplingScreen(PolledScreen):
@@ -94,7 +108,8 @@ class SamplingScreen(PolledScreen):
     def on_mount(self) -> None:
         self.query_one("#checkpoints", DataTable).add_columns(
             " ", "job", "step", "train loss", "val loss", "FID", "generated")
-        self.query_one("#runs", LiveTable).add_columns("run", "checkpoint", "sampler", "state", "images", "img/s")
+        # Progress first: a long run name must not push a running job's count off-screen.
+        self.query_one("#runs", LiveTable).add_columns("images", "img/s", "state", "run", "checkpoint", "sampler")
         self.start_polling()
 
     # -- data (thread workers) -----------------------------------------------------------------
@@ -193,8 +208,8 @@ class SamplingScreen(PolledScreen):
         for r in self.runs:
             done = r["done"] if r["done"] is not None else (r["images"] or 0)
             images = f"{done}/{r['total']}" if r["total"] else str(done)
-            rows.append((r["key"], [r["run"] or "(starting)", r["checkpoint"], r["sampler"],
-                                    state_text(r["state"]), images, _fmt(r["rate"], ".2f")]))
+            rows.append((r["key"], [images, _fmt(r["rate"], ".2f"), state_text(r["state"]), r["run"] or "(starting)",
+                                    r["checkpoint"], r["sampler"]]))
         self.query_one("#runs", LiveTable).show_rows(rows, self.selected_run)
 
     def _show_run_info(self) -> None:
@@ -208,6 +223,7 @@ class SamplingScreen(PolledScreen):
         text.append("state ")
         text.append_text(state_text(run["state"]))
         text.append(f"   checkpoint {run['checkpoint']} ({run['train_job'] or 'external'})   {run['sampler']}\n")
+        text.append_text(progress_text(run))
         if run["output"]:
             text.append(f"{run['output']}\n", style="dim")
         if run["error"]:

@@ -280,6 +280,7 @@ class SamplingScreen(PolledScreen):
         from core.ddpm.sampling import sample_params
 
         study = self.app.study
+        study.reload_settings()  # an edit of study.toml [sample] since the app started counts
         started = []
         for job, step in chosen:
             params = sample_params(study, checkpoint=step, job=job, **form)

@@ -14,7 +14,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 from textual_plot import HiResMode, PlotWidget
@@ -45,35 +45,141 @@ class LogAxisFormatter(AxisFormatter):
         return [f"{10 ** t:.3g}" for t in ticks]
 
 
+FID_CHOICES = [("auto: Inception if its weights are here, else the proxy", "auto"),
+               ("inception (comparable with published FIDs)", "inception"),
+               ("proxy (NOT Inception: trends only)", "proxy"),
+               ("off (no FID during training)", "off")]
+
+
+def dialog_defaults(study: Any) -> dict[str, Any]:
+    """What the new-run dialog starts with: study.toml [train] as it is on disk now, a preset this machine can
+    train (no GPU: tiny), the FID extractor the machine has weights for, the preset's FID interval."""
+    import torch  # the GPU check; a worker thread pays for the import, not the UI
+
+    from core.ddpm.networks import get_preset
+    from core.errors import CspineError
+    from core.metrics.fid import find_inception_weights
+
+    study.reload_settings()
+    train = study.settings.get("train", {})
+    gpu = torch.cuda.is_available()
+    preset = train.get("preset", "paper") if gpu else "tiny"
+    try:
+        find_inception_weights(train.get("inception_weights"), study.get("fid", "inception_weights"))
+        weights = True
+    except CspineError:
+        weights = False
+    extractor = train.get("fid_extractor") or ("inception" if weights else "auto")
+    return {"gpu": gpu, "preset": preset, "weights": weights, "extractor": extractor,
+            "fid_every": {name: train.get("fid_every", get_preset(name).fid_every) for name in ("paper", "small",
+                                                                                               "tiny")},
+            "max_steps": {name: train.get("max_steps", get_preset(name).max_steps) for name in ("paper", "small",
+                                                                                               "tiny")}}
+
+
 class NewRunScreen(ModalScreen[dict | None]):
-    """Parameters of a new training run; the rest comes from study.toml [train] and the preset."""
+    """Parameters of a new training run, each labelled; the rest comes from study.toml [train] and the preset.
+    The defaults are worked out in a thread (torch import, weights lookup) and filled in when known."""
 
     DEFAULT_CSS = """
     NewRunScreen { align: center middle; }
-    NewRunScreen > Vertical { width: 64; height: auto; border: thick $primary; padding: 1 2; background: $surface; }
-    NewRunScreen Input, NewRunScreen Select { margin-bottom: 1; }
+    NewRunScreen > VerticalScroll { width: 72; max-height: 100%; height: auto; border: thick $primary;
+                                    padding: 0 2; background: $surface; }
+    NewRunScreen Label { margin-top: 1; }
+    NewRunScreen #machine { color: $text-muted; }
+    NewRunScreen #buttons { height: auto; margin-top: 1; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.defaults: dict[str, Any] | None = None
+        self._touched: set[str] = set()  # fields the user changed: defaults arriving late leave them alone
+
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with VerticalScroll():
             yield Label("New training run (runs in the background)", classes="panel-title")
-            yield Select([(p, p) for p in ("paper", "small", "tiny")], value="paper", id="preset",
-                         allow_blank=False)
+            yield Static("checking this machine (GPU, Inception weights)…", id="machine")
+            yield Label("Preset (network size and schedule)")
+            yield Select([("paper (GPU: the paper's network)", "paper"), ("small (GPU: half the channels)", "small"),
+                          ("tiny (CPU: 32 px, minutes)", "tiny")], value="tiny", id="preset", allow_blank=False)
+            yield Label("Training data")
             yield Select([("train split (validation loss)", "train"), ("all images (FID monitors)", "all")],
                          value="train", id="data", allow_blank=False)
-            yield Input(placeholder="steps (empty: the preset's)", id="steps", type="integer")
-            yield Input(value="1", placeholder="processes (GPUs)", id="procs", type="integer")
-            with Horizontal():
+            yield Label("Steps (empty: the preset's)")
+            yield Input(placeholder="the preset's", id="steps", type="integer")
+            yield Label("FID feature extractor")
+            yield Select(FID_CHOICES, value="auto", id="fid", allow_blank=False)
+            yield Label("FID every N steps (0: off)")
+            yield Input(placeholder="the preset's", id="fid-every", type="integer")
+            yield Label("Processes (one per GPU)")
+            yield Input(value="1", id="procs", type="integer")
+            with Horizontal(id="buttons"):
                 yield Button("Start", variant="primary", id="start")
                 yield Button("Cancel", id="cancel")
 
+    def on_mount(self) -> None:
+        self._load_defaults()
+
+    @work(thread=True, group="new-run-defaults")
+    def _load_defaults(self) -> None:
+        try:
+            defaults = dialog_defaults(self.app.study)
+        except Exception as exc:  # noqa: BLE001 - an invalid study.toml edit: shown, the dialog stays usable
+            self.app.call_from_thread(self.app.report_error, exc)
+            return
+        self.app.call_from_thread(self._fill, defaults)
+
+    def _fill(self, d: dict[str, Any]) -> None:
+        self.defaults = d
+        weights = "Inception weights found" if d["weights"] else "no Inception weights here (auto uses the proxy)"
+        self.query_one("#machine", Static).update(
+            f"{'GPU found' if d['gpu'] else 'no GPU: the tiny preset trains on a CPU'} · {weights}")
+        self._set("preset", d["preset"])
+        self._set("fid", d["extractor"])
+        self._show_preset_numbers()
+
+    def _set(self, field: str, value: Any) -> None:
+        if field not in self._touched:
+            widget = self.query_one(f"#{field}")
+            with widget.prevent(Select.Changed, Input.Changed):
+                widget.value = value
+
+    def _show_preset_numbers(self) -> None:
+        if self.defaults is None:
+            return
+        preset = self.query_one("#preset", Select).value
+        self.query_one("#steps", Input).placeholder = f"the preset's {self.defaults['max_steps'][preset]:,}"
+        off = self.query_one("#fid", Select).value == "off"
+        self._set("fid-every", "0" if off else str(self.defaults["fid_every"][preset]))
+
+    @on(Select.Changed)
+    @on(Input.Changed)
+    def _changed(self, event: Select.Changed | Input.Changed) -> None:
+        field = event.control.id or ""
+        self._touched.add(field)
+        if field in ("preset", "fid"):
+            if field == "fid" and event.value != "off" and self.query_one("#fid-every", Input).value == "0":
+                self._touched.discard("fid-every")  # FID back on: the preset's interval again
+            if field == "fid" and event.value == "off":
+                self._touched.discard("fid-every")
+            self._show_preset_numbers()
+
     @on(Button.Pressed, "#start")
     def _start(self) -> None:
+        from core.errors import CspineError
+
         steps = self.query_one("#steps", Input).value.strip()
         procs = self.query_one("#procs", Input).value.strip() or "1"
+        every = self.query_one("#fid-every", Input).value.strip()
+        fid = self.query_one("#fid", Select).value
+        if not procs.isdigit() or int(procs) < 1:
+            self.app.report_error(CspineError(f"processes must be 1 or more, not {procs!r}"))
+            return
         self.dismiss({"preset": self.query_one("#preset", Select).value, "data": self.query_one("#data", Select).value,
-                      "steps": int(steps) if steps else None, "num_processes": max(1, int(procs))})
+                      "steps": int(steps) if steps else None, "num_processes": int(procs),
+                      "fid_extractor": None if fid == "off" else fid,
+                      "fid_every": 0 if fid == "off" else (int(every) if every else None)})
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
@@ -245,8 +351,10 @@ class TrainingScreen(PolledScreen):
         from core.ddpm.trainer import train_params
 
         study = self.app.study
+        study.reload_settings()  # an edit of study.toml since the app started counts
         params = train_params(study, preset=choice["preset"], data=choice["data"],
-                              overrides={"max_steps": choice.get("steps")}, num_processes=choice["num_processes"])
+                              overrides={"max_steps": choice.get("steps"), "fid_every": choice.get("fid_every")},
+                              num_processes=choice["num_processes"], fid_extractor=choice.get("fid_extractor"))
         job_id = runner.create_job(study, "train", params, argv=["tui", "train"])
         launch.start(study, job_id, detach=True)
         self.selected, self.tail = job_id, None

@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -57,9 +58,8 @@ def summary_table(r: dict[str, Any]) -> Table:
 def raters_table(r: dict[str, Any]) -> Table:
     groups = r.get("groups") or list(r["mean_realism"])
     t = Table("rater", "correct", "accuracy", *[f"mean {g}" for g in groups], title="Raters", title_justify="left",
-              expand=True)
-    t.columns[0].no_wrap = True
-    t.columns[0].min_width = 18
+              expand=True, box=box.SIMPLE_HEAD)  # no outer box: the headers fit 80 columns
+    t.columns[0].overflow = "fold"
     for p in r["per_rater"]:
         means = r["per_rater_means"].get(p["rater"], {})
         t.add_row(p["rater"] + (" (sim)" if p["simulated"] and "simulated" not in p["rater"] else ""),
@@ -85,7 +85,7 @@ def quantile_table(r: dict[str, Any]) -> Table:
 
     groups = r.get("groups") or list(r["mean_realism"])
     t = Table("group", "raters", "min", "25%", "median", "mean", "75%", "max",
-              title="Per-rater mean realism (the violin plot)", title_justify="left", expand=True)
+              title="Per-rater mean realism (the violin plot)", title_justify="left", expand=True, box=box.SIMPLE_HEAD)
     for g in groups:
         values = np.array([m[g] for m in r["per_rater_means"].values() if m.get(g) is not None], dtype=float)
         label = g if g == "real" else f"step {g}"
@@ -120,6 +120,11 @@ class AnalysisScreen(Screen):
     AnalysisScreen.-text-plot #plot-table { display: block; }
     AnalysisScreen #report { height: auto; padding: 0 1; }
     AnalysisScreen #import { dock: bottom; }
+    /* Under 160 columns side by side squeezes both: the plot (or its table) goes under the tables. */
+    AnalysisScreen.-narrow #main { layout: vertical; overflow-y: auto; }
+    AnalysisScreen.-narrow #tables { width: 1fr; height: auto; }
+    AnalysisScreen.-narrow #plot-side { width: 1fr; height: auto; }
+    AnalysisScreen.-narrow #plot { height: 20; }
     """
 
     def __init__(self) -> None:
@@ -131,7 +136,7 @@ class AnalysisScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal():
+        with Horizontal(id="main"):
             with VerticalScroll(id="tables"):
                 yield Static("loading…", id="summary")
                 yield Static("", id="raters")
@@ -142,6 +147,9 @@ class AnalysisScreen(Screen):
                 yield Static("", id="report", classes="muted")
         yield Input(placeholder="path of a Qualtrics response export (CSV) to import; enter imports", id="import")
         yield Footer()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 160, "-narrow")  # side by side, each half needs about 80 columns
 
     def on_mount(self) -> None:
         self.set_class(resolved_protocol(self.app.image_protocol) not in GRAPHIC_PROTOCOLS, "-text-plot")

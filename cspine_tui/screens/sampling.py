@@ -57,15 +57,16 @@ class SamplingScreen(PolledScreen):
         Binding("escape", "app.pop_screen", "Back"),
     ]
     DEFAULT_CSS = """
-    SamplingScreen #left { width: 76; }
+    SamplingScreen #left { width: 3fr; max-width: 80; min-width: 46; }
+    SamplingScreen #right { width: 2fr; }
     SamplingScreen #checkpoints { height: 1fr; min-height: 6; }
-    SamplingScreen #form { height: auto; }
-    SamplingScreen #form #sampler { width: 15; }
-    SamplingScreen #form #weights { width: 22; }
-    SamplingScreen #form Input { width: 11; }
-    SamplingScreen #form Button { min-width: 10; }
+    SamplingScreen #form { height: auto; grid-size: 3; grid-columns: 1fr 1fr 1fr; grid-rows: 1 3 1 3;
+                           grid-gutter: 0 1; }
+    SamplingScreen #form Select, SamplingScreen #form Input, SamplingScreen #form Button { width: 1fr; }
     SamplingScreen #runs { height: 1fr; min-height: 6; }
-    SamplingScreen #gallery { grid-size: 3 2; grid-gutter: 0 1; height: 1fr; }
+    SamplingScreen #gallery { grid-size: 3 2; grid-gutter: 0 1; height: 1fr; min-height: 8; }
+    SamplingScreen.-narrow #gallery { grid-size: 2 2; }  /* four thumbnails big enough to see, not six slivers */
+    SamplingScreen.-narrow #g4, SamplingScreen.-narrow #g5 { display: none; }
     SamplingScreen #run-info { height: auto; }
     """
 
@@ -87,17 +88,22 @@ class SamplingScreen(PolledScreen):
             with Vertical(id="left"):
                 yield Label("Checkpoints (space marks, s samples)", classes="panel-title")
                 yield DataTable(id="checkpoints", cursor_type="row", zebra_stripes=True)
-                with Horizontal(id="form"):
+                with Grid(id="form"):  # a label over each field, two rows of three
+                    for text in ("sampler", "steps", "images"):
+                        yield Label(text, classes="muted")
                     yield Select([(s, s) for s in SAMPLERS], value=DEFAULT_FAST_SAMPLER, id="sampler",
                                  allow_blank=False)
-                    yield Input(placeholder="steps", id="steps", type="integer")
-                    yield Input(value="100", placeholder="count", id="count", type="integer")
+                    yield Input(placeholder="default", id="steps", type="integer")
+                    yield Input(value="100", id="count", type="integer")
+                    yield Label("weights", classes="muted")
+                    yield Label("")
+                    yield Label("")
                     yield Select([("EMA weights", "ema"), ("online weights", "online")], value="ema",
                                  id="weights", allow_blank=False)
                     yield Button("Sample", variant="primary", id="start")
                 yield Label("Runs", classes="panel-title")
                 yield LiveTable(id="runs")
-            with Vertical():
+            with Vertical(id="right"):
                 yield Static("no run selected", id="run-info", classes="panel")
                 yield Label("Newest images of the highlighted run", classes="panel-title")
                 with Grid(id="gallery"):
@@ -105,9 +111,12 @@ class SamplingScreen(PolledScreen):
                         yield ImagePreview(self.app.image_protocol, caption="", id=f"g{i}")
         yield Footer()
 
+    def on_resize(self) -> None:
+        self.set_class(self.query_one("#right").size.width < 60, "-narrow")
+
     def on_mount(self) -> None:
         self.query_one("#checkpoints", DataTable).add_columns(
-            " ", "job", "step", "train loss", "val loss", "FID", "generated")
+            " ", "step", "generated", "FID", "val loss", "train loss", "job")  # what picks a checkpoint first
         # Progress first: a long run name must not push a running job's count off-screen.
         self.query_one("#runs", LiveTable).add_columns("images", "img/s", "state", "run", "checkpoint", "sampler")
         self.start_polling()
@@ -190,9 +199,9 @@ class SamplingScreen(PolledScreen):
             mark = "●" if (c["job"], c["step"]) in self.marked else ""
             fid = _fmt(c["fid"], ".2f") + (" proxy" if c.get("fid_extractor") == "proxy" and c["fid"] is not None
                                            else "")
-            rows.append((f"{c['job']}:{c['step']}", (mark, c["job"].removeprefix("train-"), str(c["step"]),
-                                                     _fmt(c["train_loss"]), _fmt(c["val_loss"]), fid,
-                                                     str(c["generated"]))))
+            rows.append((f"{c['job']}:{c['step']}", (mark, str(c["step"]), str(c["generated"]), fid,
+                                                     _fmt(c["val_loss"]), _fmt(c["train_loss"]),
+                                                     c["job"].removeprefix("train-"))))
         if rows == self._ckpt_rows:
             return  # unchanged: leave the table (and the cursor) alone
         cursor = table.cursor_row

@@ -73,9 +73,12 @@ class ScreeningScreen(Screen):
     ScreeningScreen #facts { height: %d; border: round $primary-lighten-2; padding: 0 1; }
     ScreeningScreen #reasons { height: auto; display: none; border: round $error; padding: 0 1; }
     ScreeningScreen.-rejecting #reasons { display: block; }
+    /* While rejecting, the reasons take the counts' place and the facts give way: no panel pushed off-screen. */
+    ScreeningScreen.-rejecting #counts { display: none; }
+    ScreeningScreen.-rejecting #facts { height: 1fr; max-height: %d; min-height: 4; }
     ScreeningScreen #counts { height: 1fr; }
     ScreeningScreen #caption { height: 1; width: 1fr; content-align: center middle; color: $text-muted; }
-    """ % (FACTS_HEIGHT + 2)
+    """ % (FACTS_HEIGHT + 2, FACTS_HEIGHT + 2)
 
     def __init__(self) -> None:
         super().__init__()

@@ -77,6 +77,36 @@ def dialog_defaults(study: Any) -> dict[str, Any]:
                                                                                                "tiny")}}
 
 
+class StepAxisFormatter(AxisFormatter):
+    """Step ticks at 1-2-5 intervals, as many as fit the plot's width with a gap between labels (the stock
+    formatter puts 5-8 ticks whatever the width: "20406081012140" at 80 columns); 20000 reads as 20k."""
+
+    def __init__(self) -> None:
+        self.width = 80
+
+    def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
+        if not (math.isfinite(min_) and math.isfinite(max_)) or max_ <= min_:
+            return [min_]
+        label = max(len(self._label(min_)), len(self._label(max_))) + 2  # two spaces between labels
+        fit = max(2, min(max_ticks, (self.width - 10) // label))  # about 10 columns go to the y axis
+        for exp in range(math.floor(math.log10(max_ - min_)) - 1, 12):
+            for m in (1, 2, 5):
+                step = m * 10.0 ** exp
+                ticks = [k * step for k in range(math.ceil(min_ / step), math.floor(max_ / step) + 1)]
+                if len(ticks) <= fit:
+                    return ticks
+        return [min_, max_]
+
+    @staticmethod
+    def _label(t: float) -> str:
+        if abs(t) >= 1000 and t % 1000 == 0:
+            return f"{t / 1000:g}k"
+        return f"{t:g}"
+
+    def get_labels_for_ticks(self, ticks) -> list[str]:
+        return [self._label(t) for t in ticks]
+
+
 class NewRunScreen(ModalScreen[dict | None]):
     """Parameters of a new training run, each labelled; the rest comes from study.toml [train] and the preset.
     The defaults are worked out in a thread (torch import, weights lookup) and filled in when known."""
@@ -199,7 +229,8 @@ class TrainingScreen(PolledScreen):
         Binding("escape", "app.pop_screen", "Back"),
     ]
     DEFAULT_CSS = """
-    TrainingScreen #runs-pane { width: 52; }
+    TrainingScreen #runs-pane { width: 2fr; max-width: 52; min-width: 30; }
+    TrainingScreen #plot-pane { width: 3fr; }
     TrainingScreen #runs { height: 1fr; }
     TrainingScreen #stats { height: auto; }
     TrainingScreen #curve { height: 1fr; min-height: 10; }
@@ -208,6 +239,7 @@ class TrainingScreen(PolledScreen):
 
     def __init__(self) -> None:
         super().__init__()
+        self.x_ticks = StepAxisFormatter()
         self.runs: list[dict[str, Any]] = []
         self.selected: str | None = None
         self.tail: runview.MetricsTail | None = None
@@ -219,7 +251,7 @@ class TrainingScreen(PolledScreen):
             with Vertical(id="runs-pane"):
                 yield LiveTable(id="runs")
                 yield Static("no training runs yet: press n to start one", id="stats", classes="panel")
-            with Vertical():
+            with Vertical(id="plot-pane"):
                 yield PlotWidget(id="curve")
                 yield DataTable(id="evals", zebra_stripes=True)
         yield Footer()
@@ -230,6 +262,7 @@ class TrainingScreen(PolledScreen):
         evals.add_columns("step", "train loss", "val loss", "val loss (EMA)", "FID", "KID", "FID details")
         plot = self.query_one("#curve", PlotWidget)
         plot.set_xlabel("step")
+        plot.set_x_formatter(self.x_ticks)
         plot.set_ylabel("loss (log)")
         plot.set_y_formatter(LogAxisFormatter())
         self.start_polling()
@@ -290,8 +323,12 @@ class TrainingScreen(PolledScreen):
             text.append(str(st["error"]), style="red")
         stats.update(text)
 
+    def on_resize(self) -> None:
+        self.x_ticks.width = self.query_one("#curve", PlotWidget).size.width
+
     def _show_curve(self) -> None:
         plot = self.query_one("#curve", PlotWidget)
+        self.x_ticks.width = plot.size.width
         plot.clear()
         xs, ys = self.tail.points("train_loss")
         pts = [(x, math.log10(y)) for x, y in zip(xs, ys) if y > 0 and math.isfinite(y)]

@@ -58,7 +58,7 @@ async def test_analysis_screen_imports_analyses_and_shows_the_plot(study, tmp_pa
                                               raters.simulate_raters(spec, 4, seed=1)
                                               + raters.preview_and_partial(spec))
     app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
-    async with app.run_test(size=(140, 44)) as pilot:
+    async with app.run_test(size=(170, 48)) as pilot:
         app.open_screen("analysis")
         await until(app, pilot, lambda: "No ratings yet" in screen_text(app))
         scr = app.screen
@@ -93,7 +93,7 @@ async def test_analysis_c_reanalyses_the_pack_on_screen_not_the_newest(study, tm
     newer = pack.build_pack(study, tmp_path / "pack-b", checkpoints=CKPTS, count=6, seed=3, size=32)
     assert newer.pack_id != older.pack_id
     app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
-    async with app.run_test(size=(140, 44)) as pilot:
+    async with app.run_test(size=(170, 48)) as pilot:
         app.open_screen("analysis")
         await until(app, pilot, lambda: getattr(app.screen, "result", None) is not None)
         scr = app.screen

@@ -24,8 +24,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from core.reader_study import statistics
-from core.reader_study.analysis import KAPPA_CODINGS
 from cspine_tui.widgets.preview import ImagePreview, load_preview, resolved_protocol
 
 GRAPHIC_PROTOCOLS = ("kitty", "sixel")  # terminals that draw the PNG's pixels
@@ -34,7 +32,14 @@ PAPER = {"accuracy": "29.0%", "kappa": "0.061", "means": ["3.323", "3.228", "3.2
          "p": ["0.128", "0.236", "1.000"], "p_holm": ["0.383", "0.471", "1.000"]}
 
 
+# core.reader_study.statistics imports scipy (about 2 s, far more under load): the screen's thread workers
+# import it first (latest_analysis, analyze), so the drawing code below finds it loaded and the screen's first
+# paint never waits for it.
+
+
 def summary_table(r: dict[str, Any]) -> Table:
+    from core.reader_study import statistics  # loaded by the worker already (see above)
+
     t = Table("measure", "this study", "paper", title="Reader study" + (
         f"  [bold red]SIMULATED raters: {r['simulated_raters']}[/]" if r.get("simulated_raters") else ""),
         title_justify="left", expand=True)
@@ -56,6 +61,8 @@ def summary_table(r: dict[str, Any]) -> Table:
 
 
 def raters_table(r: dict[str, Any]) -> Table:
+    from core.reader_study import statistics  # loaded by the worker already
+
     groups = r.get("groups") or list(r["mean_realism"])
     t = Table("rater", "correct", "accuracy", *[f"mean {g}" for g in groups], title="Raters", title_justify="left",
               expand=True, box=box.SIMPLE_HEAD)  # no outer box: the headers fit 80 columns
@@ -70,6 +77,8 @@ def raters_table(r: dict[str, Any]) -> Table:
 
 
 def kappa_table(r: dict[str, Any]) -> Table:
+    from core.reader_study import statistics  # loaded by the worker already
+
     t = Table("coding", "kappa", "P", "Pe", title=f"Fleiss' kappa over {r['kappa_quartets']} quartets",
               title_justify="left", expand=True)
     for coding, k in r["fleiss_kappa_by_coding"].items():
@@ -156,6 +165,8 @@ class AnalysisScreen(Screen):
         self.action_reload()
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        from core.reader_study.analysis import KAPPA_CODINGS  # scipy: loaded by the first worker by now
+
         cmds = [("Run the reader-study analysis", "statistics, violin plots and a new report", self.action_analyze),
                 ("Import Qualtrics ratings (CSV)", "type the file's path in the field at the bottom",
                  self.action_focus_import)]
@@ -235,6 +246,8 @@ class AnalysisScreen(Screen):
         self._analyze(self.pack, self.coding)
 
     def action_coding(self) -> None:
+        from core.reader_study.analysis import KAPPA_CODINGS  # scipy: loaded by the first worker by now
+
         self._set_coding(KAPPA_CODINGS[(KAPPA_CODINGS.index(self.coding) + 1) % len(KAPPA_CODINGS)])
 
     def _set_coding(self, coding: str) -> None:

@@ -79,10 +79,9 @@ class SamplingScreen(PolledScreen):
         self.shown_images: list[str] = []
         self._db_cache: tuple[list[dict[str, Any]], list[dict[str, Any]], float] | None = None
         self._ckpt_rows: list[tuple[str, tuple[str, ...]]] = []
+        self._samplers_shown = False
 
     def compose(self) -> ComposeResult:
-        from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, SAMPLERS
-
         yield Header()
         with Horizontal():
             with Vertical(id="left"):
@@ -91,8 +90,9 @@ class SamplingScreen(PolledScreen):
                 with Grid(id="form"):  # a label over each field, two rows of three
                     for text in ("sampler", "steps", "images"):
                         yield Label(text, classes="muted")
-                    yield Select([(s, s) for s in SAMPLERS], value=DEFAULT_FAST_SAMPLER, id="sampler",
-                                 allow_blank=False)
+                    # The sampler names come with the first poll: core.ddpm.samplers imports torch, which
+                    # would hold the screen's first paint for seconds.
+                    yield Select([], prompt="loading…", id="sampler")
                     yield Input(placeholder="default", id="steps", type="integer")
                     yield Input(value="100", id="count", type="integer")
                     yield Label("weights", classes="muted")
@@ -130,6 +130,7 @@ class SamplingScreen(PolledScreen):
     def poll(self) -> None:
         import time
 
+        from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, SAMPLERS
         from core.ddpm.sampling import checkpoint_overview, newest_images
         from core.ddpm.synthetic import list_runs
 
@@ -149,7 +150,7 @@ class SamplingScreen(PolledScreen):
         decoded = None
         if images != self.shown_images:
             decoded = [load_preview(p, max_side=256) for p in images]
-        self.show_from_thread(self._show, ckpts, runs, selected, images, decoded)
+        self.show_from_thread(self._show, ckpts, runs, selected, images, decoded, (SAMPLERS, DEFAULT_FAST_SAMPLER))
 
     @staticmethod
     def _merge_runs(jobs: list[dict[str, Any]], db_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -178,8 +179,13 @@ class SamplingScreen(PolledScreen):
                          "error": None, "output": None})
         return rows
 
-    def _show(self, ckpts, runs, selected, images, decoded) -> None:
+    def _show(self, ckpts, runs, selected, images, decoded, samplers) -> None:
         self.checkpoints, self.runs, self.selected_run = ckpts, runs, selected
+        if not self._samplers_shown:
+            select = self.query_one("#sampler", Select)
+            select.set_options([(s, s) for s in samplers[0]])
+            select.value = samplers[1]
+            self._samplers_shown = True
         self._show_checkpoints()
         self._show_runs()
         self._show_run_info()
@@ -272,6 +278,9 @@ class SamplingScreen(PolledScreen):
         chosen = sorted(self.marked) or ([self._highlighted_checkpoint()] if self._highlighted_checkpoint() else [])
         if not chosen:
             self.app.report_error(CspineError("no checkpoint to sample: train first, or pick one in the table"))
+            return
+        if not self._samplers_shown:
+            self.app.report_error(CspineError("the sampler list is still loading; press s again in a moment"))
             return
         steps = self.query_one("#steps", Input).value.strip()
         count = self.query_one("#count", Input).value.strip()

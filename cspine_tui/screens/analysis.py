@@ -162,7 +162,7 @@ class AnalysisScreen(Screen):
 
     def on_mount(self) -> None:
         self.set_class(resolved_protocol(self.app.image_protocol) not in GRAPHIC_PROTOCOLS, "-text-plot")
-        self.action_reload()
+        self.call_after_refresh(self.action_reload)  # after the first paint: opening the screen never waits for its data
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
         from core.reader_study.analysis import KAPPA_CODINGS  # scipy: loaded by the first worker by now

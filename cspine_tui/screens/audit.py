@@ -125,7 +125,7 @@ class AuditScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.reload()
+        self.call_after_refresh(self.reload)  # after the first paint: opening the screen never waits for its data
 
     def on_unmount(self) -> None:
         self._writer.shutdown(wait=True)  # verdicts reach the database before the app exits

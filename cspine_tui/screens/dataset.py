@@ -108,7 +108,7 @@ class DatasetScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.action_reload()
+        self.call_after_refresh(self.action_reload)  # after the first paint: opening the screen never waits for its data
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < 120, "-narrow")

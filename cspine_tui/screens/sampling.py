@@ -80,6 +80,7 @@ class SamplingScreen(PolledScreen):
         self._db_cache: tuple[list[dict[str, Any]], list[dict[str, Any]], float] | None = None
         self._ckpt_rows: list[tuple[str, tuple[str, ...]]] = []
         self._samplers_shown = False
+        self.loaded = False  # the first poll has been shown (tests/factories/waiting.py waits on it)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -119,7 +120,7 @@ class SamplingScreen(PolledScreen):
             " ", "step", "generated", "FID", "val loss", "train loss", "job")  # what picks a checkpoint first
         # Progress first: a long run name must not push a running job's count off-screen.
         self.query_one("#runs", LiveTable).add_columns("images", "img/s", "state", "run", "checkpoint", "sampler")
-        self.start_polling()
+        self.call_after_refresh(self.start_polling)  # after the first paint: opening the screen never waits for its data
 
     # -- data (thread workers) -----------------------------------------------------------------
     def refresh_data(self) -> None:
@@ -181,6 +182,7 @@ class SamplingScreen(PolledScreen):
 
     def _show(self, ckpts, runs, selected, images, decoded, samplers) -> None:
         self.checkpoints, self.runs, self.selected_run = ckpts, runs, selected
+        self.loaded = True
         if not self._samplers_shown:
             select = self.query_one("#sampler", Select)
             select.set_options([(s, s) for s in samplers[0]])

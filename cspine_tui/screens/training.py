@@ -244,6 +244,7 @@ class TrainingScreen(PolledScreen):
         self.selected: str | None = None
         self.tail: runview.MetricsTail | None = None
         self._plotted_offset = -1
+        self.loaded = False  # the first poll has been shown (tests/factories/waiting.py waits on it)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -265,7 +266,7 @@ class TrainingScreen(PolledScreen):
         plot.set_x_formatter(self.x_ticks)
         plot.set_ylabel("loss (log)")
         plot.set_y_formatter(LogAxisFormatter())
-        self.start_polling()
+        self.call_after_refresh(self.start_polling)  # after the first paint: opening the screen never waits for its data
 
     # -- data (thread workers; files only) --------------------------------------------------------
     def poll(self) -> None:
@@ -283,6 +284,7 @@ class TrainingScreen(PolledScreen):
     def _show(self, runs: list[dict[str, Any]], selected: str | None, changed: bool) -> None:
         self.runs = runs
         self.selected = selected
+        self.loaded = True
         rows = []
         for r in runs:
             st = r["status"]

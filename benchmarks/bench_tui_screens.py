@@ -127,6 +127,7 @@ def main() -> int:
             for k, v in rec.items():
                 merged.setdefault(name, {}).setdefault(k, []).extend(v)
     worst = 0.0
+    screens = {}
     for name, rec in merged.items():
         line = {"benchmark": "tui_screens", "screen": name, "n": len(next(iter(rec.values())))}
         for k, v in rec.items():
@@ -135,7 +136,8 @@ def main() -> int:
             if k.endswith("paint_s"):
                 worst = max(worst, statistics.median(v))
         print(json.dumps(line))
-    print(json.dumps({"benchmark": "tui_screens", "summary": True, "worst_paint_median_s": round(worst, 3),
+        screens[name] = {k: v for k, v in line.items() if k.endswith("_median")}
+    print(json.dumps({"benchmark": "tui_screens", "summary": True, "screens": screens, "worst_paint_median_s": round(worst, 3),
                       "target_s": TARGET_S, "meets_target": worst <= TARGET_S, "terminal": f"tmux {COLS}x{ROWS}",
                       "launches": args.launches, "app_root": str(args.app_root), "study": str(args.study),
                       "cpus": os.cpu_count(), "load_avg_before": load_before,

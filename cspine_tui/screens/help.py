@@ -30,7 +30,7 @@ class HelpScreen(ModalScreen[None]):
         under = self.under
         lines = ["# cspine-tui help", "",
                  "`ctrl+p` opens the command palette: every screen, and every command and key of the screen in "
-                 "front (type a word of what you want, e.g. `filter`, `accept`, `audit`).",
+                 "front (type a word of what you want, e.g. `filter`, `accept`, `audit`).", "",
                  "`?` this help · `escape` back (to the dashboard) · `q` quit (running jobs keep running).", "",
                  "## Screens (keys on the dashboard)", ""]
         lines += [f"- `{e.key}` **{e.title}**: {e.description}" for e in SCREENS if e.name != "dashboard"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -61,6 +62,12 @@ def build_study(path: Path, n: int) -> Path:
             rows = []
     synthetic.add_images(study, run, rows)
     return path
+
+
+def app_command() -> str:
+    """The app from the interpreter running this benchmark, on this checkout (not a .venv that may not exist)."""
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return f"env PYTHONPATH={shlex.quote(path)} {shlex.quote(sys.executable)} -m cspine_tui"
 
 
 # -- tmux --------------------------------------------------------------------------------------------------
@@ -182,7 +189,7 @@ def measure_app(study: Path, args: argparse.Namespace, work: Path) -> dict:
     trace_path = work / "paint-app.log"
     tmux = Tmux()
     env = {"COLORTERM": "truecolor", "TERM": "tmux-256color", "CSPINE_TRACE_PAINT": str(trace_path)}
-    cli = f"{ROOT / '.venv/bin/cspine-tui'} --study {study} --reviewer bench-{os.getpid()} --image-protocol halfcell"
+    cli = f"{app_command()} --study {study} --reviewer bench-{os.getpid()} --image-protocol halfcell"
     try:
         t0 = time.time()
         tmux.start(cli, env)
@@ -213,7 +220,7 @@ def measure_reference(study: Path, args: argparse.Namespace, work: Path) -> dict
     trace_path = work / "paint-ref.log"
     tmux = Tmux()
     env = {"COLORTERM": "truecolor", "TERM": "tmux-256color"}
-    cli = f"{ROOT / '.venv/bin/python'} {Path(__file__).resolve()} --reference-app {study} --trace {trace_path}"
+    cli = f"{shlex.quote(sys.executable)} {Path(__file__).resolve()} --reference-app {study} --trace {trace_path}"
     try:
         tmux.start(cli, env)
         trace = Trace(trace_path)

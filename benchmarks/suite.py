@@ -157,6 +157,24 @@ def _tui_parse(d: dict, device: str) -> list[Result]:
             Result("tui_keypress_p95", "ms", nxt["p95"], config=config, device=device, higher_is_better=False)]
 
 
+# -- tui_screens --------------------------------------------------------------------------------------------
+DEMO_STUDY = BENCH.parent / "sessions" / "demo"
+
+
+def _no_demo() -> str | None:
+    """A reason to skip: no tmux, or no demo study to open every screen on."""
+    return have_tmux() or (None if (DEMO_STUDY / "study.toml").exists()
+                           else "no demo study (run `cspine-tui demo --no-tui`)")
+
+
+def _screens_parse(d: dict, device: str) -> list[Result]:
+    config = {"terminal": d["terminal"], "launches": d["launches"], "target_s": d["target_s"],
+              "screens": d["screens"], "load_avg_before": d["load_avg_before"], "tmux_client_ms": d["tmux_client_ms"],
+              "measured": "dashboard key to the new screen's footer on the tmux pane (first paint), median"}
+    return [Result("tui_screen_switch_worst", "s", d["worst_paint_median_s"], config=config, device=device,
+                   higher_is_better=False)]
+
+
 # -- GPU (256 px, paper preset, bf16) -----------------------------------------------------------------------
 def _gpu_train_parse(d: dict, device: str) -> list[Result]:
     c = d["cuda_256px"]
@@ -200,6 +218,9 @@ BENCHES: list[Bench] = [
           repeats=(1, 1), timeout_s=(480, 3 * 3600)),  # the first run also writes the cached phantom files
     Bench("tui_keypress", BENCH / "bench_tui_keypress.py", {"tui_keypress_median": "ms", "tui_keypress_p95": "ms"},
           _tui_args, _tui_parse, repeats=(1, 1), timeout_s=(300, 1800), skip=have_tmux),
+    Bench("tui_screens", BENCH / "bench_tui_screens.py", {"tui_screen_switch_worst": "s"},
+          lambda quick: ["--study", str(DEMO_STUDY), "--launches", "1" if quick else "3"], _screens_parse,
+          repeats=(1, 1), timeout_s=(600, 1800), skip=_no_demo),
     Bench("gpu_train_256", BENCH / "bench_train.py", {"gpu_train_256": "images/s"},
           lambda quick: ["--no-cpu", "--gpu-batch", "8", "--rounds", "3", "--steps", "10"], _gpu_train_parse,
           timeout_s=(600, 1800), skip=_no_cuda, device=_gpu_device),

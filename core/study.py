@@ -105,6 +105,28 @@ class Study:
         tmp = self.settings_path.with_suffix(".toml.tmp")
         tmp.write_bytes(tomli_w.dumps(self.settings).encode())
         os.replace(tmp, self.settings_path)
+        self._settings_stamp = self._stamp()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.settings_path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def reload_settings(self) -> bool:
+        """Re-read study.toml if it changed on disk since it was read (a long-running TUI sees a user's edit);
+        True when it was re-read. An invalid edit raises CspineError and keeps the settings in use."""
+        stamp = self._stamp()
+        if stamp is None or stamp == getattr(self, "_settings_stamp", None):
+            return False
+        try:
+            settings = tomllib.loads(self.settings_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise CspineError(f"{self.settings_path} is not valid TOML ({exc}); fix the file") from exc
+        self.settings = _merge(DEFAULT_SETTINGS, settings)
+        self._settings_stamp = stamp
+        return True
 
     # -- create / open -------------------------------------------------------------------------
     @classmethod
@@ -149,6 +171,7 @@ class Study:
         except tomllib.TOMLDecodeError as exc:
             raise CspineError(f"{path} is not valid TOML ({exc}); fix or restore the file") from exc
         study = cls(root=root, settings=_merge(DEFAULT_SETTINGS, settings))
+        study._settings_stamp = study._stamp()
         study.store.initialize()  # applies pending migrations
         return study
 

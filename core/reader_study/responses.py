@@ -328,9 +328,10 @@ def rater_id(spec: PackSpec, response_id: str) -> str:
     return f"{spec.pack_id}/{response_id}"
 
 
-def rater_count(study: Study) -> int:
-    """How many raters the study holds, over all packs (imported and simulated)."""
-    return int(study.store.scalar("SELECT count(*) FROM raters") or 0)
+def rater_count(study: Study, pack_id: str | None = None) -> int:
+    """How many raters (imported and simulated) the study holds for one pack, or over all packs."""
+    return int(study.store.scalar("SELECT count(*) FROM raters" + (" WHERE pack_id = ?" if pack_id else ""),
+                                  [pack_id] if pack_id else None) or 0)
 
 
 def list_imports(study: Study, pack_id: str | None = None) -> list[dict[str, Any]]:

@@ -1,15 +1,19 @@
 """The analysis screen: import a Qualtrics export, run the reader-study statistics, see tables and the plot.
 
-Left: the latest analysis of the selected pack (summary beside the paper's numbers, per-rater identification,
-Wilcoxon tests, kappa by coding) and where the report is. Right: the violin plot of per-rater mean realism,
-through the image preview widget. Bottom: a CSV path to import (enter imports it into the newest pack).
+Left: the latest analysis (summary beside the paper's numbers, per-rater identification, Wilcoxon tests, kappa
+by coding) and where the report is. Right: the violin plot of per-rater mean realism where the terminal shows
+real pixels (Kitty, Sixel); elsewhere half-cell blocks are unreadable for a plot, so the same distribution is
+shown as a table of quantiles with the path of the PNG. Bottom: a CSV path to import (enter imports it into
+the newest pack).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -20,15 +24,22 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from core.reader_study import statistics
-from core.reader_study.analysis import KAPPA_CODINGS
-from cspine_tui.widgets.preview import ImagePreview, load_preview
+from cspine_tui.widgets.preview import ImagePreview, load_preview, resolved_protocol
+
+GRAPHIC_PROTOCOLS = ("kitty", "sixel")  # terminals that draw the PNG's pixels
 
 PAPER = {"accuracy": "29.0%", "kappa": "0.061", "means": ["3.323", "3.228", "3.258", "3.320"],
          "p": ["0.128", "0.236", "1.000"], "p_holm": ["0.383", "0.471", "1.000"]}
 
 
+# core.reader_study.statistics imports scipy (about 2 s, far more under load): the screen's thread workers
+# import it first (latest_analysis, analyze), so the drawing code below finds it loaded and the screen's first
+# paint never waits for it.
+
+
 def summary_table(r: dict[str, Any]) -> Table:
+    from core.reader_study import statistics  # loaded by the worker already (see above)
+
     t = Table("measure", "this study", "paper", title="Reader study" + (
         f"  [bold red]SIMULATED raters: {r['simulated_raters']}[/]" if r.get("simulated_raters") else ""),
         title_justify="left", expand=True)
@@ -50,11 +61,12 @@ def summary_table(r: dict[str, Any]) -> Table:
 
 
 def raters_table(r: dict[str, Any]) -> Table:
+    from core.reader_study import statistics  # loaded by the worker already
+
     groups = r.get("groups") or list(r["mean_realism"])
     t = Table("rater", "correct", "accuracy", *[f"mean {g}" for g in groups], title="Raters", title_justify="left",
-              expand=True)
-    t.columns[0].no_wrap = True
-    t.columns[0].min_width = 18
+              expand=True, box=box.SIMPLE_HEAD)  # no outer box: the headers fit 80 columns
+    t.columns[0].overflow = "fold"
     for p in r["per_rater"]:
         means = r["per_rater_means"].get(p["rater"], {})
         t.add_row(p["rater"] + (" (sim)" if p["simulated"] and "simulated" not in p["rater"] else ""),
@@ -65,6 +77,8 @@ def raters_table(r: dict[str, Any]) -> Table:
 
 
 def kappa_table(r: dict[str, Any]) -> Table:
+    from core.reader_study import statistics  # loaded by the worker already
+
     t = Table("coding", "kappa", "P", "Pe", title=f"Fleiss' kappa over {r['kappa_quartets']} quartets",
               title_justify="left", expand=True)
     for coding, k in r["fleiss_kappa_by_coding"].items():
@@ -74,8 +88,27 @@ def kappa_table(r: dict[str, Any]) -> Table:
     return t
 
 
+def quantile_table(r: dict[str, Any]) -> Table:
+    """What the violin plot shows, as numbers: per group, the spread of the raters' mean realism."""
+    import numpy as np  # only for the quantiles; numpy is loaded by the statistics anyway
+
+    groups = r.get("groups") or list(r["mean_realism"])
+    t = Table("group", "raters", "min", "25%", "median", "mean", "75%", "max",
+              title="Per-rater mean realism (the violin plot)", title_justify="left", expand=True, box=box.SIMPLE_HEAD)
+    for g in groups:
+        values = np.array([m[g] for m in r["per_rater_means"].values() if m.get(g) is not None], dtype=float)
+        label = g if g == "real" else f"step {g}"
+        if values.size == 0:
+            t.add_row(label, "0", *["-"] * 6)
+            continue
+        q = np.percentile(values, [0, 25, 50, 75, 100])
+        t.add_row(label, str(values.size), *[f"{v:.3f}" for v in q[:3]], f"{values.mean():.3f}",
+                  *[f"{v:.3f}" for v in q[3:]])
+    return t
+
+
 class AnalysisScreen(Screen):
-    HELP = ("a runs the analysis of the newest pack's ratings and writes a new report (Markdown + HTML, violin "
+    HELP = ("a runs the analysis of the pack on screen (the newest pack when none is shown) and writes a new report (Markdown + HTML, violin "
             "plots) under the study's exports/ folder; c changes how Fleiss' kappa codes the answers (source, "
             "screen position, correct/incorrect) and re-runs. To import a Qualtrics export, type its path in the "
             "field at the bottom (i focuses it) and press enter.")
@@ -90,39 +123,64 @@ class AnalysisScreen(Screen):
     AnalysisScreen #tables { width: 1fr; height: 1fr; }
     AnalysisScreen #plot-side { width: 1fr; height: 1fr; }
     AnalysisScreen #plot { height: 1fr; border: round $primary-lighten-2; }
+    AnalysisScreen #plot-table { height: auto; }
+    AnalysisScreen.-text-plot #plot { display: none; }
+    AnalysisScreen #plot-table { display: none; }
+    AnalysisScreen.-text-plot #plot-table { display: block; }
     AnalysisScreen #report { height: auto; padding: 0 1; }
     AnalysisScreen #import { dock: bottom; }
+    /* Under 160 columns side by side squeezes both: the plot (or its table) goes under the tables. */
+    AnalysisScreen.-narrow #main { layout: vertical; overflow-y: auto; }
+    AnalysisScreen.-narrow #tables { width: 1fr; height: auto; }
+    AnalysisScreen.-narrow #plot-side { width: 1fr; height: auto; }
+    AnalysisScreen.-narrow #plot { height: 20; }
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.result: dict[str, Any] | None = None
+        self.pack: str | None = None  # the pack on screen (None: the newest, until something is shown)
         self.coding = "source"
         self.running = False
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal():
+        with Horizontal(id="main"):
             with VerticalScroll(id="tables"):
                 yield Static("loading…", id="summary")
                 yield Static("", id="raters")
                 yield Static("", id="kappa")
             with Vertical(id="plot-side"):
                 yield ImagePreview(self.app.image_protocol, caption="no analysis yet", id="plot")
+                yield Static("", id="plot-table")
                 yield Static("", id="report", classes="muted")
         yield Input(placeholder="path of a Qualtrics response export (CSV) to import; enter imports", id="import")
         yield Footer()
 
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 160, "-narrow")  # side by side, each half needs about 80 columns
+
     def on_mount(self) -> None:
-        self.action_reload()
+        self.set_class(resolved_protocol(self.app.image_protocol) not in GRAPHIC_PROTOCOLS, "-text-plot")
+        self.call_after_refresh(self.action_reload)  # after the first paint: opening the screen never waits for its data
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        from core.reader_study.analysis import KAPPA_CODINGS  # scipy: loaded by the first worker by now
+
         cmds = [("Run the reader-study analysis", "statistics, violin plots and a new report", self.action_analyze),
                 ("Import Qualtrics ratings (CSV)", "type the file's path in the field at the bottom",
                  self.action_focus_import)]
         cmds += [(f"Kappa coding: {c}", "re-run the analysis with this coding", lambda c=c: self._set_coding(c))
                  for c in KAPPA_CODINGS]
+        from core.reader_study.pack import list_packs
+
+        cmds += [(f"Analysis: show pack {p['id']}", "its latest analysis; a and c then analyse this pack",
+                  partial(self._select_pack, p["id"])) for p in list_packs(self.app.study)]
         return cmds
+
+    def _select_pack(self, pack: str) -> None:
+        self.pack = pack
+        self.action_reload()
 
     # -- loading the latest analysis ---------------------------------------------------------------------
     def action_reload(self) -> None:
@@ -133,14 +191,16 @@ class AnalysisScreen(Screen):
         from core.reader_study.analysis import latest_analysis
         from core.reader_study.responses import rater_count  # loaded on first use, like latest_analysis
 
-        result = latest_analysis(self.app.study)
-        raters = rater_count(self.app.study)
+        pack = self.pack
+        result = latest_analysis(self.app.study, pack)
+        raters = rater_count(self.app.study, pack)
         self.app.call_from_thread(self._show, result, raters)
 
     def _show(self, result: dict[str, Any] | None, raters: int | None = None) -> None:
         self.result = result
         if result is None:
-            hint = (f"{raters} raters imported: press a to analyse." if raters else
+            hint = (f"{raters} raters imported: press a to analyse{f' (pack {self.pack})' if self.pack else ''}."
+                    if raters else
                     "No ratings yet: import a Qualtrics export (i), then analyse (a).")
             self.query_one("#summary", Static).update(Text(hint, style="dim"))
             self.query_one("#raters", Static).update("")
@@ -148,17 +208,21 @@ class AnalysisScreen(Screen):
             self.query_one("#report", Static).update("")
             return
         self.coding = result.get("kappa_coding", self.coding)
+        self.pack = result.get("pack_id", self.pack)
         self.query_one("#summary", Static).update(summary_table(result))
         self.query_one("#raters", Static).update(raters_table(result))
         notes = [Text(f"note: {w}", style="dim") for w in result.get("warnings", [])]
         self.query_one("#kappa", Static).update(Group(kappa_table(result), *notes))
         report = result.get("report") or {}
-        self.query_one("#report", Static).update(
-            f"analysis {result.get('analysis_id')}\nreport {report.get('html', '-')}\n"
-            f"markdown {report.get('markdown', '-')}")
         figure = Path(report.get("dir", result.get("report_dir") or "")) / result.get("figures", {}).get(
             "rater_means_png", "realism_rater_means.png")
-        self._load_plot(figure)
+        self.query_one("#report", Static).update(
+            f"analysis {result.get('analysis_id')} (pack {result.get('pack_id', '-')})\n"
+            f"report {report.get('html', '-')}\nmarkdown {report.get('markdown', '-')}\nplot {figure}")
+        if self.has_class("-text-plot"):
+            self.query_one("#plot-table", Static).update(quantile_table(result))
+        else:
+            self._load_plot(figure)
 
     @work(thread=True, exclusive=True, group="analysis-plot")
     def _load_plot(self, path: Path) -> None:
@@ -178,10 +242,12 @@ class AnalysisScreen(Screen):
             self.notify("the analysis is running")
             return
         self.running = True
-        self.notify(f"analysing (kappa coded by {self.coding})…")
-        self._analyze(self.coding)
+        self.notify(f"analysing {self.pack or 'the newest pack'} (kappa coded by {self.coding})…")
+        self._analyze(self.pack, self.coding)
 
     def action_coding(self) -> None:
+        from core.reader_study.analysis import KAPPA_CODINGS  # scipy: loaded by the first worker by now
+
         self._set_coding(KAPPA_CODINGS[(KAPPA_CODINGS.index(self.coding) + 1) % len(KAPPA_CODINGS)])
 
     def _set_coding(self, coding: str) -> None:
@@ -189,11 +255,11 @@ class AnalysisScreen(Screen):
         self.action_analyze()
 
     @work(thread=True, exclusive=True, group="analysis-run")
-    def _analyze(self, coding: str) -> None:
+    def _analyze(self, pack: str | None, coding: str) -> None:
         from core.reader_study.analysis import analyze
 
         try:
-            result = analyze(self.app.study, kappa_coding=coding)
+            result = analyze(self.app.study, pack, kappa_coding=coding)
         except Exception as exc:  # noqa: BLE001 - shown to the user; the screen keeps working
             self.app.call_from_thread(self._done, None, exc)
             return
@@ -234,4 +300,5 @@ class AnalysisScreen(Screen):
         for flag in summary.get("flags", []):
             self.notify(flag, severity="warning", timeout=8)
         self.query_one("#import", Input).value = ""
+        self.pack = summary.get("pack_id", self.pack)  # show (and analyse) the pack just imported into
         self.action_reload()

@@ -80,15 +80,16 @@ class AuditScreen(Screen):
         Binding("left,k", "move(-1)", "prev"),
         Binding("g", "agreement", "agreement"),
         Binding("x", "export", "export"),
-        Binding("escape", "back", "back", show=False),
+        Binding("escape", "back", "back"),
     ]
     DEFAULT_CSS = """
     AuditScreen #pair { width: 1fr; height: 1fr; }
+    AuditScreen #pair { width: 3fr; }
     AuditScreen #images { height: 1fr; }
+    AuditScreen #images > Vertical { width: 1fr; height: 1fr; }
     AuditScreen #images ImagePreview { width: 1fr; height: 1fr; }
-    AuditScreen #labels { height: 1; }
-    AuditScreen #labels Static { width: 1fr; content-align: center middle; color: $text-muted; }
-    AuditScreen #side { width: 46; height: 1fr; }
+    AuditScreen #images .caption { height: 1; width: 1fr; content-align: center middle; color: $text-muted; }
+    AuditScreen #side { width: 2fr; max-width: 46; min-width: 32; height: 1fr; }
     AuditScreen #facts { height: auto; }
     AuditScreen #agreement { height: 1fr; display: none; }
     AuditScreen.-agreement #agreement { display: block; }
@@ -111,19 +112,20 @@ class AuditScreen(Screen):
         yield Header()
         with Horizontal():
             with Vertical(id="pair"):
-                with Horizontal(id="images"):
-                    yield ImagePreview(self.app.image_protocol, caption="real", id="real")
-                    yield ImagePreview(self.app.image_protocol, caption="synthetic", id="synthetic")
-                with Horizontal(id="labels"):
-                    yield Static("real", id="real-label")
-                    yield Static("synthetic", id="synthetic-label")
+                with Horizontal(id="images"):  # each image with its caption under it
+                    with Vertical():
+                        yield ImagePreview(self.app.image_protocol, caption="real", id="real")
+                        yield Static("real", id="real-label", classes="caption")
+                    with Vertical():
+                        yield ImagePreview(self.app.image_protocol, caption="synthetic", id="synthetic")
+                        yield Static("synthetic", id="synthetic-label", classes="caption")
             with Vertical(id="side"):
                 yield Static("loading the audit…", id="facts", classes="panel")
                 yield Static("", id="agreement", classes="panel")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.reload()
+        self.call_after_refresh(self.reload)  # after the first paint: opening the screen never waits for its data
 
     def on_unmount(self) -> None:
         self._writer.shutdown(wait=True)  # verdicts reach the database before the app exits

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -39,8 +40,9 @@ def _by_checkpoint(status: dict[str, Any]) -> Table | Text:
     rows = status["synthetic_by_checkpoint"]
     if not rows:
         return Text("No synthetic images yet.", style="dim")
-    table = Table("checkpoint", "generated", "accepted", "rejected", title="Synthetic images (Table S1)",
-                  title_justify="left", expand=False)
+    # Headers that fit an 80-column terminal beside the menu (no "chec…"); no outer box for the same reason.
+    table = Table("ckpt", "generated", "accepted", "rejected", title="Synthetic images (Table S1)",
+                  title_justify="left", expand=False, box=box.SIMPLE_HEAD, pad_edge=False)
     for ckpt, c in rows.items():
         table.add_row(ckpt, str(c["generated"]), str(c["accepted"]), str(c["rejected"]))
     return table
@@ -50,8 +52,8 @@ class DashboardScreen(Screen):
     HELP = "The dashboard refreshes every two seconds; jobs started elsewhere (CLI, batch scheduler) show up here."
     BINDINGS = [Binding("r", "refresh", "Refresh")]
     DEFAULT_CSS = """
-    DashboardScreen #figures, DashboardScreen #menu { width: 1fr; }
-    DashboardScreen #menu { max-width: 44; }
+    DashboardScreen #figures { width: 1fr; }
+    DashboardScreen #menu { width: 30; }
     """
 
     def compose(self) -> ComposeResult:

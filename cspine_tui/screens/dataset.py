@@ -62,19 +62,20 @@ class DatasetScreen(Screen):
         Binding("f", "filter_flagged", "flagged only"),
         Binding("s", "toggle_skipped", "skipped files"),
         Binding("r", "reload", "reload"),
-        Binding("escape", "back", "back", show=False),
+        Binding("escape", "back", "Back"),
     ]
     DEFAULT_CSS = """
-    DatasetScreen #left { width: 62; height: 1fr; }
+    DatasetScreen #left { width: 3fr; max-width: 62; min-width: 44; height: 1fr; }
     DatasetScreen #summary { height: auto; }
     DatasetScreen #images-table, DatasetScreen #skipped-table { height: 1fr; }
     DatasetScreen #skipped-table { display: none; }
     DatasetScreen.-skipped #skipped-table { display: block; }
     DatasetScreen.-skipped #images-table { display: none; }
-    DatasetScreen #previews { width: 1fr; height: 1fr; }
+    DatasetScreen #previews { width: 2fr; height: 1fr; }
+    DatasetScreen #previews > Vertical { width: 1fr; height: 1fr; }
     DatasetScreen #previews ImagePreview { width: 1fr; height: 1fr; }
-    DatasetScreen #captions { height: 1; }
-    DatasetScreen #captions Static { width: 1fr; content-align: center middle; color: $text-muted; }
+    DatasetScreen #previews .caption { height: 1; width: 1fr; content-align: center middle; color: $text-muted; }
+    DatasetScreen.-narrow #previews { layout: vertical; }  /* side by side they would be slivers */
     """
 
     def __init__(self) -> None:
@@ -97,17 +98,20 @@ class DatasetScreen(Screen):
                 skipped = DataTable(id="skipped-table", cursor_type="row")
                 skipped.add_columns("skipped file", "reason")
                 yield skipped
-            with Vertical(id="previews"):
-                with Horizontal():
+            with Horizontal(id="previews"):  # each image with its caption under it
+                with Vertical():
                     yield ImagePreview(self.app.image_protocol, caption="canonical", id="canonical")
+                    yield Static("canonical 256x256", id="canonical-caption", classes="caption")
+                with Vertical():
                     yield ImagePreview(self.app.image_protocol, caption="original", id="original")
-                with Horizontal(id="captions"):
-                    yield Static("canonical 256x256", id="canonical-caption")
-                    yield Static("original (as stored)", id="original-caption")
+                    yield Static("original (as stored)", id="original-caption", classes="caption")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.action_reload()
+        self.call_after_refresh(self.action_reload)  # after the first paint: opening the screen never waits for its data
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 120, "-narrow")
 
     # -- loading -----------------------------------------------------------------------------------------
     def action_reload(self, keep: str | None = None) -> None:

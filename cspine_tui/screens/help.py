@@ -1,4 +1,4 @@
-"""The help screen: the keys of the app and of the screen underneath, and where to find commands."""
+"""The help screen: the keys of the app and of the screen underneath, and that screen's palette commands."""
 
 from __future__ import annotations
 
@@ -21,24 +21,39 @@ class HelpScreen(ModalScreen[None]):
         self.under = under
 
     def compose(self) -> ComposeResult:
-        from cspine_tui.app import SCREENS
+        with VerticalScroll():
+            yield Markdown("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        from cspine_tui.app import SCREENS, screen_commands, screen_label
 
         under = self.under
         lines = ["# cspine-tui help", "",
-                 "`ctrl+p` opens the command palette: every screen and every command of the screen in front.",
-                 "`?` this help · `escape` back · `q` quit (running jobs keep running).", "",
+                 "`ctrl+p` opens the command palette: every screen, and every command and key of the screen in "
+                 "front (type a word of what you want, e.g. `filter`, `accept`, `audit`).", "",
+                 "`?` this help · `escape` back (to the dashboard) · `q` quit (running jobs keep running).", "",
                  "## Screens (keys on the dashboard)", ""]
-        lines += [f"- `{e.key}` **{e.title}**: {e.description}" for e in SCREENS]
-        if under is not None:
-            keys = [b for b in getattr(under, "BINDINGS", []) if isinstance(b, Binding) and b.description]
-            if keys:
-                lines += ["", f"## Keys on this screen ({under.__class__.__name__.removesuffix('Screen')})", ""]
-                lines += [f"- `{b.key}` {b.description}" for b in keys]
-            doc = getattr(under, "HELP", "")
-            if doc:
-                lines += ["", doc]
-        with VerticalScroll():
-            yield Markdown("\n".join(lines))
+        lines += [f"- `{e.key}` **{e.title}**: {e.description}" for e in SCREENS if e.name != "dashboard"]
+        if under is None:
+            return lines
+        label = screen_label(under)
+        keys: dict[str, list[Binding]] = {}  # one line per action, all its keys ("→ / j")
+        for _, b in under._bindings:
+            if b.description:
+                keys.setdefault(b.action, []).append(b)
+        if keys:
+            lines += ["", f"## Keys on this screen ({label})", ""]
+            for bindings in keys.values():
+                shown = " / ".join(dict.fromkeys(self.app.get_key_display(b) for b in bindings))
+                lines.append(f"- `{shown}` {bindings[0].description}")
+        commands = [(t, h) for t, h, _ in screen_commands(self.app, under) if not h.startswith("key ")]
+        if commands:
+            lines += ["", "## Commands of this screen (ctrl+p, then type a word)", ""]
+            lines += [f"- **{t}**" + (f": {h}" if h else "") for t, h in commands]
+        doc = getattr(under, "HELP", "")
+        if doc:
+            lines += ["", doc]
+        return lines
 
     def action_dismiss(self) -> None:
         self.dismiss(None)

@@ -17,6 +17,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from core.jobs import launch, runview
+from core.jobs.runview import fmt_duration
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 from cspine_tui.widgets.preview import ImagePreview, load_preview
 
@@ -26,6 +27,19 @@ DB_EVERY_S = 3.0
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
     return "" if value is None else format(value, spec)
+
+
+def progress_text(run: dict[str, Any]) -> Text:
+    """images done / total, the share, the rate and (while running) the time left."""
+    done = run["done"] if run["done"] is not None else (run["images"] or 0)
+    total = run["total"]
+    text = Text("images ", style="bold")
+    text.append(f"{done:,}" + (f" / {total:,} ({100 * done / total:.0f}%)" if total else ""))
+    if run["rate"]:
+        text.append(f"   {run['rate']:.2f} img/s")
+        if run["state"] == "running" and total and total > done:
+            text.append(f"   ETA {fmt_duration((total - done) / run['rate'])}")
+    return text.append("\n")
 
 
 class SamplingScreen(PolledScreen):
@@ -41,15 +55,16 @@ class SamplingScreen(PolledScreen):
     ]
     JOB_AREA, JOB_NOUN = "Sampling", "run"
     DEFAULT_CSS = """
-    SamplingScreen #left { width: 76; }
+    SamplingScreen #left { width: 3fr; max-width: 80; min-width: 46; }
+    SamplingScreen #right { width: 2fr; }
     SamplingScreen #checkpoints { height: 1fr; min-height: 6; }
-    SamplingScreen #form { height: auto; }
-    SamplingScreen #form #sampler { width: 15; }
-    SamplingScreen #form #weights { width: 22; }
-    SamplingScreen #form Input { width: 11; }
-    SamplingScreen #form Button { min-width: 10; }
+    SamplingScreen #form { height: auto; grid-size: 3; grid-columns: 1fr 1fr 1fr; grid-rows: 1 3 1 3;
+                           grid-gutter: 0 1; }
+    SamplingScreen #form Select, SamplingScreen #form Input, SamplingScreen #form Button { width: 1fr; }
     SamplingScreen #runs { height: 1fr; min-height: 6; }
-    SamplingScreen #gallery { grid-size: 3 2; grid-gutter: 0 1; height: 1fr; }
+    SamplingScreen #gallery { grid-size: 3 2; grid-gutter: 0 1; height: 1fr; min-height: 8; }
+    SamplingScreen.-narrow #gallery { grid-size: 2 2; }  /* four thumbnails big enough to see, not six slivers */
+    SamplingScreen.-narrow #g4, SamplingScreen.-narrow #g5 { display: none; }
     SamplingScreen #run-info { height: auto; }
     """
 
@@ -62,26 +77,32 @@ class SamplingScreen(PolledScreen):
         self.shown_images: list[str] = []
         self._db_cache: tuple[list[dict[str, Any]], list[dict[str, Any]], float] | None = None
         self._ckpt_rows: list[tuple[str, tuple[str, ...]]] = []
+        self._samplers_shown = False
+        self.loaded = False  # the first poll has been shown (tests/factories/waiting.py waits on it)
 
     def compose(self) -> ComposeResult:
-        from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, SAMPLERS
-
         yield Header()
         with Horizontal():
             with Vertical(id="left"):
                 yield Label("Checkpoints (space marks, s samples)", classes="panel-title")
                 yield DataTable(id="checkpoints", cursor_type="row", zebra_stripes=True)
-                with Horizontal(id="form"):
-                    yield Select([(s, s) for s in SAMPLERS], value=DEFAULT_FAST_SAMPLER, id="sampler",
-                                 allow_blank=False)
-                    yield Input(placeholder="steps", id="steps", type="integer")
-                    yield Input(value="100", placeholder="count", id="count", type="integer")
+                with Grid(id="form"):  # a label over each field, two rows of three
+                    for text in ("sampler", "steps", "images"):
+                        yield Label(text, classes="muted")
+                    # The sampler names come with the first poll: core.ddpm.samplers imports torch, which
+                    # would hold the screen's first paint for seconds.
+                    yield Select([], prompt="loading…", id="sampler")
+                    yield Input(placeholder="default", id="steps", type="integer")
+                    yield Input(value="100", id="count", type="integer")
+                    yield Label("weights", classes="muted")
+                    yield Label("")
+                    yield Label("")
                     yield Select([("EMA weights", "ema"), ("online weights", "online")], value="ema",
                                  id="weights", allow_blank=False)
                     yield Button("Sample", variant="primary", id="start")
                 yield Label("Runs", classes="panel-title")
                 yield LiveTable(id="runs")
-            with Vertical():
+            with Vertical(id="right"):
                 yield Static("no run selected", id="run-info", classes="panel")
                 yield Label("Newest images of the highlighted run", classes="panel-title")
                 with Grid(id="gallery"):
@@ -89,11 +110,15 @@ class SamplingScreen(PolledScreen):
                         yield ImagePreview(self.app.image_protocol, caption="", id=f"g{i}")
         yield Footer()
 
+    def on_resize(self) -> None:
+        self.set_class(self.query_one("#right").size.width < 60, "-narrow")
+
     def on_mount(self) -> None:
         self.query_one("#checkpoints", DataTable).add_columns(
-            " ", "job", "step", "train loss", "val loss", "FID", "generated")
-        self.query_one("#runs", LiveTable).add_columns("run", "checkpoint", "sampler", "state", "images", "img/s")
-        self.start_polling()
+            " ", "step", "generated", "FID", "val loss", "train loss", "job")  # what picks a checkpoint first
+        # Progress first: a long run name must not push a running job's count off-screen.
+        self.query_one("#runs", LiveTable).add_columns("images", "img/s", "state", "run", "checkpoint", "sampler")
+        self.call_after_refresh(self.start_polling)  # after the first paint: opening the screen never waits for its data
 
     # -- data (thread workers) -----------------------------------------------------------------
     def refresh_data(self) -> None:
@@ -104,6 +129,7 @@ class SamplingScreen(PolledScreen):
     def poll(self) -> None:
         import time
 
+        from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, SAMPLERS
         from core.ddpm.sampling import checkpoint_overview, newest_images
         from core.ddpm.synthetic import list_runs
 
@@ -123,7 +149,7 @@ class SamplingScreen(PolledScreen):
         decoded = None
         if images != self.shown_images:
             decoded = [load_preview(p, max_side=256) for p in images]
-        self.show_from_thread(self._show, ckpts, runs, selected, images, decoded)
+        self.show_from_thread(self._show, ckpts, runs, selected, images, decoded, (SAMPLERS, DEFAULT_FAST_SAMPLER))
 
     @staticmethod
     def _merge_runs(jobs: list[dict[str, Any]], db_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -152,8 +178,14 @@ class SamplingScreen(PolledScreen):
                          "error": None, "output": None})
         return rows
 
-    def _show(self, ckpts, runs, selected, images, decoded) -> None:
+    def _show(self, ckpts, runs, selected, images, decoded, samplers) -> None:
         self.checkpoints, self.runs, self.selected_run = ckpts, runs, selected
+        self.loaded = True
+        if not self._samplers_shown:
+            select = self.query_one("#sampler", Select)
+            select.set_options([(s, s) for s in samplers[0]])
+            select.value = samplers[1]
+            self._samplers_shown = True
         self._show_checkpoints()
         self._show_runs()
         self._show_run_info()
@@ -173,9 +205,9 @@ class SamplingScreen(PolledScreen):
             mark = "●" if (c["job"], c["step"]) in self.marked else ""
             fid = _fmt(c["fid"], ".2f") + (" proxy" if c.get("fid_extractor") == "proxy" and c["fid"] is not None
                                            else "")
-            rows.append((f"{c['job']}:{c['step']}", (mark, c["job"].removeprefix("train-"), str(c["step"]),
-                                                     _fmt(c["train_loss"]), _fmt(c["val_loss"]), fid,
-                                                     str(c["generated"]))))
+            rows.append((f"{c['job']}:{c['step']}", (mark, str(c["step"]), str(c["generated"]), fid,
+                                                     _fmt(c["val_loss"]), _fmt(c["train_loss"]),
+                                                     c["job"].removeprefix("train-"))))
         if rows == self._ckpt_rows:
             return  # unchanged: leave the table (and the cursor) alone
         cursor = table.cursor_row
@@ -191,8 +223,8 @@ class SamplingScreen(PolledScreen):
         for r in self.runs:
             done = r["done"] if r["done"] is not None else (r["images"] or 0)
             images = f"{done}/{r['total']}" if r["total"] else str(done)
-            rows.append((r["key"], [r["run"] or "(starting)", r["checkpoint"], r["sampler"],
-                                    state_text(r["state"]), images, _fmt(r["rate"], ".2f")]))
+            rows.append((r["key"], [images, _fmt(r["rate"], ".2f"), state_text(r["state"]), r["run"] or "(starting)",
+                                    r["checkpoint"], r["sampler"]]))
         self.query_one("#runs", LiveTable).show_rows(rows, self.selected_run)
 
     def _show_run_info(self) -> None:
@@ -206,6 +238,7 @@ class SamplingScreen(PolledScreen):
         text.append("state ")
         text.append_text(state_text(run["state"]))
         text.append(f"   checkpoint {run['checkpoint']} ({run['train_job'] or 'external'})   {run['sampler']}\n")
+        text.append_text(progress_text(run))
         if run["output"]:
             text.append(f"{run['output']}\n", style="dim")
         if run["error"]:
@@ -246,6 +279,9 @@ class SamplingScreen(PolledScreen):
         if not chosen:
             self.app.report_error(CspineError("no checkpoint to sample: train first, or pick one in the table"))
             return
+        if not self._samplers_shown:
+            self.app.report_error(CspineError("the sampler list is still loading; press s again in a moment"))
+            return
         steps = self.query_one("#steps", Input).value.strip()
         count = self.query_one("#count", Input).value.strip()
         if not count.isdigit() or int(count) < 1:
@@ -260,6 +296,7 @@ class SamplingScreen(PolledScreen):
         from core.ddpm.sampling import sample_params  # loaded on first use: keeps opening the screen fast
 
         study = self.app.study
+        study.reload_settings()  # an edit of study.toml [sample] since the app started counts
         started = []
         for job, step in chosen:
             params = sample_params(study, checkpoint=step, job=job, **form)

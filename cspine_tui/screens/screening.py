@@ -32,7 +32,7 @@ from cspine_tui.widgets.preview import ImagePreview, resolved_protocol
 from cspine_tui.widgets.halfcell import (ZOOMS, HalfcellView, RenderCache, TextPanel, crop_zoom, decode,
                                          render_strips)
 from cspine_tui.widgets.screening_parts import (DEFAULT_KEYS, FACTS_HEIGHT, KEY_LABELS, NoteModal, Thumb,
-                                                facts_text, keymap, reasons_text, table_s1_renderable)
+                                                facts_text, queue_text, keymap, reasons_text, table_s1_renderable)
 
 PREFETCH_AHEAD = 6
 PAGE = 9
@@ -74,14 +74,16 @@ class ScreeningScreen(Screen):
     ScreeningScreen #facts { height: %d; border: round $primary-lighten-2; padding: 0 1; }
     ScreeningScreen #reasons { height: auto; display: none; border: round $error; padding: 0 1; }
     ScreeningScreen.-rejecting #reasons { display: block; }
+    /* While rejecting, the reasons take the counts' place and the facts give way: no panel pushed off-screen. */
+    ScreeningScreen.-rejecting #counts { display: none; }
+    ScreeningScreen.-rejecting #facts { height: 1fr; max-height: %d; min-height: 4; }
     ScreeningScreen #counts { height: 1fr; }
     ScreeningScreen #caption { height: 1; width: 1fr; content-align: center middle; color: $text-muted; }
-    """ % (FACTS_HEIGHT + 2)
+    """ % (FACTS_HEIGHT + 2, FACTS_HEIGHT + 2)
 
     def __init__(self) -> None:
         super().__init__()
         self.items: list[decisions.QueueItem] = []
-        self.others: dict[str, list[tuple[str, str, str | None]]] = {}
         self.choices: dict[str, Any] = {"runs": [], "checkpoints": [], "prescreen": False}
         self.pos = 0
         self.grid_mode = False
@@ -92,6 +94,7 @@ class ScreeningScreen(Screen):
         self.cache = RenderCache(capacity=128)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening-writer")
         self._pending_writes = 0
+        self._submitted = 0  # decisions submitted so far: a load that started before one is stale
         self._write_failed = False
         self._journal: decisions.DecisionJournal | None = None
         self._trace = os.environ.get("CSPINE_TRACE_PAINT")
@@ -124,9 +127,11 @@ class ScreeningScreen(Screen):
             self.keys = dict(DEFAULT_KEYS)
         bindings = [Binding(self.keys[name], name, KEY_LABELS[name][0], show=KEY_LABELS[name][1])
                     for name in DEFAULT_KEYS]
-        bindings += [Binding("up", "move(-3)", "up", show=False), Binding("down", "move(3)", "down", show=False),
-                     Binding("enter", "open_cursor", "open", show=False)]
-        bindings += [Binding(r.key, f"reason('{r.key}')", r.code, show=False) for r in decisions.REASONS]
+        bindings += [Binding("up", "move(-3)", "Grid: cursor up a row", show=False),
+                     Binding("down", "move(3)", "Grid: cursor down a row", show=False),
+                     Binding("enter", "open_cursor", "Grid: open the image under the cursor", show=False)]
+        bindings += [Binding(r.key, f"reason('{r.key}')", f"after reject: {r.label}", show=False)
+                     for r in decisions.REASONS]
         for b in bindings:
             self._bindings.bind(b.key, b.action, b.description, show=b.show)
         self.BINDINGS = bindings  # the help screen lists these
@@ -161,6 +166,7 @@ class ScreeningScreen(Screen):
     @work(thread=True, exclusive=True, group="screening-load")
     def _load(self, replay: bool, keep: str | None) -> None:
         study, reviewer = self.app.study, self.app.reviewer
+        submitted = self._submitted
         try:  # decisions still queued for the database are written first, so the reload shows them
             self._writer.submit(lambda: None).result(timeout=60)
         except RuntimeError:  # the writer is shut down: the screen is closing
@@ -168,11 +174,13 @@ class ScreeningScreen(Screen):
         if replay:
             decisions.replay_journals(study)
         state = decisions.screen_state(study, reviewer, self.filters)
-        self.app.call_from_thread(self._loaded, state["items"], state["choices"], state["others"], state["table"],
-                                  keep)
+        self.app.call_from_thread(self._loaded, state["items"], state["choices"], state["table"], keep, submitted)
 
-    def _loaded(self, items, choices, others, table, keep: str | None) -> None:
-        self.items, self.choices, self.others = items, choices, others
+    def _loaded(self, items, choices, table, keep: str | None, submitted: int) -> None:
+        if submitted != self._submitted:  # a decision made meanwhile (e.g. from the palette) is not in it
+            self.reload(keep=self.current.id if self.current else keep)
+            return
+        self.items, self.choices = items, choices
         ids = [i.id for i in items]
         self.pos = ids.index(keep) if keep in ids else decisions.resume_position(items)
         self.loaded = True
@@ -190,12 +198,14 @@ class ScreeningScreen(Screen):
         item = self.current
         facts = self.query_one("#facts", TextPanel)
         if item is None:
-            facts.set(Text("No synthetic images match this queue.\nRegister a run (`add-synthetic`) or "
-                              "change the filters (ctrl+p).", style="dim") if self.loaded else "loading…")
+            empty = Text("No synthetic images match this queue.\nRegister a run (`add-synthetic`) or "
+                         "change the filters (c, w or ctrl+p \"filter\").\n\n", style="dim")
+            facts.set(empty.append("queue ", style="bold").append_text(queue_text(self.filters, self._run_name()))
+                      if self.loaded else "loading…")
             self.query_one("#single", HalfcellView).clear()
             return
-        facts.set(facts_text(item, self.pos, self.items, self.others.get(item.id, []), self.filters,
-                                ZOOMS[self.zoom], self.app.reviewer))
+        facts.set(facts_text(item, self.pos, self.items, self.filters, ZOOMS[self.zoom], self.app.reviewer,
+                             self._run_name()))
         if self.grid_mode:
             self._draw_grid()
         else:
@@ -363,6 +373,7 @@ class ScreeningScreen(Screen):
             assert self._journal is not None
             self._journal.append(event)
         self._pending_writes += 1
+        self._submitted += 1
         study = self.app.study
 
         def write() -> None:
@@ -530,13 +541,21 @@ class ScreeningScreen(Screen):
         self.pos = decisions.resume_position(self.items)
         self.refresh_view()
 
+    def _run_name(self) -> str | None:
+        return next((r["name"] for r in self.choices.get("runs", []) if r["id"] == self.filters["run_id"]), None)
+
     def action_checkpoint(self) -> None:
-        steps = [None] + list(self.choices.get("checkpoints", []))
+        # Only checkpoints with images under the run filter: the queue never cycles into an empty one.
+        run = next((r for r in self.choices.get("runs", []) if r["id"] == self.filters["run_id"]), None)
+        steps = [None] + [s for s in self.choices.get("checkpoints", [])
+                          if run is None or run["checkpoint_step"] == s]
         now = self.filters["checkpoint_step"]
         self.set_filter(checkpoint_step=steps[(steps.index(now) + 1) % len(steps)] if now in steps else None)
 
     def action_run(self) -> None:
-        runs = [None] + [r["id"] for r in self.choices.get("runs", [])]
+        # Only runs with images under the checkpoint filter (choices["runs"] holds runs with images).
+        step = self.filters["checkpoint_step"]
+        runs = [None] + [r["id"] for r in self.choices.get("runs", []) if step is None or r["checkpoint_step"] == step]
         now = self.filters["run_id"]
         self.set_filter(run_id=runs[(runs.index(now) + 1) % len(runs)] if now in runs else None)
 
@@ -548,9 +567,7 @@ class ScreeningScreen(Screen):
 
     def set_filter(self, **changes: Any) -> None:
         self.filters.update(changes)
-        self.notify("queue: " + ", ".join(f"{k.replace('_step', '').replace('_id', '')} "
-                                          f"{'all' if v is None else v}" for k, v in self.filters.items()),
-                    timeout=2)
+        self.notify(Text("queue: ").append_text(queue_text(self.filters, self._run_name())).plain, timeout=2)
         self.reload(keep=self.current.id if self.current else None)
 
     def action_summary(self) -> None:
@@ -563,18 +580,18 @@ class ScreeningScreen(Screen):
         from functools import partial
 
         cmds: list[tuple[str, str, Callable[[], Any]]] = [
-            ("Screening: all checkpoints", "show every checkpoint's images", partial(self.set_filter,
-                                                                                   checkpoint_step=None, run_id=None)),
+            ("Screening: filter off (every checkpoint and run)", "show every synthetic image",
+             partial(self.set_filter, checkpoint_step=None, run_id=None)),
             ("Screening: next undecided image", "jump to the first image you have not decided", self.action_jump),
             ("Screening: summary, agreement and adjudication", "Table S1, Cohen's kappa, disagreements",
              self.action_summary),
             ("Screening: release the dataset", "write exports/release in a background job", self.start_release),
         ]
         for step in self.choices.get("checkpoints", []):
-            cmds.append((f"Screening: checkpoint {step} only", "filter the queue",
+            cmds.append((f"Screening: filter to checkpoint {step}", "only this checkpoint's images",
                          partial(self.set_filter, checkpoint_step=step, run_id=None)))
         for run in self.choices.get("runs", []):
-            cmds.append((f"Screening: run {run['name']} only", f"{run['n']} images",
+            cmds.append((f"Screening: filter to run {run['name']}", f"only this run's {run['n']} images",
                          partial(self.set_filter, run_id=run["id"], checkpoint_step=None)))
         if self.choices.get("prescreen"):
             cmds.append(("Screening: sort by pre-screen score", "likely implausible images first",

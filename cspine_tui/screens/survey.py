@@ -87,7 +87,7 @@ class SurveyScreen(Screen):
     def on_mount(self) -> None:
         table = self.query_one("#packs", DataTable)
         table.add_columns("pack", "quartets", "checkpoints", "raters")
-        self.action_reload()
+        self.call_after_refresh(self.action_reload)  # after the first paint: opening the screen never waits for its data
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
         return [("Build quartet pack", "blinded quartets + Qualtrics survey from the form", self.action_build),

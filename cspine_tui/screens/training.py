@@ -14,7 +14,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 from textual_plot import HiResMode, PlotWidget
@@ -45,35 +45,171 @@ class LogAxisFormatter(AxisFormatter):
         return [f"{10 ** t:.3g}" for t in ticks]
 
 
+FID_CHOICES = [("auto: Inception if its weights are here, else the proxy", "auto"),
+               ("inception (comparable with published FIDs)", "inception"),
+               ("proxy (NOT Inception: trends only)", "proxy"),
+               ("off (no FID during training)", "off")]
+
+
+def dialog_defaults(study: Any) -> dict[str, Any]:
+    """What the new-run dialog starts with: study.toml [train] as it is on disk now, a preset this machine can
+    train (no GPU: tiny), the FID extractor the machine has weights for, the preset's FID interval."""
+    import torch  # the GPU check; a worker thread pays for the import, not the UI
+
+    from core.ddpm.networks import get_preset
+    from core.errors import CspineError
+    from core.metrics.fid import find_inception_weights
+
+    study.reload_settings()
+    train = study.settings.get("train", {})
+    gpu = torch.cuda.is_available()
+    preset = train.get("preset", "paper") if gpu else "tiny"
+    try:
+        find_inception_weights(train.get("inception_weights"), study.get("fid", "inception_weights"))
+        weights = True
+    except CspineError:
+        weights = False
+    extractor = train.get("fid_extractor") or ("inception" if weights else "auto")
+    return {"gpu": gpu, "preset": preset, "weights": weights, "extractor": extractor,
+            "fid_every": {name: train.get("fid_every", get_preset(name).fid_every) for name in ("paper", "small",
+                                                                                               "tiny")},
+            "max_steps": {name: train.get("max_steps", get_preset(name).max_steps) for name in ("paper", "small",
+                                                                                               "tiny")}}
+
+
+class StepAxisFormatter(AxisFormatter):
+    """Step ticks at 1-2-5 intervals, as many as fit the plot's width with a gap between labels (the stock
+    formatter puts 5-8 ticks whatever the width: "20406081012140" at 80 columns); 20000 reads as 20k."""
+
+    def __init__(self) -> None:
+        self.width = 80
+
+    def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
+        if not (math.isfinite(min_) and math.isfinite(max_)) or max_ <= min_:
+            return [min_]
+        label = max(len(self._label(min_)), len(self._label(max_))) + 2  # two spaces between labels
+        fit = max(2, min(max_ticks, (self.width - 10) // label))  # about 10 columns go to the y axis
+        for exp in range(math.floor(math.log10(max_ - min_)) - 1, 12):
+            for m in (1, 2, 5):
+                step = m * 10.0 ** exp
+                ticks = [k * step for k in range(math.ceil(min_ / step), math.floor(max_ / step) + 1)]
+                if len(ticks) <= fit:
+                    return ticks
+        return [min_, max_]
+
+    @staticmethod
+    def _label(t: float) -> str:
+        if abs(t) >= 1000 and t % 1000 == 0:
+            return f"{t / 1000:g}k"
+        return f"{t:g}"
+
+    def get_labels_for_ticks(self, ticks) -> list[str]:
+        return [self._label(t) for t in ticks]
+
+
 class NewRunScreen(ModalScreen[dict | None]):
-    """Parameters of a new training run; the rest comes from study.toml [train] and the preset."""
+    """Parameters of a new training run, each labelled; the rest comes from study.toml [train] and the preset.
+    The defaults are worked out in a thread (torch import, weights lookup) and filled in when known."""
 
     DEFAULT_CSS = """
     NewRunScreen { align: center middle; }
-    NewRunScreen > Vertical { width: 64; height: auto; border: thick $primary; padding: 1 2; background: $surface; }
-    NewRunScreen Input, NewRunScreen Select { margin-bottom: 1; }
+    NewRunScreen > VerticalScroll { width: 72; max-height: 100%; height: auto; border: thick $primary;
+                                    padding: 0 2; background: $surface; }
+    NewRunScreen Label { margin-top: 1; }
+    NewRunScreen #machine { color: $text-muted; }
+    NewRunScreen #buttons { height: auto; margin-top: 1; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.defaults: dict[str, Any] | None = None
+        self._touched: set[str] = set()  # fields the user changed: defaults arriving late leave them alone
+
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with VerticalScroll():
             yield Label("New training run (runs in the background)", classes="panel-title")
-            yield Select([(p, p) for p in ("paper", "small", "tiny")], value="paper", id="preset",
-                         allow_blank=False)
+            yield Static("checking this machine (GPU, Inception weights)…", id="machine")
+            yield Label("Preset (network size and schedule)")
+            yield Select([("paper (GPU: the paper's network)", "paper"), ("small (GPU: half the channels)", "small"),
+                          ("tiny (CPU: 32 px, minutes)", "tiny")], value="tiny", id="preset", allow_blank=False)
+            yield Label("Training data")
             yield Select([("train split (validation loss)", "train"), ("all images (FID monitors)", "all")],
                          value="train", id="data", allow_blank=False)
-            yield Input(placeholder="steps (empty: the preset's)", id="steps", type="integer")
-            yield Input(value="1", placeholder="processes (GPUs)", id="procs", type="integer")
-            with Horizontal():
+            yield Label("Steps (empty: the preset's)")
+            yield Input(placeholder="the preset's", id="steps", type="integer")
+            yield Label("FID feature extractor")
+            yield Select(FID_CHOICES, value="auto", id="fid", allow_blank=False)
+            yield Label("FID every N steps (0: off)")
+            yield Input(placeholder="the preset's", id="fid-every", type="integer")
+            yield Label("Processes (one per GPU)")
+            yield Input(value="1", id="procs", type="integer")
+            with Horizontal(id="buttons"):
                 yield Button("Start", variant="primary", id="start")
                 yield Button("Cancel", id="cancel")
 
+    def on_mount(self) -> None:
+        self._load_defaults()
+
+    @work(thread=True, group="new-run-defaults")
+    def _load_defaults(self) -> None:
+        try:
+            defaults = dialog_defaults(self.app.study)
+        except Exception as exc:  # noqa: BLE001 - an invalid study.toml edit: shown, the dialog stays usable
+            self.app.call_from_thread(self.app.report_error, exc)
+            return
+        self.app.call_from_thread(self._fill, defaults)
+
+    def _fill(self, d: dict[str, Any]) -> None:
+        self.defaults = d
+        weights = "Inception weights found" if d["weights"] else "no Inception weights here (auto uses the proxy)"
+        self.query_one("#machine", Static).update(
+            f"{'GPU found' if d['gpu'] else 'no GPU: the tiny preset trains on a CPU'} · {weights}")
+        self._set("preset", d["preset"])
+        self._set("fid", d["extractor"])
+        self._show_preset_numbers()
+
+    def _set(self, field: str, value: Any) -> None:
+        if field not in self._touched:
+            widget = self.query_one(f"#{field}")
+            with widget.prevent(Select.Changed, Input.Changed):
+                widget.value = value
+
+    def _show_preset_numbers(self) -> None:
+        if self.defaults is None:
+            return
+        preset = self.query_one("#preset", Select).value
+        self.query_one("#steps", Input).placeholder = f"the preset's {self.defaults['max_steps'][preset]:,}"
+        off = self.query_one("#fid", Select).value == "off"
+        self._set("fid-every", "0" if off else str(self.defaults["fid_every"][preset]))
+
+    @on(Select.Changed)
+    @on(Input.Changed)
+    def _changed(self, event: Select.Changed | Input.Changed) -> None:
+        field = event.control.id or ""
+        self._touched.add(field)
+        if field in ("preset", "fid"):
+            if field == "fid" and event.value != "off" and self.query_one("#fid-every", Input).value == "0":
+                self._touched.discard("fid-every")  # FID back on: the preset's interval again
+            if field == "fid" and event.value == "off":
+                self._touched.discard("fid-every")
+            self._show_preset_numbers()
+
     @on(Button.Pressed, "#start")
     def _start(self) -> None:
+        from core.errors import CspineError
+
         steps = self.query_one("#steps", Input).value.strip()
         procs = self.query_one("#procs", Input).value.strip() or "1"
+        every = self.query_one("#fid-every", Input).value.strip()
+        fid = self.query_one("#fid", Select).value
+        if not procs.isdigit() or int(procs) < 1:
+            self.app.report_error(CspineError(f"processes must be 1 or more, not {procs!r}"))
+            return
         self.dismiss({"preset": self.query_one("#preset", Select).value, "data": self.query_one("#data", Select).value,
-                      "steps": int(steps) if steps else None, "num_processes": max(1, int(procs))})
+                      "steps": int(steps) if steps else None, "num_processes": int(procs),
+                      "fid_extractor": None if fid == "off" else fid,
+                      "fid_every": 0 if fid == "off" else (int(every) if every else None)})
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
@@ -91,7 +227,8 @@ class TrainingScreen(PolledScreen):
     ]
     JOB_AREA, JOB_NOUN = "Training", "run"
     DEFAULT_CSS = """
-    TrainingScreen #runs-pane { width: 52; }
+    TrainingScreen #runs-pane { width: 2fr; max-width: 52; min-width: 30; }
+    TrainingScreen #plot-pane { width: 3fr; }
     TrainingScreen #runs { height: 1fr; }
     TrainingScreen #stats { height: auto; }
     TrainingScreen #curve { height: 1fr; min-height: 10; }
@@ -100,10 +237,12 @@ class TrainingScreen(PolledScreen):
 
     def __init__(self) -> None:
         super().__init__()
+        self.x_ticks = StepAxisFormatter()
         self.runs: list[dict[str, Any]] = []
         self.selected: str | None = None
         self.tail: runview.MetricsTail | None = None
         self._plotted_offset = -1
+        self.loaded = False  # the first poll has been shown (tests/factories/waiting.py waits on it)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -111,7 +250,7 @@ class TrainingScreen(PolledScreen):
             with Vertical(id="runs-pane"):
                 yield LiveTable(id="runs")
                 yield Static("no training runs yet: press n to start one", id="stats", classes="panel")
-            with Vertical():
+            with Vertical(id="plot-pane"):
                 yield PlotWidget(id="curve")
                 yield DataTable(id="evals", zebra_stripes=True)
         yield Footer()
@@ -122,9 +261,10 @@ class TrainingScreen(PolledScreen):
         evals.add_columns("step", "train loss", "val loss", "val loss (EMA)", "FID", "KID", "FID details")
         plot = self.query_one("#curve", PlotWidget)
         plot.set_xlabel("step")
+        plot.set_x_formatter(self.x_ticks)
         plot.set_ylabel("loss (log)")
         plot.set_y_formatter(LogAxisFormatter())
-        self.start_polling()
+        self.call_after_refresh(self.start_polling)  # after the first paint: opening the screen never waits for its data
 
     # -- data (thread workers; files only) --------------------------------------------------------
     def poll(self) -> None:
@@ -142,6 +282,7 @@ class TrainingScreen(PolledScreen):
     def _show(self, runs: list[dict[str, Any]], selected: str | None, changed: bool) -> None:
         self.runs = runs
         self.selected = selected
+        self.loaded = True
         rows = []
         for r in runs:
             st = r["status"]
@@ -182,8 +323,12 @@ class TrainingScreen(PolledScreen):
             text.append(str(st["error"]), style="red")
         stats.update(text)
 
+    def on_resize(self) -> None:
+        self.x_ticks.width = self.query_one("#curve", PlotWidget).size.width
+
     def _show_curve(self) -> None:
         plot = self.query_one("#curve", PlotWidget)
+        self.x_ticks.width = plot.size.width
         plot.clear()
         xs, ys = self.tail.points("train_loss")
         pts = [(x, math.log10(y)) for x, y in zip(xs, ys) if y > 0 and math.isfinite(y)]
@@ -241,8 +386,10 @@ class TrainingScreen(PolledScreen):
         from core.ddpm.trainer import train_params  # loaded on first use: keeps opening the screen fast
 
         study = self.app.study
+        study.reload_settings()  # an edit of study.toml since the app started counts
         params = train_params(study, preset=choice["preset"], data=choice["data"],
-                              overrides={"max_steps": choice.get("steps")}, num_processes=choice["num_processes"])
+                              overrides={"max_steps": choice.get("steps"), "fid_every": choice.get("fid_every")},
+                              num_processes=choice["num_processes"], fid_extractor=choice.get("fid_extractor"))
         job_id = launch.launch(study, "train", params, detach=True, argv=["tui", "train"]).job_id
         self.selected, self.tail = job_id, None
         self.app.call_from_thread(self.app.notify, f"started {job_id} in the background")

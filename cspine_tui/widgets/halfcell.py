@@ -210,9 +210,6 @@ class HalfcellView(Widget):
     def clear(self) -> None:
         self.show_image(None)
 
-    def on_resize(self) -> None:
-        self._strips = None if self._image is not None else self._strips
-
     def render_line(self, y: int) -> Strip:
         width, height = self.size
         if self._strips is None or len(self._strips) != height or \

@@ -26,7 +26,7 @@ KEY_LABELS: dict[str, tuple[str, bool]] = {
     "accept": ("Accept", True), "reject": ("Reject", True), "undo": ("Undo", True), "prev": ("Prev", True),
     "next": ("Next", True), "grid": ("Grid", True), "flip": ("Flip", True), "zoom": ("Zoom", True),
     "jump": ("Next undecided", False), "checkpoint": ("Checkpoint filter", False), "run": ("Run filter", False),
-    "order": ("Pre-screen order", False), "summary": ("Summary", True), "back": ("Back", False),
+    "order": ("Pre-screen order", False), "summary": ("Summary", True), "back": ("Back", True),
 }
 RESERVED = {str(d) for d in range(1, 10)} | {"up", "down", "enter", "ctrl+p", "question_mark", "q"}
 
@@ -65,11 +65,20 @@ def _decision_text(decision: str | None, reason: str | None, note: str | None = 
 FACTS_HEIGHT = 14
 
 
-def facts_text(item: decisions.QueueItem, pos: int, items: list[decisions.QueueItem],
-               others: list[tuple[str, str, str | None]], filters: dict[str, Any], zoom: str, reviewer: str) -> Text:
-    """The image's facts as plain lines (cheap to draw: a Rich Table costs milliseconds per key)."""
+def queue_text(filters: dict[str, Any], run_name: str | None) -> Text:
+    """The queue's filters in full (a run name is never cut: `s10` and `s100` must stay apart)."""
+    ckpt = filters.get("checkpoint_step")
+    return Text(f"{'all ckpts' if ckpt is None else f'ckpt {ckpt}'} · "
+                f"{'all runs' if filters.get('run_id') is None else run_name or filters['run_id']} · "
+                f"{filters.get('order', 'index')}", style="dim")
+
+
+def facts_text(item: decisions.QueueItem, pos: int, items: list[decisions.QueueItem], filters: dict[str, Any],
+               zoom: str, reviewer: str, run_name: str | None = None) -> Text:
+    """The image's facts as plain lines (cheap to draw: a Rich Table costs milliseconds per key). Only this
+    reviewer's decision: reviewers screen blind to each other (the paper's two screeners did)."""
     decided = sum(1 for i in items if i.decision is not None)
-    text = Text(no_wrap=True, overflow="ellipsis")
+    text = Text()
 
     def row(label: str, value: str | Text, style: str = "bold") -> None:
         text.append(f"{label[:10]:<11}", style=style)
@@ -87,12 +96,8 @@ def facts_text(item: decisions.QueueItem, pos: int, items: list[decisions.QueueI
     if item.prescreen is not None:
         row("pre-screen", f"{item.prescreen:.2f}")
     row(reviewer, _decision_text(item.decision, item.reason, item.note))
-    for name, decision, reason in others:
-        row(name, _decision_text(decision, reason), style="dim")
     row("view", zoom)
-    ckpt, run = filters.get("checkpoint_step"), filters.get("run_id")
-    row("queue", Text(f"{'all ckpts' if ckpt is None else f'ckpt {ckpt}'} · "
-                      f"{'all runs' if run is None else str(run)[:12]} · {filters.get('order', 'index')}", style="dim"))
+    row("queue", queue_text(filters, run_name))
     text.rstrip()
     return text
 
@@ -112,8 +117,9 @@ def table_s1_renderable(table: dict[str, Any], items: list[decisions.QueueItem],
                 f"{rejected} rejected\n", style="bold")
     t = Table("run", "ckpt", "gen", "final", title=f"Table S1 (rule {table['rule']})", title_justify="left",
               expand=True, pad_edge=False, padding=(0, 1), show_edge=False)
+    t.columns[0].overflow = "fold"  # a long run name wraps; cut, s100 would read as s10
     for r in table["rows"]:
-        t.add_row(str(r["run"])[:16], "" if r["checkpoint"] is None else str(r["checkpoint"]), str(r["generated"]),
+        t.add_row(str(r["run"]), "" if r["checkpoint"] is None else str(r["checkpoint"]), str(r["generated"]),
                   str(r["accepted"]))
     tot = table["total"]
     t.add_row(Text("Total", style="bold"), "", str(tot["generated"]), str(tot["accepted"]))

@@ -42,9 +42,8 @@ class Pane:
 def test_screening_in_tmux_from_the_command_palette(study, tmp_path) -> None:
     ids = add_run(study, "c34", 34, 6, size=64)
     pane = Pane(f"cspine-test-{os.getpid()}")
-    cli = Path(sys.executable).with_name("cspine-tui")
-    command = (f"env COLORTERM=truecolor TERM=tmux-256color {cli} --study {study.root} --reviewer tmuxer "
-               f"--image-protocol halfcell")
+    command = (f"env -u COLUMNS -u LINES COLORTERM=truecolor TERM=tmux-256color PYTHONPATH={ROOT} {sys.executable} -m cspine_tui "
+               f"--study {study.root} --reviewer tmuxer --image-protocol halfcell")
     started = pane.tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "40", command)
     assert started.returncode == 0, started.stderr
     try:
@@ -74,3 +73,34 @@ def test_screening_in_tmux_from_the_command_palette(study, tmp_path) -> None:
     events = study.store.column("SELECT action FROM review_events WHERE reviewer = 'tmuxer' ORDER BY seq")
     assert events == ["accept", "reject"]
     assert not list((study.cache_dir / "screening-journal").glob("*.jsonl"))  # all applied, journal removed
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_screening_panels_stay_closed_while_rejecting(study, size) -> None:
+    """With many runs in Table S1, the reject-reason panel must not push a panel's bottom border off the
+    screen or under the caption: every rounded box drawn is closed."""
+    for k in range(10):
+        add_run(study, f"demo-planted-s{10 * (k + 1)}", 10 * (k + 1), 2, seed0=10 * k)
+    pane = Pane(f"cspine-test-{os.getpid()}-{size[0]}")
+    command = (f"env -u COLUMNS -u LINES COLORTERM=truecolor TERM=tmux-256color PYTHONPATH={ROOT} {sys.executable} -m cspine_tui "
+               f"--study {study.root} --reviewer tmuxer --image-protocol halfcell")
+    started = pane.tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", str(size[0]), "-y", str(size[1]),
+                        command)
+    assert started.returncode == 0, started.stderr
+    try:
+        pane.wait(lambda: "Real images" in pane.text(), "the dashboard")
+        pane.tmux("send-keys", "-t", "t", "5")
+        pane.wait(lambda: "demo-planted-s10-0" in pane.text(), "the screening screen")
+        pane.tmux("send-keys", "-t", "t", "r")
+        pane.wait(lambda: "Reject: press the reason" in pane.text(), "the reason list", 20)
+        text = pane.text().rstrip()
+        lines = text.splitlines()
+        assert max(len(line) for line in lines) > size[0] - 5, f"the app is not drawn at {size}:\n{text}"
+        assert text.count("╭") == text.count("╰"), f"a panel is left open:\n{text}"
+        assert "demo-planted-s10-0" in lines[-2], f"the caption is not above the footer:\n{text}"
+        pane.tmux("send-keys", "-t", "t", "Escape")
+        pane.wait(lambda: "Table S1" in pane.text(), "the counts again", 20)
+        pane.tmux("send-keys", "-t", "t", "q")
+        pane.wait(lambda: not pane.alive(), "the app to quit", 30)
+    finally:
+        pane.tmux("kill-server")

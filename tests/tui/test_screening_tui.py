@@ -10,7 +10,7 @@ from core.screening import decisions
 from cspine_tui.app import CspineApp
 from tests.factories.screens import screen_text
 from tests.factories.screening import add_run
-from tests.factories.waiting import open_by_key, settle
+from tests.factories.waiting import open_by_key, settle, until
 @pytest.fixture
 def ids(study):
     return add_run(study, "c34", 34, 12) + add_run(study, "c40", 40, 3, seed0=100)
@@ -159,7 +159,9 @@ async def test_two_reviewers_agreement_and_adjudication(study, ids) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _open(app, pilot)
         assert screen.current.id == ids[0]         # bob's queue is his own
-        assert "ann" in screen_text(app) and "✓ accepted" in screen_text(app)
+        # Blind: bob sees nothing of ann's decisions while he screens (the paper's screeners were blind).
+        facts = str(app.screen.query_one("#facts").content)
+        assert "ann" not in facts and "✓ accepted" not in facts
         await pilot.press("r", "6", "a", "a", "a")
         await settle(app, pilot)
         await pilot.press("s")
@@ -219,8 +221,8 @@ async def test_filters_and_palette_commands(study, ids) -> None:
         await pilot.press("o")                      # no pre-screen scores: says so, order unchanged
         assert screen.filters["order"] == "index"
         titles = [t for t, _, _ in screen.palette_commands()]
-        assert "Screening: checkpoint 34 only" in titles and "Screening: run c40 only" in titles
-        dict((t, cb) for t, _, cb in screen.palette_commands())["Screening: all checkpoints"]()
+        assert "Screening: filter to checkpoint 34" in titles and "Screening: filter to run c40" in titles
+        dict((t, cb) for t, _, cb in screen.palette_commands())["Screening: filter off (every checkpoint and run)"]()
         await settle(app, pilot)
         assert len(screen.items) == 15
         await pilot.press("escape")                 # back to the dashboard
@@ -235,8 +237,8 @@ async def test_release_from_the_palette_runs_as_a_job(study, ids) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _open(app, pilot)
         dict((t, cb) for t, _, cb in screen.palette_commands())["Screening: release the dataset"]()
-        await pilot.pause()
-        assert any("release job" in str(n.message) for n in app._notifications)
+        # The job is created in a thread worker, which notifies when it has started.
+        await until(app, pilot, lambda: any("release job" in str(n.message) for n in app._notifications))
     end = time.monotonic() + 120
     while True:
         states = [j["state"] for j in control.list_jobs(study) if j["kind"] == "release"]

@@ -58,7 +58,7 @@ async def test_analysis_screen_imports_analyses_and_shows_the_plot(study, tmp_pa
                                               raters.simulate_raters(spec, 4, seed=1)
                                               + raters.preview_and_partial(spec))
     app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
-    async with app.run_test(size=(140, 44)) as pilot:
+    async with app.run_test(size=(170, 48)) as pilot:
         app.open_screen("analysis")
         await until(app, pilot, lambda: "No ratings yet" in screen_text(app))
         scr = app.screen
@@ -69,8 +69,10 @@ async def test_analysis_screen_imports_analyses_and_shows_the_plot(study, tmp_pa
         assert any("6 responses" in str(n.message) and "preview 1" in str(n.message) for n in app._notifications)
         scr.query_one("#import").blur()
         await pilot.press("a")
-        await until(app, pilot, lambda: scr.result is not None and scr.query_one("#plot").image is not None)
+        await until(app, pilot, lambda: scr.result is not None and "median" in screen_text(app))
         text = screen_text(app)
+        # Half-cell blocks cannot show a plot: its numbers as a table, and where the PNG is.
+        assert "Per-rater mean realism" in text and "realism_rater_means.png" in text
         assert "identification accuracy" in text and "SIMULATED raters: 4" in text
         assert "report " in text and scr.result["report"]["html"].endswith("report.html")
         first = scr.result["analysis_id"]
@@ -79,3 +81,26 @@ async def test_analysis_screen_imports_analyses_and_shows_the_plot(study, tmp_pa
         assert scr.result["kappa_coding"] == "position"
         assert study.store.scalar("SELECT count(*) FROM analyses") == 2
     assert responses.list_imports(study)[0]["summary"]["used"] == 4
+
+
+async def test_analysis_c_reanalyses_the_pack_on_screen_not_the_newest(study, tmp_path) -> None:
+    from core.reader_study.analysis import analyze
+
+    older = pack.build_pack(study, tmp_path / "pack-a", checkpoints=CKPTS, count=6, seed=2, size=32)
+    csv_path = raters.write_qualtrics_csv(tmp_path / "sim.csv", older, raters.simulate_raters(older, 4, seed=1))
+    responses.import_ratings(study, csv_path, older.pack_id)
+    analyze(study, older.pack_id)
+    newer = pack.build_pack(study, tmp_path / "pack-b", checkpoints=CKPTS, count=6, seed=3, size=32)
+    assert newer.pack_id != older.pack_id
+    app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
+    async with app.run_test(size=(170, 48)) as pilot:
+        app.open_screen("analysis")
+        await until(app, pilot, lambda: getattr(app.screen, "result", None) is not None)
+        scr = app.screen
+        assert scr.result["pack_id"] == older.pack_id and older.pack_id in screen_text(app)
+        first = scr.result["analysis_id"]
+        await pilot.press("c")  # re-run with the next kappa coding: the pack on screen (the newer has no ratings)
+        await until(app, pilot, lambda: scr.result["analysis_id"] != first or not scr.running)
+        assert not [n.message for n in app._notifications if n.severity == "error"]
+        assert scr.result["analysis_id"] != first and scr.result["pack_id"] == older.pack_id
+        assert scr.result["kappa_coding"] == "position"

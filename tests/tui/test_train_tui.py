@@ -12,6 +12,7 @@ from core.jobs import control
 from core.jobs import runner
 
 from core.jobs import runview
+from core.ddpm.networks import get_preset
 from cspine_tui.app import CspineApp
 from tests.factories.screens import screen_text
 from tests.factories.waiting import settle, until
@@ -75,8 +76,7 @@ async def test_training_screen_cancel_and_new_run(study, monkeypatch):
         await pilot.press("c")
         await settle(app, pilot)
         assert runner.job_record(study, queued)["state"] == "cancelled"
-        await pilot.press("n")
-        await pilot.pause()
+        await _new_run_dialog(app, pilot)
         assert type(app.screen).__name__ == "NewRunScreen"
         app.screen.query_one("#steps").value = "40"
         await pilot.click("#start")
@@ -84,7 +84,60 @@ async def test_training_screen_cancel_and_new_run(study, monkeypatch):
         await settle(app, pilot)
     assert len(started) == 1
     params = runner.job_record(study, started[0])["params"]
-    assert params["config"]["max_steps"] == 40 and params["config"]["name"] == "paper"
+    import torch
+
+    # The preset this machine can train: tiny without a GPU, the study's (paper) with one.
+    assert params["config"]["max_steps"] == 40
+    assert params["config"]["name"] == ("paper" if torch.cuda.is_available() else "tiny")
+
+
+async def _new_run_dialog(app, pilot):
+    await pilot.press("n")
+    await until(app, pilot, lambda: getattr(app.screen, "defaults", None) is not None)
+    return app.screen
+
+
+async def test_new_run_dialog_labels_fid_setting_and_study_toml_edits(study, monkeypatch):
+    from textual.widgets import Input, Label, Select
+
+    from core.metrics import fid
+
+    started: list[str] = []
+    monkeypatch.setattr(runner, "start_detached", lambda st, job_id, command: started.append(job_id) or 1)
+    monkeypatch.setattr(fid, "torch_hub_checkpoints", lambda: study.root / "no-hub")  # no Inception weights
+    app = CspineApp(study, reviewer="tester", image_protocol="off")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_screen("training")
+        await settle(app, pilot)
+        dialog = await _new_run_dialog(app, pilot)
+        # Every field has a label right above it (no unlabelled "1").
+        children = list(dialog.query_one("VerticalScroll").children)
+        for i, widget in enumerate(children):
+            if isinstance(widget, (Input, Select)):
+                assert isinstance(children[i - 1], Label), widget.id
+        assert dialog.query_one("#fid", Select).value == "auto"      # no weights: auto, which falls back
+        assert "no Inception weights" in str(dialog.query_one("#machine").render())
+        preset = dialog.query_one("#preset", Select).value
+        assert dialog.query_one("#fid-every", Input).value == str(get_preset(preset).fid_every)
+        dialog.query_one("#fid", Select).value = "off"
+        await settle(app, pilot)
+        assert dialog.query_one("#fid-every", Input).value == "0"
+        dialog.query_one("#start").press()
+        await until(app, pilot, lambda: len(started) == 1)
+        params = runner.job_record(study, started[0])["params"]
+        assert params["config"]["fid_every"] == 0                   # FID off: the run never needs Inception
+        # A study.toml edit while the app runs is seen by the next dialog and run.
+        text = study.settings_path.read_text().replace("[train]\n", "[train]\nfid_every = 7\n")
+        study.settings_path.write_text(text)
+        dialog = await _new_run_dialog(app, pilot)
+        assert dialog.query_one("#fid-every", Input).value == "7"
+        dialog.query_one("#fid", Select).value = "proxy"
+        await settle(app, pilot)
+        dialog.query_one("#start").press()
+        await until(app, pilot, lambda: len(started) == 2)
+    params = runner.job_record(study, started[1])["params"]
+    assert params["config"]["fid_every"] == 7 and params["fid_extractor"] == "proxy"
 
 
 async def test_jobs_screen_lists_jobs_with_sparkline_and_log_and_outlives_the_app(study):

@@ -1,8 +1,8 @@
 """The Textual app: a dashboard of the study and one screen per step of the study.
 
-Registering a screen (each area does this once): add a ScreenEntry to SCREENS below. The screen class lives
-in cspine_tui/screens/<area>.py and is imported only when first opened. A screen can offer commands to the
-command palette by defining ``palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]``
+Registering a screen (each area does this once): add a ScreenEntry to SCREENS in cspine_tui/registry.py. The
+screen class lives in cspine_tui/screens/<area>.py and is imported only when first opened. A screen can offer
+commands to the command palette by defining ``palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]``
 (title, help, callback); they are listed while that screen is active.
 
 Conventions for screens: `self.app.study` (core.study.Study), `self.app.reviewer` (who decides),
@@ -14,9 +14,7 @@ which shows them in one line and keeps the app running.
 
 from __future__ import annotations
 
-import importlib
 import os
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -28,41 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from core.errors import CspineError
 from core.study import Study
-
-
-@dataclass(frozen=True)
-class ScreenEntry:
-    name: str
-    target: str          # "module:Class"
-    key: str             # key on the dashboard
-    title: str
-    description: str
-
-    def load(self) -> Any:
-        module, cls = self.target.split(":")
-        return getattr(importlib.import_module(module), cls)()
-
-
-SCREENS: list[ScreenEntry] = [
-    ScreenEntry("dashboard", "cspine_tui.screens.dashboard:DashboardScreen", "0", "Dashboard",
-                "the study at a glance"),
-    ScreenEntry("dataset", "cspine_tui.screens.dataset:DatasetScreen", "1", "Dataset",
-                "the real set: splits, polarity, orientation, skipped files; override one image"),
-    ScreenEntry("training", "cspine_tui.screens.training:TrainingScreen", "2", "Training",
-                "start, pause, resume runs; live loss curve, validation loss, FID, steps/s, ETA"),
-    ScreenEntry("sampling", "cspine_tui.screens.sampling:SamplingScreen", "3", "Sampling",
-                "sample checkpoints (losses, FID, counts); follow runs; gallery of the newest images"),
-    ScreenEntry("screening", "cspine_tui.screens.screening:ScreeningScreen", "5", "Screening",
-                "accept or reject synthetic images by keyboard"),
-    ScreenEntry("audit", "cspine_tui.screens.audit:AuditScreen", "6", "Memorization audit",
-                "top real-synthetic pairs side by side; two blinded reviewers, kappa, adjudication"),
-    ScreenEntry("survey", "cspine_tui.screens.survey:SurveyScreen", "7", "Reader study pack",
-                "blinded quartets and the Qualtrics survey; browse quartets"),
-    ScreenEntry("analysis", "cspine_tui.screens.analysis:AnalysisScreen", "8", "Reader study analysis",
-                "import Qualtrics ratings; accuracy, kappa, Wilcoxon, violin plot, report"),
-    ScreenEntry("jobs", "cspine_tui.screens.jobs:JobsScreen", "9", "Jobs",
-                "every job with state, progress, trend and log tail; pause, cancel, resume"),
-]
+from cspine_tui.registry import SCREENS
 
 
 class CspineCommands(Provider):

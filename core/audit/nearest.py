@@ -165,7 +165,8 @@ def plot_histogram(path: Path, synthetic_to_train: np.ndarray, val_to_train: np.
     hi = float(max(np.max(v) for v in values)) if values else 1.0
     bins = np.linspace(lo, max(hi, lo + 1e-6), 60)
     if len(synthetic_to_train):
-        ax.hist(synthetic_to_train, bins=bins, density=True, alpha=0.55, label=f"synthetic (n={len(synthetic_to_train)})")
+        ax.hist(synthetic_to_train, bins=bins, density=True, alpha=0.55,
+                label=f"synthetic (n={len(synthetic_to_train)})")
     if len(val_to_train):
         ax.hist(val_to_train, bins=bins, density=True, alpha=0.55, label=f"validation (n={len(val_to_train)})")
     if threshold is not None:

@@ -98,7 +98,7 @@ class SamplerSpec:
 def _external_sampler() -> Callable[..., torch.Tensor] | None:
     """core.ddpm.sampling's batch generator when the sampling module provides one (same contract as ours)."""
     try:
-        from core.ddpm import sampling as sample  # noqa: PLC0415 - optional, written by the sampling area
+        from core.ddpm import sampling as sample
     except ImportError:
         return None
     return getattr(sample, "generate_batch", None)

@@ -171,7 +171,7 @@ def standardise_orientation(arr: np.ndarray) -> tuple[np.ndarray, bool, float | 
 
 
 def encode_png(arr: np.ndarray) -> bytes:
-    from core.realset.ingest import encode_png as _encode
+    from core.realset.canonical import encode_png as _encode
 
     return _encode(np.ascontiguousarray(arr, dtype=np.uint8))
 

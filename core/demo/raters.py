@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.reader_study.pack import LETTERS, RATER_CODE_TAG, SCALE, PackSpec
+from core.reader_study.spec import LETTERS, RATER_CODE_TAG, SCALE, PackSpec
 from core.reader_study.formats import QUESTION, RATE, RATER_CODE_TEXT
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from core.reader_study import statistics
 from core.errors import CspineError
 from core.study import Study
-from core.reader_study.pack import LETTERS, PackSpec
+from core.reader_study.spec import LETTERS, PackSpec
 
 KAPPA_CODINGS = ("source", "position", "correct")
 Log = Callable[[str], None]
@@ -148,7 +148,7 @@ def analyze(study: Study, pack: str | Path | None = None, *, kappa_coding: str =
     """Analyse a pack's imported ratings, write the figures and the report, record the analysis."""
     from core.reader_study.report import write_report
 
-    from core.reader_study.pack_check import load_checked_pack
+    from core.reader_study.pack import load_checked_pack
 
     log = log or (lambda _m: None)
     spec = load_checked_pack(study, pack)  # a pack edited by hand since export is refused

@@ -124,7 +124,7 @@ def override(study: Study, image_id: str, *, inverted: bool | None = None,
     Inversion and mirroring commute with the resize, so the canonical image is transformed in place (inside
     its content box in pad mode) and the source file is not needed.
     """
-    from core.realset.ingest import content_box, encode_png, needs_look
+    from core.realset.canonical import content_box, encode_png, needs_look
 
     row = find_image(study, image_id)
     old_path = study.abs(row["path"])

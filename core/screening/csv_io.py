@@ -57,7 +57,7 @@ def _bool(value: str, where: str) -> bool:
 
 def read_decisions(study: Study, path: Path | str, *, simulated: bool | None = None) -> list[dict[str, Any]]:
     """Parse and validate a decisions CSV against the study; raises one CspineError naming the first problem."""
-    from core.screening.decisions import NOTE_REQUIRED, reason_code
+    from core.screening.reasons import NOTE_REQUIRED, reason_code
 
     path = Path(path)
     try:

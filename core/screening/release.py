@@ -142,7 +142,8 @@ def write_release(study: Study, out: Path | str, *, rule: str | None = None, hf:
     summary = {"images": len(manifest), "out": str(out), "rule": rule, "by_checkpoint": per_ckpt,
                "generated": t["generated"], "rejected": t["rejected"], "pending": t["pending"],
                "unreviewed": t["unreviewed"], "licence": licence, "hf": hf,
-               "study": study.get("study", "name"), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+               "study": study.get("study", "name"),
+               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     (staging / "README.md").write_text(dataset_card(study, summary, s1_rows, _reviewers(study)), encoding="utf-8")
     (staging / "release.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _write_sums(staging)
@@ -221,7 +222,8 @@ def dataset_card(study: Study, summary: dict[str, Any], s1_rows: list[dict[str, 
                      (" (SIMULATED reviewer of the demo, not a person)" if r["simulated"] else ""))
     if not reviewers:
         lines.append("- none")
-    lines += ["", "## Counts (Table S1)", "", "| Generation | Checkpoint | Generated | Final count |", "|---|---|---|---|"]
+    lines += ["", "## Counts (Table S1)", "", "| Generation | Checkpoint | Generated | Final count |",
+              "|---|---|---|---|"]
     for r in s1_rows:
         lines.append(f"| {r['run']} | {r['checkpoint']} | {r['generated']} | {r['final_count']} |")
     if summary["pending"] or summary["unreviewed"]:

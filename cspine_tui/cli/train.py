@@ -40,8 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--fid-extractor", choices=["inception", "proxy", "auto"], default=None,
                    help="inception (default; local weights), proxy (labelled stand-in), auto")
     g.add_argument("--inception-weights", default=None, help="path of pt_inception-2015-12-05-6726825d.pth")
-    g.add_argument("--fid-sampler", default=None, help="sampler of in-training FID samples: ddpm, ddim, dpmpp, unipc (default: the sampling module's fast default, UniPC)")
-    g.add_argument("--fid-steps", type=int, default=None, help="sampler steps for in-training FID (default: the sampler's fast default)")
+    g.add_argument("--fid-sampler", default=None,
+                   help="sampler of in-training FID samples: ddpm, ddim, dpmpp, unipc "
+                   "(default: the sampling module's fast default, UniPC)")
+    g.add_argument("--fid-steps", type=int, default=None,
+                   help="sampler steps for in-training FID (default: the sampler's fast default)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("checkpoints", help="list training checkpoints with their losses and FID")

@@ -64,7 +64,7 @@ class DashboardScreen(Screen):
         yield Footer()
 
     def _menu(self) -> Text:
-        from cspine_tui.app import SCREENS
+        from cspine_tui.registry import SCREENS
 
         text = Text("Screens\n", style="bold")
         for entry in SCREENS:
@@ -74,7 +74,7 @@ class DashboardScreen(Screen):
         return text
 
     def on_mount(self) -> None:
-        from cspine_tui.app import SCREENS
+        from cspine_tui.registry import SCREENS
 
         for entry in SCREENS:
             if entry.name != "dashboard":

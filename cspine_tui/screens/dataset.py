@@ -37,7 +37,7 @@ def load_original(path: Path, max_side: int = 512):
     """The source file as stored, for display: 16-bit and DICOM scaled to 8 bits; None if unreadable."""
     from PIL import Image
 
-    from core.realset.ingest import resize_decoded
+    from core.realset.canonical import resize_decoded
     from core.realset.readers import SkipFile, decode_bytes
 
     try:
@@ -170,7 +170,8 @@ class DatasetScreen(Screen):
                 cell[1] += r["n"] * r["flipped"]
             t.add_row("per split", "  ".join(f"{k}: inv {v[0]}, flip {v[1]}" for k, v in sorted(by_split.items())))
             t.add_row("formats", ", ".join(f"{k} {v}" for k, v in s["by_format"].items()))
-        t.add_row("skipped", f"{len(s.get('skipped', []))} files (s shows them) · duplicates met {s.get('duplicates', 0)}")
+        t.add_row("skipped", f"{len(s.get('skipped', []))} files (s shows them) · "
+                             f"duplicates met {s.get('duplicates', 0)}")
         filt = "flagged only (f: all)" if self.flagged_only else "all (f: flagged only)"
         t.add_row("showing", f"{len(self.rows)} images, {filt}")
         return t

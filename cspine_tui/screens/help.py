@@ -21,7 +21,7 @@ class HelpScreen(ModalScreen[None]):
         self.under = under
 
     def compose(self) -> ComposeResult:
-        from cspine_tui.app import SCREENS
+        from cspine_tui.registry import SCREENS
 
         under = self.under
         lines = ["# cspine-tui help", "",

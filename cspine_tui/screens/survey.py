@@ -52,7 +52,7 @@ class SurveyScreen(Screen):
         super().__init__()
         self.packs: list[dict[str, Any]] = []
         self.checkpoints: dict[str, int] = {}
-        self.spec = None  # core.reader_study.pack.PackSpec of the selected pack
+        self.spec = None  # core.reader_study.spec.PackSpec of the selected pack
         self.quartet = 1
         self.show_key = False
         self.building = False
@@ -68,7 +68,8 @@ class SurveyScreen(Screen):
                     yield Static("New pack", classes="panel-title")
                     for label, ident, placeholder in (
                             ("count", "count", "50"), ("checkpoints", "ckpts", "three steps, e.g. 68000 80000 160000"),
-                            ("seed", "seed", "random (recorded)"), ("image URL", "url", "https://host/path/ (later ok)"),
+                            ("seed", "seed", "random (recorded)"),
+                            ("image URL", "url", "https://host/path/ (later ok)"),
                             ("folder", "out", "<study>/exports/pack-<time>")):
                         with Horizontal():
                             yield Label(label)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.errors import CspineError
-from cspine_tui.app import SCREENS, CspineApp
+from cspine_tui.app import CspineApp
+from cspine_tui.registry import SCREENS
 from tests.factories.screens import screen_text
 from tests.factories.waiting import settle
 @pytest.fixture

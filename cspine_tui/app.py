@@ -27,6 +27,7 @@ from textual.worker import Worker, WorkerState
 from core.errors import CspineError
 from core.study import Study
 from cspine_tui.registry import SCREENS
+from cspine_tui.screens.help import HelpScreen
 
 
 class CspineCommands(Provider):
@@ -88,8 +89,6 @@ class CspineApp(App):
         self.open_screen(name)
 
     def action_help(self) -> None:
-        from cspine_tui.screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 

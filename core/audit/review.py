@@ -18,6 +18,8 @@ from PIL import Image, ImageDraw, ImageFont
 from core.audit.nearest import audit_pairs, resolve_audit
 from core.errors import CspineError
 from core.study import Study
+from core.jobs import runner
+from core.screening.prescreen import compute_scores
 
 VERDICTS = ("memorized", "not", "unsure")
 
@@ -205,9 +207,6 @@ def simulated_verdicts(pairs: Sequence[dict[str, Any]], threshold: float | None,
 def demo_audit(study: Study, log: Any) -> None:
     """Audit with the pixel embedding (as a job), two labelled simulated reviewers, exports, the pre-screen."""
     import json
-
-    from core.jobs import runner
-    from core.screening.prescreen import compute_scores
 
     n_syn = int(study.store.scalar("SELECT count(*) FROM synthetic_images"))
     n_real = int(study.store.scalar("SELECT count(*) FROM real_images"))

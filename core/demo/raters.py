@@ -171,8 +171,10 @@ def demo_reader_study(study, log) -> None:
 
     Idempotent: the pack, the import (same file -> same hash) and the analysis are each done once.
     """
+    # imported on use: loads scipy, duckdb (start-up cost)
     from core.reader_study.analysis import analyze, latest_analysis
-    from core.reader_study.responses import import_ratings
+    from core.reader_study.responses import import_ratings  # imported on use: loads duckdb (start-up cost)
+    # imported on use: loads PIL, duckdb (start-up cost)
     from core.reader_study.pack import available_checkpoints, build_pack, list_packs, load_pack
 
     pack_id = study.get("survey", "demo_pack")

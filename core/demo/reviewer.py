@@ -19,6 +19,7 @@ from core.screening import decisions
 
 from core.ddpm import synthetic
 from core.study import Study
+from core.screening.release import write_release
 
 SIMULATED_REVIEWER = "simulated-reviewer"
 PLANTED_PREFIX = "demo-planted-s"
@@ -35,7 +36,7 @@ def _sampled_runs(study: Study) -> list[dict]:
 
 def plant_implausible(study: Study, log: Log) -> int:
     """One labelled implausible phantom per defect into each sampled checkpoint's queue; returns images added."""
-    from core.demo.phantom import DEFECTS, render_canonical
+    from core.demo.phantom import DEFECTS, render_canonical  # imported on use: loads scipy (start-up cost)
 
     added = 0
     for run in _sampled_runs(study):
@@ -89,7 +90,6 @@ def demo_screen(study: Study, log: Log) -> None:
         return
     plant_implausible(study, log)
     simulated_screening(study, log)
-    from core.screening.release import write_release
 
     summary = write_release(study, study.exports_dir / "release", licence="CC0-1.0")
     log(f"release of {summary['images']} accepted images in {summary['out']} "

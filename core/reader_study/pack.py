@@ -38,6 +38,7 @@ from core.study import Study
 from core.reader_study import formats
 from core.reader_study.pack_check import fingerprint, record, verify_pack
 from core.reader_study.spec import PackSpec, QuartetItem
+from core.screening.rules import accepted_image_ids
 
 PNG_COMPRESS_LEVEL = 6  # zlib default; the same for every image
 
@@ -96,7 +97,6 @@ def png_chunks(data: bytes) -> list[str]:
 
 def accepted_synthetic(study: Study, step: int) -> list[dict[str, Any]]:
     """Accepted images of one checkpoint under the study's final screening rule (core/screening/rules.py)."""
-    from core.screening.rules import accepted_image_ids
 
     ids = set(accepted_image_ids(study, checkpoint_step=int(step)))
     rows = study.store.query("SELECT s.id, s.path FROM synthetic_images s JOIN synthetic_runs r ON r.id = s.run_id "

@@ -253,7 +253,7 @@ def read_responses(path: Path | str, spec: PackSpec) -> tuple[Header, list[list[
 def import_ratings(study: Study, path: Path | str, pack: str | Path | None = None, *,
                    simulated: bool = False) -> dict[str, Any]:
     """Import one Qualtrics export into the study; returns the summary (also stored in rating_imports)."""
-    from core.reader_study.pack import load_checked_pack
+    from core.reader_study.pack import load_checked_pack  # imported on use: loads numpy, PIL (start-up cost)
 
     path = Path(path).expanduser()
     spec = load_checked_pack(study, pack)  # a pack edited by hand since export is refused

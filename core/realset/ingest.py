@@ -219,7 +219,7 @@ def ingest(study: Study, paths: list[str | Path], *, recursive: bool = False, re
            split_seed: int | None = None, workers: int | None = None,
            on_progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Create and run an ingest job in this process (scripts, the demo); returns its job record."""
-    from core.jobs import runner
+    from core.jobs import runner  # imported on use: loads duckdb (start-up cost)
     job_id = runner.create_job(study, "ingest", ingest_params(paths, recursive=recursive, resize=resize,
                                                             split_seed=split_seed, workers=workers))
     return runner.run_job(study, job_id, foreground=True, on_progress=on_progress)
@@ -238,8 +238,8 @@ def ingest_params(paths: Iterable[str | Path], *, recursive: bool = False, resiz
 
 def run(ctx) -> dict[str, Any]:
     """The ingest job runner (registered as kind "ingest" in core/jobs/runner.py)."""
-    from core.jobs.runner import JobPaused
-    from core.realset.catalog import assign_missing, check_split_seed
+    from core.jobs.runner import JobPaused  # imported on use: loads duckdb (start-up cost)
+    from core.realset.catalog import assign_missing, check_split_seed  # imported on use: loads duckdb (start-up cost)
 
     study: Study = ctx.study
     params = ctx.params
@@ -387,8 +387,8 @@ class _Writer:
 
 def demo_ingest(study: Study, log: Callable[[str], None]) -> None:
     """The demo's ingest stage: the phantoms in source-phantoms/ through the ingest job; idempotent."""
-    from core.jobs import control
-    from core.jobs import runner
+    from core.jobs import control  # imported on use: loads duckdb (start-up cost)
+    from core.jobs import runner  # imported on use: loads duckdb (start-up cost)
     folder = str((study.root / "source-phantoms").absolute())
     mine = [j for j in control.list_jobs(study, kind="ingest") if j["params"].get("paths") == [folder]]
     if any(j["state"] == "succeeded" for j in mine):

@@ -29,6 +29,7 @@ from core.errors import CspineError
 from core.files import sha256_file
 from core.screening.rules import final_cte, final_rule, table_s1
 from core.study import Study
+from core.jobs.runner import JobPaused
 
 MANIFEST_COLUMNS = ("file", "image_id", "checkpoint", "run", "run_source", "sampler", "steps", "seed", "weights",
                     "flip", "decisions", "final_rule", "sha256")
@@ -109,7 +110,6 @@ def write_release(study: Study, out: Path | str, *, rule: str | None = None, hf:
     for i, row in enumerate(rows):
         if should_stop is not None and i % 200 == 0 and should_stop():
             shutil.rmtree(staging, ignore_errors=True)
-            from core.jobs.runner import JobPaused
             raise JobPaused("stopped before the release was complete; run it again to rebuild it")
         ext = Path(row["path"]).suffix or ".png"
         rel = image_root / _ckpt_folder(row["checkpoint"], row["run"]) / _slug(row["run"]) / f"{row['idx']:06d}{ext}"

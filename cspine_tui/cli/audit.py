@@ -71,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from core.audit.nearest import audit_report
+    from core.audit.nearest import audit_report  # imported on use: loads numpy (start-up cost)
+    # imported on use: loads numpy, PIL (start-up cost)
     from core.metrics.embeddings import check_spec, clear_cache, make_encoder
 
     study = open_study(args)
@@ -117,7 +118,7 @@ def _print_summary(report: dict, limit: int) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from core.audit.nearest import audit_report, list_audits
+    from core.audit.nearest import audit_report, list_audits  # imported on use: loads numpy (start-up cost)
 
     if args.list:
         rows = list_audits(open_study(args))
@@ -138,8 +139,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_verdict(args: argparse.Namespace) -> int:
-    from core.audit.nearest import resolve_audit
-    from core.audit.review import record_verdict
+    from core.audit.nearest import resolve_audit  # imported on use: loads numpy (start-up cost)
+    from core.audit.review import record_verdict  # imported on use: loads numpy, PIL (start-up cost)
 
     study = open_study(args)
     audit_id = resolve_audit(study, args.audit)
@@ -150,7 +151,8 @@ def cmd_verdict(args: argparse.Namespace) -> int:
 
 
 def cmd_verdicts(args: argparse.Namespace) -> int:
-    from core.audit.nearest import resolve_audit
+    from core.audit.nearest import resolve_audit  # imported on use: loads numpy (start-up cost)
+    # imported on use: loads numpy, PIL (start-up cost)
     from core.audit.review import agreement, export_sheet, export_verdicts_csv
 
     study = open_study(args)
@@ -181,7 +183,7 @@ def cmd_verdicts(args: argparse.Namespace) -> int:
 
 
 def cmd_prescreen(args: argparse.Namespace) -> int:
-    from core.screening.prescreen import stored_report
+    from core.screening.prescreen import stored_report  # imported on use: loads numpy, PIL (start-up cost)
 
     study = open_study(args)
     record = run_as_job(args, study, "prescreen", {})

@@ -11,6 +11,7 @@ from typing import Any
 
 from core.errors import CspineError
 from core.study import DEFAULT_STUDY, Study
+from core.jobs import launch, runner
 
 
 def default_reviewer() -> str:
@@ -86,7 +87,6 @@ def run_as_job(args: argparse.Namespace, study: Study, kind: str, params: dict[s
     Returns the final job record in the foreground, None when detached. The job id is always the
     last line printed on stdout, the convention scripts rely on.
     """
-    from core.jobs import runner
 
     if getattr(args, "time_limit", None):
         params = {**params, "time_limit_s": args.time_limit}
@@ -105,8 +105,6 @@ def run_foreground(study: Study, job_id: str) -> dict[str, Any]:
     """Run a job in this process with a rich progress bar on stderr; exits non-zero if it failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
-
-    from core.jobs import runner
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[message]}"))
@@ -143,8 +141,6 @@ def run_launched_job(args: argparse.Namespace, study: Study, kind: str, params: 
     """A job that runs through a launcher: write its Slurm script (--sbatch), start it detached, or run it
     in the foreground with a progress bar. Returns the final record, or None when it did not run here (its id
     is then printed as the last stdout line)."""
-    from core.jobs import runner
-    from core.jobs import launch
     if getattr(args, "time_limit", None):
         params = {**params, "time_limit_s": args.time_limit}
     job_id = runner.create_job(study, kind, params, argv=sys.argv[1:])
@@ -171,7 +167,6 @@ def run_launched_foreground(study: Study, job_id: str, command: list[str]) -> di
     """Run a job through a launcher subprocess (multi-process), with a progress bar from its status.json."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from core.jobs import launch
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[message]}"))
     with Progress(*columns, console=_stderr_console()) as bar:

@@ -7,6 +7,9 @@ import sys
 import time
 
 from cspine_tui.cli.common import add_json, add_study, open_study, print_json
+from core.jobs import control, runner
+from core.jobs.control import cancel_job, list_jobs, request_pause
+from cspine_tui.cli.common import finish, run_foreground
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from core.jobs.control import list_jobs
-
     rows = list_jobs(open_study(args), kind=args.kind)
     if args.json:
         print_json(rows)
@@ -60,8 +61,6 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from core.jobs.control import cancel_job
-
     record = cancel_job(open_study(args), args.job)
     print(f"cancel requested for {record['id']} (now {record['state']})", file=sys.stderr)
     print(record["id"])
@@ -69,8 +68,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    from core.jobs.control import request_pause
-
     record = request_pause(open_study(args), args.job)
     print(f"pause requested for {record['id']}: it saves its state at its next safe point", file=sys.stderr)
     print(record["id"])
@@ -78,11 +75,6 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from core.jobs import control
-    from core.jobs import runner
-
-    from cspine_tui.cli.common import finish, run_foreground
-
     study = open_study(args)
     record = control.resumable_record(study, args.job)
     command = runner.resume_command(study, record["id"])
@@ -99,9 +91,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from core.jobs import control
-    from core.jobs import runner
-
     study = open_study(args)
     job_id = runner.job_record(study, args.job)["id"]
     path = runner.run_dir(study, job_id) / "log.txt"

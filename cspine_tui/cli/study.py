@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 from cspine_tui.cli.common import add_json, add_study, default_reviewer, open_study, print_json
+from core.demo.stages import build_demo
+from core.status import study_status
+from core.study import Study
+from cspine_tui.cli.common import _stderr_console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,8 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from core.study import Study
-
     study = Study.create(args.path, preset=args.preset)
     print(f"created study {study.root} (schema v{study.store.schema_version()})", file=sys.stderr)
     print(study.root)
@@ -52,8 +54,6 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from core.status import study_status
-
     status = study_status(open_study(args))
     if args.json:
         print_json(status)
@@ -81,9 +81,8 @@ def _print_status(status: dict) -> None:
 
 
 def cmd_phantoms(args: argparse.Namespace) -> int:
-    from core.demo import phantom_files
+    from core.demo import phantom_files  # imported on use: loads scipy, numpy, PIL (start-up cost)
 
-    from cspine_tui.cli.common import _stderr_console
     from rich.progress import Progress
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
@@ -103,18 +102,12 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from core.demo.stages import build_demo
-
-    from cspine_tui.cli.common import _stderr_console
-
     console = _stderr_console()
     study = build_demo(args.path, fresh=args.fresh, log=lambda msg: console.print(f"[cyan]demo[/] {msg}"))
     if args.no_tui:
-        from core.status import study_status
-
         print_json(study_status(study))
         return 0
-    from cspine_tui.app import run_app
+    from cspine_tui.app import run_app  # imported on use: loads textual (start-up cost)
 
     return run_app(study_path=study.root, reviewer=getattr(args, "reviewer", None) or default_reviewer(),
                    image_protocol=getattr(args, "image_protocol", "auto"))

@@ -6,6 +6,9 @@ import argparse
 
 from cspine_tui.cli.common import add_job_options, add_json, add_launch_options, add_study, open_study, \
     print_json
+from core.ddpm.checkpoints import list_checkpoints, set_kept
+from core.errors import CspineError
+from cspine_tui.cli.common import finish, run_as_job, run_launched_job
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,9 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.ddpm.trainer import train_params
-
-    from cspine_tui.cli.common import finish, run_as_job, run_launched_job
+    from core.ddpm.trainer import train_params  # imported on use: loads numpy (start-up cost)
 
     study = open_study(args)
     overrides = {"max_steps": args.steps, "checkpoint_every": args.checkpoint_every, "fid_every": args.fid_every,
@@ -81,9 +82,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
-    from core.ddpm.checkpoints import list_checkpoints, set_kept
-    from core.errors import CspineError
-
     study = open_study(args)
     for spec, kept in ((args.keep, True), (args.unkeep, False)):
         if spec:

@@ -23,6 +23,8 @@ from textual.widgets import Footer, Header, Input, Static
 from core.reader_study import statistics
 from core.reader_study.analysis import KAPPA_CODINGS
 from cspine_tui.widgets.preview import ImagePreview, load_preview
+from core.reader_study.analysis import analyze, latest_analysis
+from core.reader_study.responses import import_ratings
 
 PAPER = {"accuracy": "29.0%", "kappa": "0.061", "means": ["3.323", "3.228", "3.258", "3.320"],
          "p": ["0.128", "0.236", "1.000"], "p_holm": ["0.383", "0.471", "1.000"]}
@@ -130,8 +132,6 @@ class AnalysisScreen(Screen):
 
     @work(thread=True, exclusive=True, group="analysis-load")
     def _load(self) -> None:
-        from core.reader_study.analysis import latest_analysis
-
         result = latest_analysis(self.app.study)
         raters = self.app.study.store.scalar("SELECT count(*) FROM raters")
         self.app.call_from_thread(self._show, result, raters)
@@ -189,8 +189,6 @@ class AnalysisScreen(Screen):
 
     @work(thread=True, exclusive=True, group="analysis-run")
     def _analyze(self, coding: str) -> None:
-        from core.reader_study.analysis import analyze
-
         try:
             result = analyze(self.app.study, kappa_coding=coding)
         except Exception as exc:  # noqa: BLE001 - shown to the user; the screen keeps working
@@ -216,8 +214,6 @@ class AnalysisScreen(Screen):
 
     @work(thread=True, exclusive=True, group="analysis-import")
     def _import(self, path: Path) -> None:
-        from core.reader_study.responses import import_ratings
-
         try:
             summary = import_ratings(self.app.study, path)
         except Exception as exc:  # noqa: BLE001

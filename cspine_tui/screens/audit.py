@@ -27,6 +27,8 @@ from core.audit import nearest
 from core.audit import review
 from core.errors import CspineError
 from cspine_tui.widgets.preview import ImagePreview, load_preview
+from core.jobs import runner
+from core.metrics.embeddings import check_spec
 
 VERDICT_STYLE = {"memorized": "bold red", "not": "green", "unsure": "yellow"}
 
@@ -346,9 +348,6 @@ class AuditScreen(Screen):
 
     @work(thread=True, exclusive=True, group="audit-start")
     def _start_audit(self, embedding: str) -> None:
-        from core.jobs import runner
-        from core.metrics.embeddings import check_spec
-
         study = self.app.study
         check_spec(embedding, study)  # a missing weight: one line, no job
         job_id = runner.create_job(study, "audit", {"embedding": embedding,

@@ -23,6 +23,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from core.realset import catalog
 from cspine_tui.widgets.preview import ImagePreview, load_preview
+from core.realset.canonical import resize_decoded
+from core.realset.readers import decode_bytes, SkipFile
 
 
 def _conf(value: float | None, source: str | None) -> str:
@@ -36,9 +38,6 @@ def _conf(value: float | None, source: str | None) -> str:
 def load_original(path: Path, max_side: int = 512):
     """The source file as stored, for display: 16-bit and DICOM scaled to 8 bits; None if unreadable."""
     from PIL import Image
-
-    from core.realset.canonical import resize_decoded
-    from core.realset.readers import SkipFile, decode_bytes
 
     try:
         dec = decode_bytes(path.read_bytes(), path.suffix, reduce_to=max_side)

@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Markdown
+from cspine_tui.registry import SCREENS
 
 
 class HelpScreen(ModalScreen[None]):
@@ -21,8 +22,6 @@ class HelpScreen(ModalScreen[None]):
         self.under = under
 
     def compose(self) -> ComposeResult:
-        from cspine_tui.registry import SCREENS
-
         under = self.under
         lines = ["# cspine-tui help", "",
                  "`ctrl+p` opens the command palette: every screen and every command of the screen in front.",

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Sparkline, Static
 
 from core.jobs import runview
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
+from core.jobs import control
 
 LOG_LINES = 14
 SPARK_METRICS = ("train_loss", "fid", "loss")
@@ -66,8 +67,6 @@ class JobsScreen(PolledScreen):
         self.start_polling()
 
     def poll(self) -> None:
-        from core.jobs import control
-
         study = self.app.study
         rows = runview.scan_jobs(study)
         for r in rows:

@@ -19,6 +19,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 from core.jobs import runview
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 from cspine_tui.widgets.preview import ImagePreview, load_preview
+from core.jobs import launch, runner
 
 GALLERY = 6
 DB_EVERY_S = 3.0
@@ -66,6 +67,7 @@ class SamplingScreen(PolledScreen):
         self._ckpt_rows: list[tuple[str, tuple[str, ...]]] = []
 
     def compose(self) -> ComposeResult:
+        # imported on use: loads torch, numpy (start-up cost)
         from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, SAMPLERS
 
         yield Header()
@@ -106,8 +108,9 @@ class SamplingScreen(PolledScreen):
     def poll(self) -> None:
         import time
 
+        # imported on use: loads numpy (start-up cost)
         from core.ddpm.sampling import checkpoint_overview, newest_images
-        from core.ddpm.synthetic import list_runs
+        from core.ddpm.synthetic import list_runs  # imported on use: loads numpy (start-up cost)
 
         study = self.app.study
         jobs = runview.scan_jobs(study, kind="sample")
@@ -259,9 +262,7 @@ class SamplingScreen(PolledScreen):
 
     @work(thread=True, group="sampling-action")
     def _start(self, chosen: list[tuple[str, int]], form: dict[str, Any]) -> None:
-        from core.jobs import runner
-        from core.jobs import launch
-        from core.ddpm.sampling import sample_params
+        from core.ddpm.sampling import sample_params  # imported on use: loads numpy (start-up cost)
 
         study = self.app.study
         started = []

@@ -32,6 +32,8 @@ from cspine_tui.widgets.halfcell import (ZOOMS, HalfcellView, RenderCache, TextP
                                          render_strips)
 from cspine_tui.widgets.screening_parts import (DEFAULT_KEYS, FACTS_HEIGHT, KEY_LABELS, NoteModal, Thumb,
                                                 facts_text, keymap, reasons_text, table_s1_renderable)
+from core.jobs import runner
+from cspine_tui.screens.screening_summary import ScreeningSummaryScreen
 
 PREFETCH_AHEAD = 6
 PAGE = 9
@@ -553,8 +555,6 @@ class ScreeningScreen(Screen):
         self.reload(keep=self.current.id if self.current else None)
 
     def action_summary(self) -> None:
-        from cspine_tui.screens.screening_summary import ScreeningSummaryScreen
-
         self.app.push_screen(ScreeningSummaryScreen())
 
     # -- command palette -----------------------------------------------------------------------------------
@@ -582,8 +582,6 @@ class ScreeningScreen(Screen):
         return cmds
 
     def start_release(self) -> None:
-        from core.jobs import runner
-
         study = self.app.study
         job_id = runner.create_job(study, "release", {"out": str((study.exports_dir / "release").resolve())})
         runner.start_detached(study, job_id)

@@ -102,6 +102,7 @@ class SurveyScreen(Screen):
 
     @work(thread=True, exclusive=True, group="survey-load")
     def _load(self, select: str | None) -> None:
+        # imported on use: loads numpy, duckdb (start-up cost)
         from core.reader_study.pack import available_checkpoints, list_packs
 
         packs = list_packs(self.app.study)
@@ -136,7 +137,7 @@ class SurveyScreen(Screen):
 
     @work(thread=True, exclusive=True, group="survey-pack")
     def _open_pack(self, pack_id: str) -> None:
-        from core.reader_study.pack import load_pack
+        from core.reader_study.pack import load_pack  # imported on use: loads numpy, duckdb (start-up cost)
 
         spec = load_pack(self.app.study, pack_id)
         self.app.call_from_thread(self._pack_opened, spec)
@@ -237,7 +238,7 @@ class SurveyScreen(Screen):
     def _build(self, form: dict[str, Any]) -> None:
         from datetime import datetime
 
-        from core.reader_study.pack import build_pack
+        from core.reader_study.pack import build_pack  # imported on use: loads numpy, duckdb (start-up cost)
 
         study = self.app.study
         out = form.pop("out") or study.exports_dir / f"pack-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

@@ -23,6 +23,7 @@ from textual_plot.axis_formatter import AxisFormatter
 from core.jobs import runview
 from core.jobs.runview import fmt_duration
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
+from core.jobs import launch, runner
 
 MAX_CURVE_POINTS = 400
 
@@ -240,9 +241,7 @@ class TrainingScreen(PolledScreen):
 
     @work(thread=True, group="training-action")
     def _start_run(self, choice: dict[str, Any]) -> None:
-        from core.jobs import runner
-        from core.jobs import launch
-        from core.ddpm.trainer import train_params
+        from core.ddpm.trainer import train_params  # imported on use: loads numpy (start-up cost)
 
         study = self.app.study
         params = train_params(study, preset=choice["preset"], data=choice["data"],

@@ -95,7 +95,7 @@ class PolledScreen(Screen):
 
     @work(thread=True, group="job-control")
     def control_job(self, what: str, job_id: str) -> None:
-        from core.jobs import control
+        from core.jobs import control  # imported on use: loads duckdb (start-up cost)
         message = control.control(self.app.study, job_id, what)
         self.app.call_from_thread(self.app.notify, message)
         self.app.call_from_thread(self.poll_now)

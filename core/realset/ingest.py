@@ -296,7 +296,12 @@ def run(ctx) -> dict[str, Any]:
 
 def _results(pending: list[str], known: set[str], opts: IngestOptions, workers: int | None,
              should_stop: Callable[[], bool]) -> Iterable[FileResult]:
-    """FileResults as workers finish them; few files (or workers=0) run in this process."""
+    """FileResults in listing order (few files, or workers=0, run in this process).
+
+    In listing order, not as workers finish: of two files with the same bytes the first listed is the
+    original and the other the duplicate, whichever worker is faster, and a paused job has done a prefix of
+    the list. A result that finishes early waits (at most 4 per worker are submitted and not yet yielded).
+    """
     n_workers = default_workers() if workers is None else int(workers)
     if n_workers <= 0 or len(pending) <= 2:
         frozen = frozenset(known)
@@ -309,31 +314,32 @@ def _results(pending: list[str], known: set[str], opts: IngestOptions, workers: 
     ctx = get_context("spawn")
     with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(frozenset(known), opts)) as pool:
-        queue = iter(pending)
-        inflight: dict[Future, str] = {}
+        inflight: dict[Future, int] = {}
+        ready: dict[int, FileResult] = {}
+        submitted = yielded = 0
         try:
-            while True:
-                while len(inflight) < 4 * n_workers and not should_stop():
-                    path = next(queue, None)
-                    if path is None:
-                        break
-                    inflight[pool.submit(process_file, path)] = path
-                if not inflight:
-                    return
+            while yielded < len(pending):
+                while submitted - yielded < 4 * n_workers and submitted < len(pending) and not should_stop():
+                    inflight[pool.submit(process_file, pending[submitted])] = submitted
+                    submitted += 1
+                if yielded == submitted:
+                    return  # asked to stop: nothing left to hand over in order
                 finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    path = inflight.pop(fut)
+                    index = inflight.pop(fut)
                     try:
-                        result = fut.result()
+                        ready[index] = fut.result()
                     except BrokenProcessPool:
                         # A decoder crashed its process (or it was killed): name the suspects; a resume
                         # continues after the files already recorded.
-                        suspects = sorted([path, *inflight.values()])
+                        suspects = sorted([pending[index], *(pending[i] for i in inflight.values())])
                         raise CspineError(
                             f"a decoding process died while reading one of {len(suspects)} files "
                             f"({', '.join(Path(p).name for p in suspects[:4])}{', ...' if len(suspects) > 4 else ''}); "
                             "move the bad file away and resume the job") from None
-                    yield result
+                while yielded in ready:
+                    yield ready.pop(yielded)
+                    yielded += 1
         finally:
             for fut in inflight:
                 fut.cancel()

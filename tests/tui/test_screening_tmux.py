@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories.screening import add_run
+from tests.factories.waiting import HANG_S
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ class Pane:
     def text(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "t").stdout
 
-    def wait(self, predicate, what: str, timeout: float = 60.0) -> None:
+    def wait(self, predicate, what: str, timeout: float = HANG_S) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if predicate():

@@ -19,7 +19,7 @@ from core.audit.nearest import audit_pairs, resolve_audit
 from core.errors import CspineError
 from core.study import Study
 from core.jobs import runner
-from core.screening.prescreen import compute_scores
+from core.screening import prescreen
 
 VERDICTS = ("memorized", "not", "unsure")
 
@@ -243,5 +243,5 @@ def demo_audit(study: Study, log: Any) -> None:
         f"{'n/a' if rate is None else f'{100 * rate:.2f}%'}; simulated reviewers' kappa "
         f"{'n/a' if kappa is None else f'{kappa:.2f}'}, {len(agree['adjudicate'])} pairs to adjudicate; "
         f"sheet {study.rel(folder / 'pairs.png')}")
-    result = compute_scores(study)
+    result = prescreen.compute_scores(study)
     log(f"pre-screen: {len(result['ids'])} synthetic images scored ({result['mode']})")

@@ -27,7 +27,7 @@ from core.errors import CspineError
 from core.files import write_bytes_atomic
 from core.study import Study
 from core.jobs.runner import JobPaused
-from core.realset.detectors import detect_orientation
+from core.realset import detectors
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
 SOURCES = ("sampled", "external")
@@ -165,7 +165,7 @@ def add_images(study: Study, run_id: str, rows: Sequence[SyntheticImage]) -> int
 def standardise_orientation(arr: np.ndarray) -> tuple[np.ndarray, bool, float | None]:
     """Mirror an 8-bit positive film to face left, as the real set is; returns (image, flipped, confidence)."""
 
-    facing, confidence = detect_orientation(arr)
+    facing, confidence = detectors.detect_orientation(arr)
     flipped = facing == "right"
     out = np.ascontiguousarray(arr[:, ::-1]) if flipped else arr
     return out, flipped, round(float(confidence), 4)

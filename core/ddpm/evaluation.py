@@ -105,8 +105,8 @@ def _external_sampler() -> Callable[..., torch.Tensor] | None:
 
 def resolve_sampler(name: str | None, steps: int | None) -> SamplerSpec:
     """The in-training FID sampler: core.ddpm.sampling's fast default when installed, else DDIM-50 from here."""
-
     if _external_sampler() is not None:
+
         name = name or DEFAULT_FAST_SAMPLER
         if name not in EXTERNAL:
             raise CspineError(f"unknown in-training FID sampler {name!r}; use one of {', '.join(EXTERNAL)}")

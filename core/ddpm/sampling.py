@@ -432,7 +432,6 @@ def demo_sample(study: Study, log, count: int = DEMO_IMAGES_PER_CHECKPOINT) -> l
 
 def checkpoint_overview(study: Study) -> list[dict[str, Any]]:
     """Every checkpoint with its losses and FID (core.ddpm.checkpoints) and the images sampled from it so far."""
-
     counts = {(r["train_job"], r["checkpoint_step"]): r["n"] for r in study.store.query(
         "SELECT r.train_job, r.checkpoint_step, count(s.id) AS n FROM synthetic_runs r "
         "LEFT JOIN synthetic_images s ON s.run_id = r.id WHERE r.source = 'sampled' "

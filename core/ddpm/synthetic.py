@@ -164,7 +164,6 @@ def add_images(study: Study, run_id: str, rows: Sequence[SyntheticImage]) -> int
 
 def standardise_orientation(arr: np.ndarray) -> tuple[np.ndarray, bool, float | None]:
     """Mirror an 8-bit positive film to face left, as the real set is; returns (image, flipped, confidence)."""
-
     facing, confidence = detectors.detect_orientation(arr)
     flipped = facing == "right"
     out = np.ascontiguousarray(arr[:, ::-1]) if flipped else arr
@@ -291,7 +290,6 @@ def add_external(study: Study, name: str, paths: Iterable[str | Path], *, recurs
 
 def run_add_synthetic(ctx) -> dict[str, Any]:
     """Job runner (kind "add_synthetic"): params run, paths, recursive."""
-
     p = ctx.params
     result = add_external(ctx.study, p["run"], p["paths"], recursive=bool(p.get("recursive", True)),
                           job_id=ctx.job_id, progress=lambda d, t, m: ctx.progress(d, t, message=m),

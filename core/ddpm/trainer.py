@@ -33,9 +33,8 @@ from typing import Any
 from core.disk_errors import DiskFull, disk_full_path, write_failed_for_space
 from core.errors import CspineError
 from core.jobs.runner import JobContext, JobPaused, sync_metrics
-from core.ddpm.networks import ModelConfig, get_preset
+from core.ddpm.networks import ModelConfig, build_unet, get_preset, save_model_folder, training_scheduler
 from core.study import Study
-from core.ddpm.networks import build_unet, save_model_folder, training_scheduler
 from core.jobs import runner
 
 CHECKPOINT_PREFIX = "step-"

@@ -20,7 +20,6 @@ SUFFIXES = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "dicom": ".dcm"}
 FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff", "dcm": "dicom"}
 
 
-
 class PhantomError(CspineError, ValueError):
     """A bad phantom parameter (the message names it and the allowed values)."""
 

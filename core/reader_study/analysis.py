@@ -147,7 +147,6 @@ def analyze(study: Study, pack: str | Path | None = None, *, kappa_coding: str =
             report_dir: Path | str | None = None, include_simulated: bool = True,
             log: Log | None = None) -> dict[str, Any]:
     """Analyse a pack's imported ratings, write the figures and the report, record the analysis."""
-
     from core.reader_study.pack import load_checked_pack  # imported on use: loads numpy, PIL (start-up cost)
 
     log = log or (lambda _m: None)

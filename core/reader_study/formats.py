@@ -23,7 +23,6 @@ from core.reader_study.spec import (IMAGE_URL_PLACEHOLDER, INSTRUCTIONS, LETTERS
                                    RATER_CODE_TEXT, SCALE, PackSpec)
 
 
-
 def _sid(prefix: str, *parts: Any, length: int = 15) -> str:
     """A deterministic Qualtrics-style id (Qualtrics may assign new ones on import; export tags stay)."""
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()

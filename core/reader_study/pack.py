@@ -97,7 +97,6 @@ def png_chunks(data: bytes) -> list[str]:
 
 def accepted_synthetic(study: Study, step: int) -> list[dict[str, Any]]:
     """Accepted images of one checkpoint under the study's final screening rule (core/screening/rules.py)."""
-
     ids = set(accepted_image_ids(study, checkpoint_step=int(step)))
     rows = study.store.query("SELECT s.id, s.path FROM synthetic_images s JOIN synthetic_runs r ON r.id = s.run_id "
                              "WHERE r.checkpoint_step = ? ORDER BY s.id", [int(step)])
@@ -241,6 +240,7 @@ def _adopt_interrupted_build(study: Study, out: Path, items: list[QuartetItem], 
         spec = read_pack_dir(out)
     except CspineError:
         spec = None
+
     def key(of: list[QuartetItem]) -> list[tuple]:
         return [(i.quartet, i.position, i.image_kind, i.image_id, i.source, i.image_file) for i in of]
 
@@ -360,7 +360,6 @@ def set_image_urls(study: Study | None, folder: Path | str, *, base_url: str | N
 
     `url_csv` holds `image_file,url` rows (e.g. Qualtrics Graphics Library URLs, one IM_ id per image).
     """
-
     folder = Path(folder).expanduser()
     spec = read_pack_dir(folder)
     registered = study is not None and bool(study.store.scalar("SELECT count(*) FROM quartet_packs WHERE id = ?",

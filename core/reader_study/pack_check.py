@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 CHECKED = ("pack.json", "answer_key.csv", "upload/survey.qsf", "upload/survey.txt")
 IMAGES = "upload/images"
+
+
 def fingerprint(folder: Path) -> dict[str, str]:
     """relative path -> SHA-256 of the checked files and every entry of upload/images/ (links marked)."""
     out: dict[str, str] = {}

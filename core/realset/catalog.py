@@ -125,7 +125,6 @@ def override(study: Study, image_id: str, *, inverted: bool | None = None,
     Inversion and mirroring commute with the resize, so the canonical image is transformed in place (inside
     its content box in pad mode) and the source file is not needed.
     """
-
     row = find_image(study, image_id)
     old_path = study.abs(row["path"])
     try:

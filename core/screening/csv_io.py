@@ -58,7 +58,6 @@ def _bool(value: str, where: str) -> bool:
 
 def read_decisions(study: Study, path: Path | str, *, simulated: bool | None = None) -> list[dict[str, Any]]:
     """Parse and validate a decisions CSV against the study; raises one CspineError naming the first problem."""
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")

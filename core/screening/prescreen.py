@@ -313,7 +313,6 @@ def stored_report(study: Study, limit: int | None = None) -> dict[str, Any]:
 
 def run_prescreen_job(ctx: Any) -> dict[str, Any]:
     """Job runner (kind ``prescreen``): features for new images (cached per batch, resumable), then scores."""
-
     try:
         result = compute_scores(ctx.study, progress=lambda d, t, m: ctx.progress(d, t, message=m),
                                 should_stop=ctx.should_stop)

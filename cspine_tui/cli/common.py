@@ -87,7 +87,6 @@ def run_as_job(args: argparse.Namespace, study: Study, kind: str, params: dict[s
     Returns the final job record in the foreground, None when detached. The job id is always the
     last line printed on stdout, the convention scripts rely on.
     """
-
     if getattr(args, "time_limit", None):
         params = {**params, "time_limit_s": args.time_limit}
     job_id = runner.create_job(study, kind, params, argv=sys.argv[1:])

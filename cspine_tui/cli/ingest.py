@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cspine_tui.cli.common import add_job_options, add_json, add_study, open_study, print_json
+from cspine_tui.cli.common import add_job_options, add_json, add_study, finish, open_study, print_json, run_as_job
 from core.errors import CspineError
-from cspine_tui.cli.common import finish, run_as_job
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,10 +6,9 @@ import argparse
 import sys
 import time
 
-from cspine_tui.cli.common import add_json, add_study, open_study, print_json
+from cspine_tui.cli.common import add_json, add_study, finish, open_study, print_json, run_foreground
 from core.jobs import control, runner
 from core.jobs.control import cancel_job, list_jobs, request_pause
-from cspine_tui.cli.common import finish, run_foreground
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,6 +74,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+
     study = open_study(args)
     record = control.resumable_record(study, args.job)
     command = runner.resume_command(study, record["id"])

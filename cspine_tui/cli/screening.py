@@ -7,13 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cspine_tui.cli.common import (add_job_options, add_json, add_study, finish, open_study, print_json,
-                                        run_as_job)
+from cspine_tui.cli.common import (add_job_options, add_json, add_study, default_reviewer, finish, open_study,
+                                   print_json, run_as_job)
 from core.screening.csv_io import export_reviews, import_reviews
-from core.screening.rules import (adjudicate, agreement, disagreements, remove_adjudication, reviewer_summary, RULES,
-    table_s1
-)
-from cspine_tui.cli.common import default_reviewer
+from core.screening.rules import (RULES, adjudicate, agreement, disagreements, remove_adjudication, reviewer_summary,
+                                  table_s1)
 
 RULE_HELP = "final decision rule (default: study.toml [screening] final_rule, else any_reject)"
 
@@ -75,6 +73,7 @@ def cmd_reviews(args: argparse.Namespace) -> int:
 
 
 def cmd_adjudicate(args: argparse.Namespace) -> int:
+
     study = open_study(args)
     who = args.adjudicator or getattr(args, "reviewer", None) or default_reviewer()
     if args.decision == "clear":

@@ -6,11 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from cspine_tui.cli.common import add_json, add_study, default_reviewer, open_study, print_json
+from cspine_tui.cli.common import _stderr_console, add_json, add_study, default_reviewer, open_study, print_json
 from core.demo.stages import build_demo
 from core.status import study_status
 from core.study import Study
-from cspine_tui.cli.common import _stderr_console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,9 +101,11 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+
     console = _stderr_console()
     study = build_demo(args.path, fresh=args.fresh, log=lambda msg: console.print(f"[cyan]demo[/] {msg}"))
     if args.no_tui:
+
         print_json(study_status(study))
         return 0
     from cspine_tui.app import run_app  # imported on use: loads textual (start-up cost)

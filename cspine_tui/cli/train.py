@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from cspine_tui.cli.common import add_job_options, add_json, add_launch_options, add_study, open_study, \
-    print_json
+from cspine_tui.cli.common import (add_job_options, add_json, add_launch_options, add_study, finish, open_study,
+                                   print_json, run_as_job, run_launched_job)
 from core.ddpm.checkpoints import list_checkpoints, set_kept
 from core.errors import CspineError
-from cspine_tui.cli.common import finish, run_as_job, run_launched_job
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -21,9 +21,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from core.reader_study import statistics
-from core.reader_study.analysis import KAPPA_CODINGS
+from core.reader_study.analysis import KAPPA_CODINGS, analyze, latest_analysis
 from cspine_tui.widgets.preview import ImagePreview, load_preview
-from core.reader_study.analysis import analyze, latest_analysis
 from core.reader_study.responses import import_ratings
 
 PAPER = {"accuracy": "29.0%", "kappa": "0.061", "means": ["3.323", "3.228", "3.258", "3.320"],

@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from core.realset import catalog
 from cspine_tui.widgets.preview import ImagePreview, load_preview
 from core.realset.canonical import resize_decoded
-from core.realset.readers import decode_bytes, SkipFile
+from core.realset.readers import SkipFile, decode_bytes
 
 
 def _conf(value: float | None, source: str | None) -> str:

@@ -12,9 +12,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Sparkline, Static
 
-from core.jobs import runview
+from core.jobs import control, runview
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
-from core.jobs import control
 
 LOG_LINES = 14
 SPARK_METRICS = ("train_loss", "fid", "loss")

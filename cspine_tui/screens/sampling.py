@@ -16,10 +16,9 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
-from core.jobs import runview
+from core.jobs import launch, runner, runview
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 from cspine_tui.widgets.preview import ImagePreview, load_preview
-from core.jobs import launch, runner
 
 GALLERY = 6
 DB_EVERY_S = 3.0

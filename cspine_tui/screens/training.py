@@ -20,10 +20,9 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 from textual_plot import HiResMode, PlotWidget
 from textual_plot.axis_formatter import AxisFormatter
 
-from core.jobs import runview
+from core.jobs import launch, runner, runview
 from core.jobs.runview import fmt_duration
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
-from core.jobs import launch, runner
 
 MAX_CURVE_POINTS = 400
 

@@ -9,6 +9,8 @@ from cspine_tui.app import CspineApp
 from cspine_tui.registry import SCREENS
 from tests.factories.screens import screen_text
 from tests.factories.waiting import settle
+
+
 @pytest.fixture
 def app(study):
     return CspineApp(study, reviewer="tester", image_protocol="off")

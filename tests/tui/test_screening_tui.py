@@ -11,6 +11,8 @@ from cspine_tui.app import CspineApp
 from tests.factories.screens import screen_text
 from tests.factories.screening import add_run
 from tests.factories.waiting import HANG_S, open_by_key, settle, wait_until
+
+
 @pytest.fixture
 def ids(study):
     return add_run(study, "c34", 34, 12) + add_run(study, "c40", 40, 3, seed0=100)
@@ -237,6 +239,7 @@ async def test_release_from_the_palette_runs_as_a_job(study, ids) -> None:
         dict((t, cb) for t, _, cb in screen.palette_commands())["Screening: release the dataset"]()
         await pilot.pause()
         assert any("release job" in str(n.message) for n in app._notifications)
+
     def release_states() -> list[str] | None:
         states = [j["state"] for j in control.list_jobs(study) if j["kind"] == "release"]
         return states if states and states[0] not in ("queued", "running") else None

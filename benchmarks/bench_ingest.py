@@ -5,9 +5,9 @@
 The files are phantom radiographs of 2000x1500 px, 16-bit grayscale PNG (a third negatives, a third
 right-facing), generated once into benchmarks/out/ (git-ignored; ~5 MB each) and reused. To keep generation
 affordable on a small machine, each rendered phantom yields ten files that differ in their quantum noise,
-polarity and facing: every file has different bytes (no duplicates) and costs the same to decode. "ours" is the whole ingest
-job (`core.realset.ingest.ingest`): hashing, decoding at full bit depth, float Lanczos resize, both detectors,
-atomic PNG writes and the database rows, in worker processes. "baseline" is what a short script does in one
+polarity and facing: every file has different bytes (no duplicates) and costs the same to decode. "ours" is the
+whole ingest job (`core.realset.ingest.ingest`): hashing, decoding at full bit depth, float Lanczos resize, both
+detectors, atomic PNG writes and the database rows, in worker processes. "baseline" is what a short script does in one
 process: open, convert to float, resize to 256x256 (Lanczos), convert to 8-bit, save. Prints one JSON line.
 """
 

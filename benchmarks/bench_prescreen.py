@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.demo import phantom  # noqa: E402
-from core.metrics.embeddings import pixel_vector  # noqa: E402
-from core.screening.prescreen import RealModel, auroc, hog_bank, review_savings, score_features  # noqa: E402
+from core.demo import phantom
+from core.metrics.embeddings import pixel_vector
+from core.screening.prescreen import RealModel, auroc, hog_bank, review_savings, score_features
 
 
 def one_seed(seed: int, n_real: int, n_syn: int, n_decided: int, size: int) -> dict:

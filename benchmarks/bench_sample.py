@@ -32,8 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.ddpm.networks import build_unet, get_preset  # noqa: E402
-from core.ddpm.samplers import (DEFAULT_FAST_SAMPLER, DEFAULT_STEPS, denoise, image_seed,  # noqa: E402
+from core.ddpm.networks import build_unet, get_preset
+from core.ddpm.samplers import (DEFAULT_FAST_SAMPLER, DEFAULT_STEPS, denoise, image_seed,
                            prepare_unet)
 
 
@@ -137,7 +137,8 @@ def main() -> int:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
         (platform.processor() or platform.machine()),
         "threads": args.threads, "size": size, "batch": batch, "rounds": args.rounds, "measure_steps": k,
-        "ours": {"label": ours.label, "params_m": round(ours.params / 1e6, 2), "gflops_per_forward": round(ours.gflops, 3),
+        "ours": {"label": ours.label, "params_m": round(ours.params / 1e6, 2),
+                 "gflops_per_forward": round(ours.gflops, 3),
                  "ancestral_s_per_step": round(o_step, 4), "image_steps_per_s": round(o_ips_step, 4),
                  "network_gflops_per_s": round(o_gflops_s, 2)},
         "reference": {"label": theirs.label, "params_m": round(theirs.params / 1e6, 2),

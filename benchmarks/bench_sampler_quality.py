@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.ddpm.samplers import SAMPLERS, image_seed  # noqa: E402
+from core.ddpm.samplers import SAMPLERS, image_seed
 
 CACHE = Path(__file__).resolve().parent / "out" / "sampler-quality"
 

@@ -7,8 +7,9 @@ Steps of the two are interleaved in rounds so that load from other processes hit
 time of each is reported. FLOPs per training step (forward + backward) are counted with
 ``torch.utils.flop_counter.FlopCounterMode`` on the first (untimed) warm-up step of each.
 
-CPU (unless --no-cpu): --size px (default 64), float32, batch --batch (default 8, the paper's). CUDA (when available): 256 px, bf16
-autocast, the same for both, plus images/s and the fraction of the GPU's dense bf16 peak our model reaches.
+CPU (unless --no-cpu): --size px (default 64), float32, batch --batch (default 8, the paper's). CUDA (when
+available): 256 px, bf16 autocast, the same for both, plus images/s and the fraction of the GPU's dense bf16
+peak our model reaches.
 
 Prints one JSON line. Needs the `bench` extra: pip install -e '.[bench]'.
 """
@@ -28,8 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.ddpm.networks import build_unet, get_preset, training_scheduler  # noqa: E402
-from core.ddpm.evaluation import diffusion_loss  # noqa: E402
+from core.ddpm.networks import build_unet, get_preset, training_scheduler
+from core.ddpm.evaluation import diffusion_loss
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets.
 BF16_PEAK_TFLOPS = {"H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 PCIe": 756.0, "H100 NVL": 835.0,

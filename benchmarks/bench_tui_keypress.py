@@ -212,8 +212,10 @@ def measure_app(study: Path, args: argparse.Namespace, work: Path) -> dict:
         wait_for(lambda: not tmux.alive(), 30, poll=0.05)
     finally:
         tmux.kill()
-    return {"start_s": round(start_s, 3), "start_cpu_s": round(start_cpu_s, 2), "start_loaded_s": round(loaded_s, 3), "open_screening_s": round(open_s, 3),
-            "next_ms": stats(nxt), "accept_ms": stats(acc), "cpu_ms_per_next": cpu_next, "cpu_ms_per_accept": cpu_acc, "prev_ms": stats(back), "next_capture_pane_ms": stats(outside)}
+    return {"start_s": round(start_s, 3), "start_cpu_s": round(start_cpu_s, 2), "start_loaded_s": round(loaded_s, 3),
+            "open_screening_s": round(open_s, 3),
+            "next_ms": stats(nxt), "accept_ms": stats(acc), "cpu_ms_per_next": cpu_next, "cpu_ms_per_accept": cpu_acc,
+            "prev_ms": stats(back), "next_capture_pane_ms": stats(outside)}
 
 
 def measure_reference(study: Path, args: argparse.Namespace, work: Path) -> dict:

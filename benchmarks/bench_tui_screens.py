@@ -137,7 +137,8 @@ def main() -> int:
                 worst = max(worst, statistics.median(v))
         print(json.dumps(line))
         screens[name] = {k: v for k, v in line.items() if k.endswith("_median")}
-    print(json.dumps({"benchmark": "tui_screens", "summary": True, "screens": screens, "worst_paint_median_s": round(worst, 3),
+    print(json.dumps({"benchmark": "tui_screens", "summary": True, "screens": screens,
+                      "worst_paint_median_s": round(worst, 3),
                       "target_s": TARGET_S, "meets_target": worst <= TARGET_S, "terminal": f"tmux {COLS}x{ROWS}",
                       "launches": args.launches, "app_root": str(args.app_root), "study": str(args.study),
                       "cpus": os.cpu_count(), "load_avg_before": load_before,

@@ -1,8 +1,8 @@
 """core/reader_study/statistics.py side by side with R (`Rscript` on PATH): paired Wilcoxon, Holm and the binomial test.
 
 Random reader studies (8-20 raters, per-rater rating sums over 50 ratings, so ties and zeros are common) are
-tested with core.reader_study.statistics.wilcoxon_paired and with R's wilcox.test(paired = TRUE) on the same integer sums;
-prints one JSON line: cases, max |p difference|, V mismatches, and how often R on *floating* means
+tested with core.reader_study.statistics.wilcoxon_paired and with R's wilcox.test(paired = TRUE) on the same
+integer sums; prints one JSON line: cases, max |p difference|, V mismatches, and how often R on *floating* means
 (sum / 50) gives a different p because floating differences split exact ties.
 
     .venv/bin/python benchmarks/stats_vs_r.py [--cases 300] [--seed 0]
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.reader_study import statistics  # noqa: E402
+from core.reader_study import statistics
 
 R_SCRIPT = r"""
 lines <- readLines(commandArgs(TRUE)[1])

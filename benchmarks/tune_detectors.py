@@ -23,7 +23,7 @@ import phantom_sets as ps
 
 def features_of(args: tuple[str, dict, int]) -> tuple[list[float], list[float]]:
     from core.realset import detectors
-    from core.realset.ingest import IngestOptions, content_box, resize_decoded
+    from core.realset.canonical import IngestOptions, content_box, resize_decoded
     from core.realset.readers import decode_bytes
 
     path, row, size = args
@@ -76,18 +76,18 @@ def main() -> None:
                                for size in (64, 256) for i in range(args.canonical)], chunksize=8))
     P = np.array([f[0] for f in feats])
     yp = np.array([0.0 if r["negative"] else 1.0 for r in rows])
-    O = np.array([f[1] for f in feats] + canon)
+    Xo = np.array([f[1] for f in feats] + canon)
     yo = np.array([1.0 if r["facing"] == "left" else 0.0 for r in rows]
                   + [0.0 if i % 2 else 1.0 for size in (64, 256) for i in range(args.canonical)])
     from core.realset import detectors
 
-    wp, wo = fit_logistic(P, yp), fit_logistic(O, yo)
+    wp, wo = fit_logistic(P, yp), fit_logistic(Xo, yo)
     print(json.dumps({
         "tuning_seeds": [ps.TUNE_BASE, ps.TUNE_BASE + args.count - 1],
         "polarity": {"features": detectors.POLARITY_FEATURES, "weights": [round(float(v), 3) for v in wp],
                      "tuning_accuracy": float(((P @ wp > 0) == (yp > 0.5)).mean())},
         "orientation": {"features": detectors.ORIENTATION_FEATURES, "weights": [round(float(v), 3) for v in wo],
-                        "tuning_accuracy": float(((O @ wo > 0) == (yo > 0.5)).mean())},
+                        "tuning_accuracy": float(((Xo @ wo > 0) == (yo > 0.5)).mean())},
         "images": len(rows), "canonical_images": 2 * args.canonical,
         "seconds": round(time.perf_counter() - t0, 1),
     }))

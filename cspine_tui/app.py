@@ -1,8 +1,8 @@
 """The Textual app: a dashboard of the study and one screen per step of the study.
 
-Registering a screen (each area does this once): add a ScreenEntry to SCREENS below. The screen class lives
-in cspine_tui/screens/<area>.py and is imported only when first opened. A screen can offer commands to the
-command palette by defining ``palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]``
+Registering a screen (each area does this once): add a ScreenEntry to SCREENS in cspine_tui/registry.py. The
+screen class lives in cspine_tui/screens/<area>.py and is imported only when first opened. A screen can offer
+commands to the command palette by defining ``palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]``
 (title, help, callback); they are listed while that screen is active.
 
 Conventions for screens: `self.app.study` (core.study.Study), `self.app.reviewer` (who decides),
@@ -14,108 +14,19 @@ which shows them in one line and keeps the app running.
 
 from __future__ import annotations
 
-import importlib
 import os
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
 
-from textual.actions import parse as parse_action
 from textual.app import App
 from textual.binding import Binding
-from textual.command import Hit, Hits, Provider
 from textual.worker import Worker, WorkerState
 
 from core.errors import CspineError
 from core.study import Study
-
-
-@dataclass(frozen=True)
-class ScreenEntry:
-    name: str
-    target: str          # "module:Class"
-    key: str             # key on the dashboard
-    title: str
-    description: str
-
-    def load(self) -> Any:
-        module, cls = self.target.split(":")
-        return getattr(importlib.import_module(module), cls)()
-
-
-SCREENS: list[ScreenEntry] = [
-    ScreenEntry("dashboard", "cspine_tui.screens.dashboard:DashboardScreen", "0", "Dashboard",
-                "the study at a glance"),
-    ScreenEntry("dataset", "cspine_tui.screens.dataset:DatasetScreen", "1", "Dataset",
-                "the real set: splits, polarity, orientation, skipped files; override one image"),
-    ScreenEntry("training", "cspine_tui.screens.training:TrainingScreen", "2", "Training",
-                "start, pause, resume runs; live loss curve, validation loss, FID, steps/s, ETA"),
-    ScreenEntry("sampling", "cspine_tui.screens.sampling:SamplingScreen", "3", "Sampling",
-                "sample checkpoints (losses, FID, counts); follow runs; gallery of the newest images"),
-    ScreenEntry("screening", "cspine_tui.screens.screening:ScreeningScreen", "5", "Screening",
-                "accept or reject synthetic images by keyboard"),
-    ScreenEntry("audit", "cspine_tui.screens.audit:AuditScreen", "6", "Memorization audit",
-                "top real-synthetic pairs side by side; two blinded reviewers, kappa, adjudication"),
-    ScreenEntry("survey", "cspine_tui.screens.survey:SurveyScreen", "7", "Reader study pack",
-                "blinded quartets and the Qualtrics survey; browse quartets"),
-    ScreenEntry("analysis", "cspine_tui.screens.analysis:AnalysisScreen", "8", "Reader study analysis",
-                "import Qualtrics ratings; accuracy, kappa, Wilcoxon, violin plot, report"),
-    ScreenEntry("jobs", "cspine_tui.screens.jobs:JobsScreen", "9", "Jobs",
-                "every job with state, progress, trend and log tail; pause, cancel, resume"),
-]
-
-
-def screen_label(screen: Any) -> str:
-    """The name a screen's commands are prefixed with ("Screening", "Audit", ...)."""
-    return getattr(screen, "PALETTE_NAME", "") or type(screen).__name__.removesuffix("Screen") or "Screen"
-
-
-def screen_commands(app: App, screen: Any) -> list[tuple[str, str, Callable[[], Any]]]:
-    """The commands of one screen: its own palette commands, then one per key binding it has (with the key in
-    the help), so everything a screen can do is found by a word of what it does."""
-    own = getattr(screen, "palette_commands", None)
-    commands = list(own()) if callable(own) else []
-    seen = {title.lower().split(": ", 1)[-1] for title, _, _ in commands}
-    label = screen_label(screen)
-    keys: dict[str, list[Binding]] = {}  # action -> its bindings ("right,j" arrives as two)
-    for _, binding in screen._bindings:
-        if binding.description and not binding.action.startswith("app."):
-            keys.setdefault(binding.action, []).append(binding)
-    for action, bindings in keys.items():
-        name, params = parse_action(action)[1:]
-        if screen.check_action(name, params) is False:  # e.g. reject reasons only while rejecting
-            continue
-        what = bindings[0].description[:1].upper() + bindings[0].description[1:]
-        if what.lower() in seen:
-            continue
-        seen.add(what.lower())
-        shown = " / ".join(dict.fromkeys(app.get_key_display(b) for b in bindings))
-        commands.append((f"{label}: {what}", f"key {shown}", partial(screen.run_action, action)))
-    return commands
-
-
-class CspineCommands(Provider):
-    """Command palette: open any screen, plus the commands of the screen the palette was opened from
-    (`self.screen`; `app.screen` is the palette itself while it is open)."""
-
-    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
-        app: CspineApp = self.app  # type: ignore[assignment]
-        commands = [(f"Open {e.title}", e.description, partial(app.open_screen, e.name)) for e in SCREENS]
-        commands.append(("Help", "keys and commands", app.action_help))
-        return screen_commands(app, self.screen) + commands
-
-    async def discover(self) -> Hits:
-        for title, help_text, callback in self._commands():
-            yield Hit(1.0, title, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for title, help_text, callback in self._commands():
-            # The help counts too ("filter" finds "checkpoint 50 only", "filter the queue"), a little lower.
-            score = max(matcher.match(title), 0.8 * matcher.match(help_text))
-            if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+from cspine_tui.palette import CspineCommands
+from cspine_tui.registry import SCREENS
+from cspine_tui.screens.help import HelpScreen
 
 
 class CspineApp(App):
@@ -153,8 +64,6 @@ class CspineApp(App):
         self.open_screen(name)
 
     def action_help(self) -> None:
-        from cspine_tui.screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 

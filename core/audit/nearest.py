@@ -28,6 +28,7 @@ import numpy as np
 from core.errors import CspineError
 from core.metrics.embeddings import check_spec
 from core.study import Study
+from core.jobs.runner import JobPaused
 
 VAL_PERCENTILE = 99.9
 DEFAULT_MEMORY_MB = 64.0
@@ -166,7 +167,8 @@ def plot_histogram(path: Path, synthetic_to_train: np.ndarray, val_to_train: np.
     hi = float(max(np.max(v) for v in values)) if values else 1.0
     bins = np.linspace(lo, max(hi, lo + 1e-6), 60)
     if len(synthetic_to_train):
-        ax.hist(synthetic_to_train, bins=bins, density=True, alpha=0.55, label=f"synthetic (n={len(synthetic_to_train)})")
+        ax.hist(synthetic_to_train, bins=bins, density=True, alpha=0.55,
+                label=f"synthetic (n={len(synthetic_to_train)})")
     if len(val_to_train):
         ax.hist(val_to_train, bins=bins, density=True, alpha=0.55, label=f"validation (n={len(val_to_train)})")
     if threshold is not None:
@@ -226,7 +228,7 @@ def run_audit(study: Study, audit_id: str, *, encoder: Any, top: int = 100, runs
               should_stop: Callable[[], bool] | None = None, log: Callable[[str], None] = lambda _m: None,
               params: dict[str, Any] | None = None, job_id: str | None = None) -> dict[str, Any]:
     """Embed, search, calibrate and store one audit; returns its summary. Re-running replaces its rows."""
-    from core.metrics.embeddings import embed, l2_normalize
+    from core.metrics.embeddings import embed, l2_normalize  # imported on use: loads PIL (start-up cost)
 
     real = real_items(study)
     run_rows = resolve_runs(study, runs)
@@ -324,8 +326,7 @@ def audit_params(study: Study, *, embedding: str | None = None, top: int | None 
 
 def run_audit_job(ctx: Any) -> dict[str, Any]:
     """Job runner (kind ``audit``): params embedding, top, runs, vit_weights, encoder_channels/size, memory_mb."""
-    from core.metrics.embeddings import EmbeddingStopped, make_encoder
-    from core.jobs.runner import JobPaused
+    from core.metrics.embeddings import EmbeddingStopped, make_encoder  # imported on use: loads PIL (start-up cost)
 
     p = ctx.params
     encoder = make_encoder(p.get("embedding") or ctx.study.get("audit", "embedding", "vit"), ctx.study,

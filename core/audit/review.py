@@ -8,6 +8,7 @@ pair on which the two disagree or either is unsure.
 
 from __future__ import annotations
 
+import json
 import csv
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 from core.audit.nearest import audit_pairs, resolve_audit
 from core.errors import CspineError
 from core.study import Study
+from core.jobs import runner
+from core.screening import prescreen
 
 VERDICTS = ("memorized", "not", "unsure")
 
@@ -205,11 +208,6 @@ def simulated_verdicts(pairs: Sequence[dict[str, Any]], threshold: float | None,
 def demo_audit(study: Study, log: Any, runs: list[str]) -> None:
     """Audit of the demo's `runs` with the pixel embedding (as a job), two labelled simulated reviewers, exports,
     the pre-screen. Once: a later demo run finds its audit (a job marked `demo`) and adds none."""
-    import json
-
-    from core.jobs import runner
-    from core.screening.prescreen import compute_scores
-
     n_syn = int(study.store.scalar("SELECT count(*) FROM synthetic_images WHERE list_contains(?::VARCHAR[], run_id)",
                                    [runs]))
     n_real = int(study.store.scalar("SELECT count(*) FROM real_images"))
@@ -248,5 +246,5 @@ def demo_audit(study: Study, log: Any, runs: list[str]) -> None:
         f"{'n/a' if kappa is None else f'{kappa:.2f}'}, {len(agree['adjudicate'])} pairs to adjudicate; "
         f"sheet {study.rel(folder / 'pairs.png')}")
     if not done:  # with the demo's audit only: later, a user's decisions are the screening screen's to score
-        result = compute_scores(study)
+        result = prescreen.compute_scores(study)
         log(f"pre-screen: {len(result['ids'])} synthetic images scored ({result['mode']})")

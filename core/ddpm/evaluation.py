@@ -19,8 +19,11 @@ from typing import Any, Callable
 
 import torch
 
+from core.ddpm import sampling
 from core.ddpm.data import ImageSet, ValPlan, mix_seed, to_model_range
 from core.ddpm.networks import ModelConfig, scheduler_config, training_scheduler
+from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, DEFAULT_STEPS, SAMPLERS as EXTERNAL
+from core.errors import CspineError
 
 SAMPLERS = ("ddim", "ddpm")
 
@@ -97,19 +100,12 @@ class SamplerSpec:
 
 def _external_sampler() -> Callable[..., torch.Tensor] | None:
     """core.ddpm.sampling's batch generator when the sampling module provides one (same contract as ours)."""
-    try:
-        from core.ddpm import sampling as sample  # noqa: PLC0415 - optional, written by the sampling area
-    except ImportError:
-        return None
-    return getattr(sample, "generate_batch", None)
+    return getattr(sampling, "generate_batch", None)
 
 
 def resolve_sampler(name: str | None, steps: int | None) -> SamplerSpec:
     """The in-training FID sampler: core.ddpm.sampling's fast default when installed, else DDIM-50 from here."""
-    from core.errors import CspineError
-
     if _external_sampler() is not None:
-        from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, DEFAULT_STEPS, SAMPLERS as EXTERNAL
 
         name = name or DEFAULT_FAST_SAMPLER
         if name not in EXTERNAL:

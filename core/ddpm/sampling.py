@@ -30,6 +30,9 @@ from core.ddpm import synthetic
 from core.errors import CspineError
 from core.jobs.runner import JobContext, JobPaused
 from core.study import Study
+from core.ddpm.checkpoints import list_checkpoints
+from core.ddpm.networks import load_config, load_unet
+from core.jobs import runner
 
 WEIGHTS = ("ema", "online")
 DEVICES = ("auto", "cpu", "cuda")
@@ -77,8 +80,7 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
     """
     import torch
 
-    from core.ddpm.networks import load_config
-    from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, check_sampler
+    from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, check_sampler  # imported on use: loads torch (start-up cost)
 
     if count < 1:
         raise CspineError(f"--count must be at least 1, not {count}")
@@ -199,8 +201,7 @@ def pending_blocks(count: int, batch: int, done: set[int]) -> list[list[int]]:
 
 
 def _load_network(study: Study, params: dict[str, Any], device, *, compile: bool = False):
-    from core.ddpm.networks import load_config, load_unet
-    from core.ddpm.samplers import prepare_unet
+    from core.ddpm.samplers import prepare_unet  # imported on use: loads torch (start-up cost)
 
     folder = study.abs(params["checkpoint_path"])
     cfg = load_config(folder)
@@ -229,6 +230,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
 def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
     import torch
 
+    # imported on use: loads torch (start-up cost)
     from core.ddpm.samplers import default_batch_size, image_seed, sample_batch
 
     study, p = ctx.study, ctx.params
@@ -340,7 +342,7 @@ def regenerate(study: Study, image_id: str, device: str = "cpu") -> Any:
     import numpy as np
     import torch
 
-    from core.ddpm.samplers import image_seed, sample_batch
+    from core.ddpm.samplers import image_seed, sample_batch  # imported on use: loads torch (start-up cost)
 
     row = study.store.query_one("SELECT * FROM synthetic_images WHERE id = ?", [image_id])
     if row is None:
@@ -373,7 +375,7 @@ def generate_batch(model, cfg, sampler: str, steps: int | None, seeds: Sequence[
     """uint8 images (B, C, H, W) as a torch tensor: the entry point in-training FID uses (core/ddpm/evaluation.py)."""
     import torch
 
-    from core.ddpm.samplers import sample_batch
+    from core.ddpm.samplers import sample_batch  # imported on use: loads torch (start-up cost)
 
     device = device or next(model.parameters()).device
     arr = sample_batch(model, cfg, sampler, steps or None, list(seeds), device)
@@ -414,8 +416,7 @@ def demo_sample(study: Study, log, count: int = DEMO_IMAGES_PER_CHECKPOINT) -> l
 
     Idempotent: run names are fixed (demo-s<step>), so a re-run extends or skips them.
     """
-    from core.jobs import runner
-    from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, DEFAULT_STEPS
+    from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, DEFAULT_STEPS  # imported on use: loads torch (start-up cost)
 
     ckpts = demo_checkpoints(study)
     if not ckpts:
@@ -446,8 +447,6 @@ def demo_sample(study: Study, log, count: int = DEMO_IMAGES_PER_CHECKPOINT) -> l
 
 def checkpoint_overview(study: Study) -> list[dict[str, Any]]:
     """Every checkpoint with its losses and FID (core.ddpm.checkpoints) and the images sampled from it so far."""
-    from core.ddpm.checkpoints import list_checkpoints
-
     counts = {(r["train_job"], r["checkpoint_step"]): r["n"] for r in study.store.query(
         "SELECT r.train_job, r.checkpoint_step, count(s.id) AS n FROM synthetic_runs r "
         "LEFT JOIN synthetic_images s ON s.run_id = r.id WHERE r.source = 'sampled' "

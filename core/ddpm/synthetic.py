@@ -26,6 +26,8 @@ from core.disk_errors import DiskFull, disk_full_path
 from core.errors import CspineError
 from core.files import write_bytes_atomic
 from core.study import Study
+from core.jobs.runner import JobPaused
+from core.realset import detectors
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
 SOURCES = ("sampled", "external")
@@ -162,16 +164,14 @@ def add_images(study: Study, run_id: str, rows: Sequence[SyntheticImage]) -> int
 
 def standardise_orientation(arr: np.ndarray) -> tuple[np.ndarray, bool, float | None]:
     """Mirror an 8-bit positive film to face left, as the real set is; returns (image, flipped, confidence)."""
-    from core.realset.detectors import detect_orientation
-
-    facing, confidence = detect_orientation(arr)
+    facing, confidence = detectors.detect_orientation(arr)
     flipped = facing == "right"
     out = np.ascontiguousarray(arr[:, ::-1]) if flipped else arr
     return out, flipped, round(float(confidence), 4)
 
 
 def encode_png(arr: np.ndarray) -> bytes:
-    from core.realset.ingest import encode_png as _encode
+    from core.realset.canonical import encode_png as _encode  # imported on use: loads PIL (start-up cost)
 
     return _encode(np.ascontiguousarray(arr, dtype=np.uint8))
 
@@ -238,8 +238,8 @@ def add_external(study: Study, name: str, paths: Iterable[str | Path], *, recurs
     so an interrupted registration continues. Returns a summary; `should_stop` is polled between files and
     a True answer returns early with ``stopped`` set.
     """
-    from core.realset import ingest
-    from core.realset.readers import SkipFile, decode_bytes
+    from core.realset import ingest  # imported on use: loads PIL (start-up cost)
+    from core.realset.readers import SkipFile, decode_bytes  # imported on use: loads PIL (start-up cost)
 
     paths = [Path(p).expanduser() for p in paths]
     missing = [str(p) for p in paths if not p.exists()]
@@ -291,8 +291,6 @@ def add_external(study: Study, name: str, paths: Iterable[str | Path], *, recurs
 
 def run_add_synthetic(ctx) -> dict[str, Any]:
     """Job runner (kind "add_synthetic"): params run, paths, recursive."""
-    from core.jobs.runner import JobPaused
-
     p = ctx.params
     result = add_external(ctx.study, p["run"], p["paths"], recursive=bool(p.get("recursive", True)),
                           job_id=ctx.job_id, progress=lambda d, t, m: ctx.progress(d, t, message=m),

@@ -33,8 +33,9 @@ from typing import Any
 from core.disk_errors import DiskFull, disk_full_path, write_failed_for_space
 from core.errors import CspineError
 from core.jobs.runner import JobContext, JobPaused, sync_metrics
-from core.ddpm.networks import ModelConfig, get_preset
+from core.ddpm.networks import ModelConfig, build_unet, get_preset, save_model_folder, training_scheduler
 from core.study import Study
+from core.jobs import runner
 
 CHECKPOINT_PREFIX = "step-"
 TRAIN_SETTINGS_EXTRA = ("seed", "data", "keep_last", "log_every", "fid_extractor", "fid_sampler", "fid_steps",
@@ -233,10 +234,11 @@ def _make_accelerator(params: dict[str, Any]):
 def run(ctx: JobContext) -> dict[str, Any]:
     import torch
 
-    from core.metrics import fid as metrics
+    from core.metrics import fid as metrics  # imported on use: loads torch (start-up cost)
+    # imported on use: loads torch, PIL (start-up cost)
     from core.ddpm.data import BatchPlan, ValPlan, load_images, to_model_range
-    from core.ddpm.ema import EMA
-    from core.ddpm.networks import build_unet, save_model_folder, training_scheduler
+    from core.ddpm.ema import EMA  # imported on use: loads torch (start-up cost)
+    # imported on use: loads torch, PIL (start-up cost)
     from core.ddpm.evaluation import (diffusion_loss, generate_uint8, resolve_sampler, shard, validation_loss)
 
     params, study = ctx.params, ctx.study
@@ -491,7 +493,6 @@ DEMO_TRAIN_SEED = 2510
 
 def demo_train(study: Study, log) -> str | None:
     """Train the tiny preset on the ingested phantoms (idempotent: resumes or skips a finished demo run)."""
-    from core.jobs import runner
     demo_jobs = [r for r in study.store.query(
         "SELECT id, state, params FROM jobs WHERE kind = 'train' ORDER BY created_at DESC, id DESC")
         if json.loads(r["params"] or "{}").get("demo")]

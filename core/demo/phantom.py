@@ -12,130 +12,24 @@ format, defect, ...) never changes the anatomy drawn for a seed; a defect varian
 one thing wrong.
 
 Public API: :class:`PhantomParams`, :func:`render`, :func:`render_canonical`, :func:`landmarks`,
-:data:`DEFECTS`. Writing files (one phantom, a batch with labels.csv, a contact sheet) is core/demo/phantom_files.py.
-The anatomy's layout and its drawing are core/demo/phantom_draw.py.
+:data:`DEFECTS` (the parameters, defects and formats are defined in core/demo/phantom_params.py and
+re-exported here). Writing files (one phantom, a batch with labels.csv, a contact sheet) is
+core/demo/phantom_files.py. The anatomy's layout and its drawing are core/demo/phantom_draw.py.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from core.errors import CspineError
-from core.demo.phantom_draw import (_S_NOISE, _S_PARAMS, _S_TEXTURE, _S_WARP, _Anatomy, _Canvas, _draw_head,
-                                _draw_soft, _resize, _sd_capsule, _smooth, _unit, _vertebra)
+from core.demo.phantom_draw import Anatomy, Canvas, draw_head, draw_soft, resize, sd_capsule, smooth, unit, vertebra
+from core.demo.phantom_params import (DEFECTS, FORMATS, STREAM_NOISE, STREAM_TEXTURE, STREAM_WARP, SUFFIXES,
+                                      PhantomError, PhantomParams)
 
-DEFECTS = ("airway_posterior", "elements_swapped", "missing_vertebra", "doubled_vertebra", "distortion")
-FORMATS = ("png", "jpeg", "tiff", "dicom")
-SUFFIXES = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "dicom": ".dcm"}
-_FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff", "dcm": "dicom"}
 LEVELS = ("C2", "C3", "C4", "C5", "C6", "C7", "T1")
 WORK_HEIGHT = 512          # anatomy is drawn at most this tall, then upsampled
-
-
-
-class PhantomError(CspineError, ValueError):
-    """A bad phantom parameter (the message names it and the allowed values)."""
-
-
-# ----------------------------------------------------------------------------------------------- params
-
-@dataclass
-class PhantomParams:
-    """Everything that varies between phantoms. ``PhantomParams.random(seed, **overrides)`` draws them."""
-
-    seed: int = 0
-    height: int = 1500                 # pixels
-    aspect: float = 0.76               # width / height (portrait ~0.70-0.82)
-    facing: str = "left"               # 'left' (face on the image's left) | 'right' (mirror)
-    negative: bool = False             # stored with bone dark
-    bit_depth: int = 8                 # 8 | 16 (jpeg: 8 only)
-    format: str = "png"                # png | jpeg | tiff | dicom
-    defect: str | None = None          # None | one of DEFECTS
-    cobb_deg: float = 25.0             # C2-C7 lordosis (angle between the C2 and C7 bodies)
-    tilt_deg: float = 0.0              # whole-neck lean (positive: forward)
-    fov_mm: float = 230.0              # vertical field of view
-    marker: str = "L"                  # side marker letter: 'L' | 'R' | '' (none)
-    modality: str = "DX"               # DICOM only: DX | CR
-    bits_stored: int = 16              # DICOM 16-bit only: 12 | 14 | 16
-    rescale: bool = False              # DICOM CR only: write a non-identity RescaleSlope/Intercept
-    noise: float = 0.015               # quantum noise level
-    jpeg_quality: int = 92
-
-    def __post_init__(self) -> None:
-        self.seed = int(self.seed)
-        if self.seed < 0:
-            raise PhantomError(f"phantom seed must be >= 0, got {self.seed}")
-        self.format = _FORMAT_ALIASES.get(str(self.format).lower(), str(self.format).lower())
-        if self.format not in FORMATS:
-            raise PhantomError(f"phantom format must be one of {FORMATS}, got {self.format!r}")
-        if self.facing not in ("left", "right"):
-            raise PhantomError(f"phantom facing must be 'left' or 'right', got {self.facing!r}")
-        self.bit_depth = int(self.bit_depth)
-        if self.bit_depth not in (8, 16):
-            raise PhantomError(f"phantom bit_depth must be 8 or 16, got {self.bit_depth}")
-        if self.format == "jpeg" and self.bit_depth != 8:
-            raise PhantomError("JPEG phantoms are 8-bit; use png, tiff or dicom for 16-bit")
-        if self.defect == "":
-            self.defect = None
-        if self.defect is not None and self.defect not in DEFECTS:
-            raise PhantomError(f"phantom defect must be None or one of {DEFECTS}, got {self.defect!r}")
-        if self.marker not in ("L", "R", ""):
-            raise PhantomError(f"phantom marker must be 'L', 'R' or '', got {self.marker!r}")
-        if self.modality not in ("DX", "CR"):
-            raise PhantomError(f"phantom modality must be 'DX' or 'CR', got {self.modality!r}")
-        if self.bits_stored not in (12, 14, 16):
-            raise PhantomError(f"phantom bits_stored must be 12, 14 or 16, got {self.bits_stored}")
-        self.height = int(self.height)
-        if self.height < 16 or not 0.3 <= self.aspect <= 3.0:
-            raise PhantomError(f"phantom size out of range: height={self.height}, aspect={self.aspect}")
-
-    @property
-    def width(self) -> int:
-        return max(16, int(round(self.height * self.aspect)))
-
-    @property
-    def suffix(self) -> str:
-        return SUFFIXES[self.format]
-
-    @classmethod
-    def random(cls, seed: int, **overrides) -> "PhantomParams":
-        """Draw every parameter from ``seed``; keyword overrides replace single draws (the others stay)."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise TypeError(f"unknown PhantomParams field(s): {sorted(unknown)}")
-        seed = int(seed)
-        if seed < 0:
-            raise PhantomError(f"phantom seed must be >= 0, got {seed}")
-        rng = np.random.default_rng([seed, _S_PARAMS])
-        d: dict = {"seed": seed}
-        d["height"] = int(rng.integers(900, 2501))
-        d["aspect"] = float(rng.uniform(0.70, 0.82))
-        d["facing"] = "right" if rng.random() < 0.3 else "left"
-        d["negative"] = bool(rng.random() < 0.25)
-        d["format"] = FORMATS[int(rng.integers(len(FORMATS)))]
-        d["bit_depth"] = 16 if rng.random() < 0.5 else 8
-        straight = rng.random() < 0.2
-        d["cobb_deg"] = float(rng.uniform(0, 8) if straight else rng.uniform(12, 40))
-        d["tilt_deg"] = float(rng.uniform(-8, 8))
-        d["fov_mm"] = float(rng.uniform(190, 235))
-        d["marker"] = "L" if rng.random() < 0.6 else "R"
-        d["modality"] = "DX" if rng.random() < 0.6 else "CR"
-        d["bits_stored"] = (12, 14, 16)[int(rng.integers(3))]
-        d["rescale"] = bool(rng.random() < 0.5)
-        d["noise"] = float(rng.uniform(0.008, 0.022))
-        d["jpeg_quality"] = int(rng.integers(85, 97))
-        d["defect"] = None
-        d.update(overrides)
-        if d["format"] in ("jpeg", "jpg") and "bit_depth" not in overrides:
-            d["bit_depth"] = 8
-        if int(d["bit_depth"]) == 16 and d["format"] in ("jpeg", "jpg") and "format" not in overrides:
-            d["format"] = "png"
-        return cls(**d)
 
 
 def _texture(rng, h: int, w: int, sx: float, sy: float):
@@ -148,38 +42,38 @@ def _texture(rng, h: int, w: int, sx: float, sy: float):
     tex /= float(tex.std()) + 1e-6
     small = ndimage.zoom(n, 0.125, order=1) if min(h, w) >= 64 else n
     low = ndimage.gaussian_filter(small, max(1.0, 12.0 / (px * (h / small.shape[0]))), mode="wrap")
-    low = _resize(low, h, w)
+    low = resize(low, h, w)
     low /= float(low.std()) + 1e-6
     return tex, low
 
 
-def _film(p: PhantomParams, h: int, w: int) -> tuple[np.ndarray, _Anatomy]:
+def _film(p: PhantomParams, h: int, w: int) -> tuple[np.ndarray, Anatomy]:
     """The positive, left-facing, noise-free film at h x w (anatomy aspect from p, pixels may be non-square)."""
-    a = _Anatomy(p)
-    cv = _Canvas(h, w, a.W / w, a.H / h)
-    _draw_soft(cv, a)
-    _draw_head(cv, a)
+    a = Anatomy(p)
+    cv = Canvas(h, w, a.W / w, a.H / h)
+    draw_soft(cv, a)
+    draw_head(cv, a)
     mirror = a.defect == "elements_swapped"
     for k in range(7):
         if a.defect == "missing_vertebra" and k == a.defect_k:
             continue
-        _vertebra(cv, a, k, mirror=mirror)
+        vertebra(cv, a, k, mirror=mirror)
         if a.defect == "doubled_vertebra" and k == a.defect_k:
-            _vertebra(cv, a, k, shift=a.double_off)
-    tex, low = _texture(np.random.default_rng([p.seed, _S_TEXTURE]), h, w, cv.sx, cv.sy)
+            vertebra(cv, a, k, shift=a.double_off)
+    tex, low = _texture(np.random.default_rng([p.seed, STREAM_TEXTURE]), h, w, cv.sx, cv.sy)
     mar = np.maximum(cv.marrow, 0)
     D = cv.soft * (1 + 0.06 * low) + mar + cv.bone + (a.tex_amp * tex) * np.minimum(mar, 0.3)
     D = np.maximum(D, 0)
     blur = 0.3 / cv.aa                                       # focal spot / detector unsharpness
     if blur > 0.3:
         D = ndimage.gaussian_filter(D, blur, truncate=3.0)
-    g = a.g0 * (1 - a.gdrop * _smooth(0.55, 1.0, (np.arange(h, dtype=np.float32) + 0.5) / h))[:, None]
+    g = a.g0 * (1 - a.gdrop * smooth(0.55, 1.0, (np.arange(h, dtype=np.float32) + 0.5) / h))[:, None]
     g = g * (1 + 0.06 * ((np.arange(w, dtype=np.float32) + 0.5) / w - 0.5))[None, :]
     v = 1 - np.exp(-g * D)
     v = a.fog + (1 - a.fog) * np.power(np.clip(v, 0, 1), a.gamma)
     v = _process(v, a, cv.aa)
     if a.defect == "distortion":
-        v = _warp(v, np.random.default_rng([p.seed, _S_WARP]), a, cv)
+        v = _warp(v, np.random.default_rng([p.seed, STREAM_WARP]), a, cv)
     return v.astype(np.float32), a
 
 
@@ -192,10 +86,10 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
     hh, ww = h // f, w // f
     small = img[: hh * f, : ww * f].reshape(hh, f, ww, f).mean(axis=(1, 3))
     small = ndimage.gaussian_filter(small, sigma / f, mode="nearest", truncate=3.0)
-    return _resize(small, h, w, Image.BILINEAR)
+    return resize(small, h, w, Image.BILINEAR)
 
 
-def _process(v: np.ndarray, a: "_Anatomy", mm: float) -> np.ndarray:
+def _process(v: np.ndarray, a: "Anatomy", mm: float) -> np.ndarray:
     """What a digital radiography workstation does: detail (unsharp) enhancement and dynamic range
     compression (large structures pulled toward mid grey), with a per-film strength."""
     k_detail, k_mid, k_eq = a.processing
@@ -210,7 +104,7 @@ def _process(v: np.ndarray, a: "_Anatomy", mm: float) -> np.ndarray:
     return np.clip(v, 0.0, 1.0)
 
 
-def _warp(img: np.ndarray, rng, a: _Anatomy, cv: _Canvas) -> np.ndarray:
+def _warp(img: np.ndarray, rng, a: Anatomy, cv: Canvas) -> np.ndarray:
     """Gross, smooth warp plus 'melting' around the column."""
     h, w = img.shape
     parts = []
@@ -218,7 +112,7 @@ def _warp(img: np.ndarray, rng, a: _Anatomy, cv: _Canvas) -> np.ndarray:
         sh = (max(4, int(h / 8)), max(4, int(w / 8)))
         f = ndimage.gaussian_filter(rng.standard_normal((2,) + sh), (0, sigma * sh[0], sigma * sh[0]))
         f /= np.abs(f).max() + 1e-9
-        parts.append(np.stack([_resize(f[0], h, w), _resize(f[1], h, w)]) * amp * h)
+        parts.append(np.stack([resize(f[0], h, w), resize(f[1], h, w)]) * amp * h)
     disp = parts[0] + parts[1]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     xc = float(np.interp(a.H * 0.5, a.py, a.px)) / cv.sx
@@ -229,7 +123,7 @@ def _warp(img: np.ndarray, rng, a: _Anatomy, cv: _Canvas) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ film finishing
 
-def _collimate(img: np.ndarray, a: _Anatomy) -> None:
+def _collimate(img: np.ndarray, a: Anatomy) -> None:
     """Straight collimator edges (in place), slightly rotated; outside is bright (unexposed) or shuttered."""
     for side, inset, ang in a.collim:
         view = {"left": img, "right": img[:, ::-1], "top": img.T, "bottom": img.T[:, ::-1]}[side]
@@ -252,7 +146,7 @@ _STROKES = {
 }
 
 
-def _marker(img: np.ndarray, a: _Anatomy, letter: str) -> None:
+def _marker(img: np.ndarray, a: Anatomy, letter: str) -> None:
     """A lead side-marker letter (bright) in a corner, drawn with a stroke font (in place)."""
     if not letter:
         return
@@ -273,8 +167,8 @@ def _marker(img: np.ndarray, a: _Anatomy, letter: str) -> None:
     c0, c1 = max(0, int(x0 - 2 * pad)), min(w, int(x0 + size + 2 * pad) + 1)
     Y = np.arange(r0, r1, dtype=np.float32)[:, None] + 0.5
     X = np.arange(c0, c1, dtype=np.float32)[None, :] + 0.5
-    sd = np.min([_sd_capsule(X, Y, s0, s1, 0.07 * size, 0.07 * size) for s0, s1 in segs], axis=0)
-    cov = _unit(0.5 - sd)
+    sd = np.min([sd_capsule(X, Y, s0, s1, 0.07 * size, 0.07 * size) for s0, s1 in segs], axis=0)
+    cov = unit(0.5 - sd)
     img[r0:r1, c0:c1] = np.maximum(img[r0:r1, c0:c1], 0.95 * cov)
 
 
@@ -305,12 +199,12 @@ def render(params: PhantomParams) -> np.ndarray:
     p = params
     H, W = p.height, p.width
     v, a = _film(p, *_work_size(p))
-    v = _resize(v, H, W)
+    v = resize(v, H, W)
     _collimate(v, a)
     if p.facing == "right":
         v = np.ascontiguousarray(v[:, ::-1])
     _marker(v, a, p.marker)
-    return _add_noise(v, np.random.default_rng([p.seed, _S_NOISE]), p.noise)
+    return _add_noise(v, np.random.default_rng([p.seed, STREAM_NOISE]), p.noise)
 
 
 def render_canonical(seed: int, size: int = 64, facing: str = "left", defect: str | None = None) -> np.ndarray:
@@ -324,7 +218,7 @@ def render_canonical(seed: int, size: int = 64, facing: str = "left", defect: st
     _collimate(v, a)
     if size >= 96:
         _marker(v, a, p.marker)
-    v = _add_noise(v, np.random.default_rng([p.seed, _S_NOISE]), p.noise)
+    v = _add_noise(v, np.random.default_rng([p.seed, STREAM_NOISE]), p.noise)
     out = np.round(v * 255).astype(np.uint8)
     if facing == "right":
         out = np.ascontiguousarray(out[:, ::-1])
@@ -338,7 +232,7 @@ def landmarks(params: PhantomParams, shape: tuple[int, int] | None = None) -> di
     airway centre line as drawn (N x 2), the defect and its level. Ignores the distortion warp."""
     p = params
     h, w = shape if shape is not None else (p.height, p.width)
-    a = _Anatomy(p)
+    a = Anatomy(p)
     sx, sy = a.W / w, a.H / h
 
     def px(pt):
@@ -366,3 +260,7 @@ def landmarks(params: PhantomParams, shape: tuple[int, int] | None = None) -> di
             "airway_width_px": float(np.median(aw[keep])) / sx, "defect": p.defect,
             "defect_level": LEVELS[a.defect_k] if p.defect in ("missing_vertebra", "doubled_vertebra") else None,
             "anterior_is_left": p.facing == "left"}
+
+
+__all__ = ["DEFECTS", "FORMATS", "LEVELS", "SUFFIXES", "PhantomError", "PhantomParams", "landmarks", "render",
+           "render_canonical"]

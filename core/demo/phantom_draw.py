@@ -1,33 +1,26 @@
-"""Drawing the phantom's anatomy for core/demo/phantom.py: the layout in millimetres (:class:`_Anatomy`),
-soft-edged shapes on density layers (:class:`_Canvas`) and the parts drawn with them (vertebrae, head,
+"""Drawing the phantom's anatomy for core/demo/phantom.py: the layout in millimetres (:class:`Anatomy`),
+soft-edged shapes on density layers (:class:`Canvas`) and the parts drawn with them (vertebrae, head,
 soft tissue). The same seed gives the same layout and the same pixels.
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:
-    from core.demo.phantom import PhantomParams
-
-
-# purposes of the random streams (SeedSequence([seed, purpose])), kept together so they stay distinct;
-# _S_ANATOMY is used here, _S_BATCH by core/demo/phantom_files.generate, the others by core/demo/phantom.py
-_S_PARAMS, _S_ANATOMY, _S_TEXTURE, _S_NOISE, _S_WARP, _S_BATCH = 101, 202, 303, 404, 505, 606
+from core.demo.phantom_params import STREAM_ANATOMY, PhantomParams
 
 
 # ------------------------------------------------------------------------------------- shape helpers
 
-def _unit(x):
+def unit(x):
     """clip(x, 0, 1) without np.clip's Python overhead (this runs ~100 times per small image)."""
     return np.minimum(np.maximum(x, 0.0), 1.0)
 
 
-def _smooth(e0: float, e1: float, x):
-    t = _unit((x - e0) / (e1 - e0))
+def smooth(e0: float, e1: float, x):
+    t = unit((x - e0) / (e1 - e0))
     return t * t * (3.0 - 2.0 * t)
 
 
@@ -46,12 +39,12 @@ def _sd_convex(X, Y, pts: np.ndarray):
     return sd
 
 
-def _sd_capsule(X, Y, a, b, r0: float, r1: float):
+def sd_capsule(X, Y, a, b, r0: float, r1: float):
     """Distance to a segment a-b whose radius tapers from r0 to r1."""
     ex, ey = b[0] - a[0], b[1] - a[1]
     L2 = ex * ex + ey * ey + 1e-9
     px, py = X - a[0], Y - a[1]
-    t = _unit((px * ex + py * ey) / L2)
+    t = unit((px * ex + py * ey) / L2)
     return np.hypot(px - t * ex, py - t * ey) - (r0 + (r1 - r0) * t)
 
 
@@ -70,7 +63,7 @@ def _sd_ellipse(X, Y, c, a: float, b: float, ang: float):
     return (k - 1.0) * k / g
 
 
-class _Canvas:
+class Canvas:
     """Density layers on a pixel grid measured in millimetres (sx, sy: mm per pixel)."""
 
     def __init__(self, h: int, w: int, sx: float, sy: float):
@@ -90,11 +83,11 @@ class _Canvas:
         return (slice(r0, r1), slice(c0, c1)), self.xs[None, c0:c1], self.ys[r0:r1, None]
 
     def _put(self, sl, sd, fill, rim, rim_t, layer, edge=0.0):
-        cov = _unit(0.5 - sd * (1.0 / max(self.aa, edge)))
+        cov = unit(0.5 - sd * (1.0 / max(self.aa, edge)))
         if fill:
             getattr(self, layer)[sl] += fill * cov
         if rim:
-            cov -= _unit(0.5 - (sd + rim_t) * (1.0 / self.aa))
+            cov -= unit(0.5 - (sd + rim_t) * (1.0 / self.aa))
             self.bone[sl] += rim * cov
 
     def poly(self, pts, fill, rim=0.0, rim_t=1.0, layer="marrow", edge=0.0):
@@ -108,7 +101,7 @@ class _Canvas:
         m = max(r0, r1) + 2 * max(self.aa, edge)
         w = self.win(min(a[0], b[0]) - m, max(a[0], b[0]) + m, min(a[1], b[1]) - m, max(a[1], b[1]) + m)
         if w:
-            self._put(w[0], _sd_capsule(w[1], w[2], a, b, r0, r1), fill, rim, rim_t, layer, edge)
+            self._put(w[0], sd_capsule(w[1], w[2], a, b, r0, r1), fill, rim, rim_t, layer, edge)
 
     def ellipse(self, c, a, b, ang, fill, rim=0.0, rim_t=1.0, layer="marrow", edge=0.0):
         m = max(a, b) + 2 * max(self.aa, edge)
@@ -137,7 +130,7 @@ class _Canvas:
         sds = []
         for kind, *q in parts:
             if kind == "c":
-                sds.append(_sd_capsule(w[1], w[2], *q))
+                sds.append(sd_capsule(w[1], w[2], *q))
             elif kind == "p":
                 sds.append(_sd_convex(w[1], w[2], np.asarray(q[0], float)))
             else:
@@ -162,11 +155,11 @@ class _Canvas:
 
 # ------------------------------------------------------------------------------------------- anatomy
 
-class _Anatomy:
+class Anatomy:
     """The layout of one phantom in millimetres, left-facing; x to the right (posterior), y down."""
 
     def __init__(self, p: PhantomParams):
-        rng = np.random.default_rng([p.seed, _S_ANATOMY])
+        rng = np.random.default_rng([p.seed, STREAM_ANATOMY])
         U = rng.uniform
         self.H = H = p.fov_mm
         self.W = W = p.fov_mm * p.aspect
@@ -307,7 +300,7 @@ class _Anatomy:
         return x - off * c, y + off * s
 
 
-def _vertebra(cv: _Canvas, a: _Anatomy, k: int, shift=(0.0, 0.0), mirror: bool = False) -> None:
+def vertebra(cv: Canvas, a: Anatomy, k: int, shift=(0.0, 0.0), mirror: bool = False) -> None:
     """Draw level k (0 = C2 with dens and C1, ... 6 = T1); shift in (depth, height) fractions."""
     h, d = a.hts[k], a.deps[k]
     o, eu, ev = a.frame(a.s_c[k])
@@ -364,7 +357,7 @@ def _vertebra(cv: _Canvas, a: _Anatomy, k: int, shift=(0.0, 0.0), mirror: bool =
               ("e", tip, r1 + 1.2, r1 + 0.4 if k >= 4 else r1, ax + sa)], 0.2, rim=0.16, rim_t=1.2, edge=0.8)
 
 
-def _draw_head(cv: _Canvas, a: _Anatomy) -> None:
+def draw_head(cv: Canvas, a: Anatomy) -> None:
     hd = a.head
     eu_h = np.array([math.cos(a.phi_h), -math.sin(a.phi_h)])
     rot = -a.phi_h
@@ -384,7 +377,7 @@ def _draw_head(cv: _Canvas, a: _Anatomy) -> None:
         ring = np.exp(-((sd + 1.2) / t) ** 2) + 0.5 * np.exp(-((sd + 4.0) / (1.5 * t)) ** 2) \
             + 0.8 * np.exp(-((sd + 7.0) / t) ** 2)
         hu = (X - a.tip[0]) * math.cos(a.phi_h) - (Y - a.tip[1]) * math.sin(a.phi_h)
-        cv.bone[sl] += (0.35 * ring * _smooth(a.occ_cut, a.occ_cut + 15, hu)).astype(np.float32)
+        cv.bone[sl] += (0.35 * ring * smooth(a.occ_cut, a.occ_cut + 15, hu)).astype(np.float32)
     # skull base: a dense mass, the clivus, the petrous ridge, mastoid (air cells), occipital condyles
     cv.ellipse(hd(-18, -30), 32, 18, rot - 0.5, 0.16, edge=8.0)
     cv.capsule(hd(-3, -7), hd(-18, -42), 4.0, 8.0, 0.20, rim=0.06, rim_t=1.5, edge=3.0)
@@ -448,7 +441,7 @@ def _draw_head(cv: _Canvas, a: _Anatomy) -> None:
         m = 16 + 3 * cv.aa
         w = cv.win(pts[:, 0].min() - m, pts[:, 0].max() + m, pts[:, 1].min() - m, pts[:, 1].max() + m)
         if w:
-            sd = np.min([_sd_capsule(w[1], w[2], a0, b0, r0, r1) for a0, b0, r0, r1 in parts], axis=0)
+            sd = np.min([sd_capsule(w[1], w[2], a0, b0, r0, r1) for a0, b0, r0, r1 in parts], axis=0)
             cv._put(w[0], sd, 0.08 * amp, 0.2 * amp, 2.0, "marrow", edge=1.2)
         cv.ellipse(cd, 4.5, 6.0, 0.3 - a.phi_h, 0.14 * amp, rim=0.12 * amp, edge=1.0)
     if a.earring is not None:                                  # a metal ring hanging below the ear lobe
@@ -464,18 +457,18 @@ def _draw_head(cv: _Canvas, a: _Anatomy) -> None:
     cv.capsule(hy + 3 * eu, hy + 24 * eu - 9 * ev, 1.3, 0.9, 0.06, rim=0.05, edge=0.8)
 
 
-def _draw_soft(cv: _Canvas, a: _Anatomy) -> None:
+def draw_soft(cv: Canvas, a: Anatomy) -> None:
     """Soft tissue (smooth, so computed at half resolution when the canvas is large)."""
     if cv.h >= 128:
         h2, w2 = (cv.h + 1) // 2, (cv.w + 1) // 2
         xs = ((np.arange(w2) + 0.5) * (a.W / w2)).astype(np.float32)
         ys = ((np.arange(h2) + 0.5) * (a.H / h2)).astype(np.float32)
-        cv.soft += _resize(_soft_field(xs, ys, a), cv.h, cv.w, Image.BILINEAR)
+        cv.soft += resize(_soft_field(xs, ys, a), cv.h, cv.w, Image.BILINEAR)
     else:
         cv.soft += _soft_field(cv.xs, cv.ys, a)
 
 
-def _soft_field(xs: np.ndarray, ys: np.ndarray, a: _Anatomy) -> np.ndarray:
+def _soft_field(xs: np.ndarray, ys: np.ndarray, a: Anatomy) -> np.ndarray:
     X, Y = xs[None, :], ys[:, None]
     # anterior neck line, face (above the submental line), chin
     fx, fy = a.neck_front()
@@ -491,7 +484,7 @@ def _soft_field(xs: np.ndarray, ys: np.ndarray, a: _Anatomy) -> np.ndarray:
     # posterior: nape line behind the spinous processes, widening into the back; head above
     t_nape, bulge = a.nape
     y_end = float(np.interp(a.s_end, a.sg, a.py))
-    post_line = np.interp(ys, a.py, a.px) + t_nape + bulge * _smooth(y_end - 20, y_end + 40, ys)
+    post_line = np.interp(ys, a.py, a.px) + t_nape + bulge * smooth(y_end - 20, y_end + 40, ys)
     back = post_line[:, None] - X
     cu, cvv, va, vb, vang = a.vault
     c = a.head(cu, cvv)
@@ -513,11 +506,11 @@ def _soft_field(xs: np.ndarray, ys: np.ndarray, a: _Anatomy) -> np.ndarray:
     ax = np.interp(ys, ays, axs)[:, None]
     hw = np.interp(ys, ays, aw)[:, None] / 2
     top_y = float(np.interp(a.air_top, a.sg, ays))
-    tube = np.sqrt(np.clip(1 - ((X - ax) / hw) ** 2, 0, 1)) * _smooth(top_y, top_y + 10, Y)
+    tube = np.sqrt(np.clip(1 - ((X - ax) / hw) ** 2, 0, 1)) * smooth(top_y, top_y + 10, Y)
     return (soft * (1 - a.air_k * tube)).astype(np.float32)
 
 
-def _resize(img: np.ndarray, h: int, w: int, resample=Image.BICUBIC) -> np.ndarray:
+def resize(img: np.ndarray, h: int, w: int, resample=Image.BICUBIC) -> np.ndarray:
     if img.shape == (h, w):
         return img.astype(np.float32, copy=False)
     return np.array(Image.fromarray(img.astype(np.float32)).resize((w, h), resample), dtype=np.float32)

@@ -18,8 +18,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from core.demo.phantom import _FORMAT_ALIASES, DEFECTS, FORMATS, PhantomError, PhantomParams, render
-from core.demo.phantom_draw import _S_BATCH
+from core.demo.phantom import render
+from core.demo.phantom_params import DEFECTS, FORMAT_ALIASES, FORMATS, STREAM_BATCH, PhantomError, PhantomParams
 
 LABEL_COLUMNS = ("file", "seed", "facing", "negative", "bit_depth", "format", "width", "height", "defect",
                  "cobb_deg")
@@ -152,7 +152,7 @@ def _write_dicom(p: PhantomParams, v: np.ndarray, path: Path) -> None:
 
 
 def _batch_seed(seed: int, i: int) -> int:
-    return int(np.random.SeedSequence([seed, _S_BATCH, i]).generate_state(1)[0]) >> 1
+    return int(np.random.SeedSequence([seed, STREAM_BATCH, i]).generate_state(1)[0]) >> 1
 
 
 def generate(out_dir: str | os.PathLike, count: int, seed: int, *, negative_fraction: float = 0.25,
@@ -166,7 +166,7 @@ def generate(out_dir: str | os.PathLike, count: int, seed: int, *, negative_frac
     ``bit_depths`` (JPEG is always 8-bit). Returns one dict per image with the labels.csv columns
     (typed: negative is a bool, numbers are numbers; defect is '' when none) plus 'path'.
     """
-    formats = tuple(_FORMAT_ALIASES.get(f.lower(), f.lower()) for f in formats)
+    formats = tuple(FORMAT_ALIASES.get(f.lower(), f.lower()) for f in formats)
     bad = [f for f in formats if f not in FORMATS]
     if not formats or bad:
         raise PhantomError(f"formats must be a non-empty subset of {FORMATS}, got {tuple(formats)}")
@@ -181,7 +181,7 @@ def generate(out_dir: str | os.PathLike, count: int, seed: int, *, negative_frac
         raise PhantomError(f"phantom count must be >= 0, got {count}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([int(seed), _S_BATCH])
+    rng = np.random.default_rng([int(seed), STREAM_BATCH])
 
     def share(frac: float) -> np.ndarray:
         m = np.zeros(count, bool)

@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from core.demo.reviewer import demo_run_ids
-from core.reader_study.pack import LETTERS, RATER_CODE_TAG, SCALE, PackSpec
+from core.reader_study.spec import LETTERS, RATER_CODE_TAG, SCALE, PackSpec
 from core.reader_study.formats import QUESTION, RATE, RATER_CODE_TEXT
+from core.reader_study.pack import available_checkpoints, build_pack, list_packs, load_pack
+from core.reader_study.responses import import_ratings
 
 
 @dataclass
@@ -172,9 +174,7 @@ def demo_reader_study(study, log) -> None:
 
     Idempotent: the pack, the import (same file -> same hash) and the analysis are each done once.
     """
-    from core.reader_study.analysis import analyze, latest_analysis
-    from core.reader_study.responses import import_ratings
-    from core.reader_study.pack import available_checkpoints, build_pack, list_packs, load_pack
+    from core.reader_study.analysis import analyze, latest_analysis  # imported on use: loads scipy (start-up cost)
 
     pack_id = study.get("survey", "demo_pack")
     if pack_id and any(p["id"] == pack_id for p in list_packs(study)):

@@ -23,6 +23,7 @@ from core.screening import decisions
 
 from core.ddpm import synthetic
 from core.study import Study
+from core.screening.release import write_release
 
 SIMULATED_REVIEWER = "simulated-reviewer"
 PLANTED_PREFIX = "demo-planted-s"
@@ -51,7 +52,7 @@ def demo_run_ids(study: Study) -> list[str]:
 
 def plant_implausible(study: Study, log: Log) -> int:
     """One labelled implausible phantom per defect into each sampled checkpoint's queue; returns images added."""
-    from core.demo.phantom import DEFECTS, render_canonical
+    from core.demo.phantom import DEFECTS, render_canonical  # imported on use: loads scipy (start-up cost)
 
     added = 0
     for run in _sampled_runs(study):
@@ -110,7 +111,6 @@ def demo_screen(study: Study, log: Log) -> None:
         return
     plant_implausible(study, log)
     simulated_screening(study, log)
-    from core.screening.release import write_release
 
     out = study.exports_dir / "release"
     if (out / "release.json").exists():  # written by an earlier demo run, or the user's since: not rewritten

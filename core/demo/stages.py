@@ -20,7 +20,7 @@ DEMO_SEED = 2510
 
 
 def stage_phantoms(study: Study, log: Log) -> None:
-    from core.demo import phantom_files
+    from core.demo import phantom_files  # imported on use: loads scipy, numpy, PIL (start-up cost)
 
     out = study.root / "source-phantoms"
     if (out / "labels.csv").exists():
@@ -32,35 +32,35 @@ def stage_phantoms(study: Study, log: Log) -> None:
 
 def stage_ingest(study: Study, log: Log) -> None:
     """The phantoms (negatives, right-facing films, DICOM among them) through the ingest job; draws the split."""
-    from core.realset.ingest import demo_ingest
+    from core.realset.ingest import demo_ingest  # imported on use: loads numpy, PIL (start-up cost)
 
     demo_ingest(study, log)
 
 
 def stage_train(study: Study, log: Log) -> None:
     """The tiny preset on the ingested phantoms: 3 checkpoints and an FID evaluation (core/ddpm/trainer.py)."""
-    from core.ddpm.trainer import demo_train
+    from core.ddpm.trainer import demo_train  # imported on use: loads numpy (start-up cost)
 
     demo_train(study, log)
 
 
 def stage_reader_study(study: Study, log: Log) -> None:
     """Blinded pack from 3 checkpoints, 8 SIMULATED raters as a Qualtrics CSV through the import, analysis."""
-    from core.demo.raters import demo_reader_study
+    from core.demo.raters import demo_reader_study  # imported on use: loads numpy, PIL (start-up cost)
 
     demo_reader_study(study, log)
 
 
 def stage_sample(study: Study, log: Log) -> None:
     """70 images from each of 3 checkpoints with the default fast sampler (core/ddpm/sampling.py)."""
-    from core.ddpm.sampling import demo_sample
+    from core.ddpm.sampling import demo_sample  # imported on use: loads numpy (start-up cost)
 
     demo_sample(study, log)
 
 
 def stage_screen(study: Study, log: Log) -> None:
     """Planted implausible phantoms, a SIMULATED reviewer screens everything, the release (core/demo/reviewer.py)."""
-    from core.demo.reviewer import demo_screen
+    from core.demo.reviewer import demo_screen  # imported on use: loads numpy, PIL (start-up cost)
 
     demo_screen(study, log)
 
@@ -68,8 +68,8 @@ def stage_screen(study: Study, log: Log) -> None:
 def stage_audit(study: Study, log: Log) -> None:
     """Memorization audit of the demo's runs with the pixel embedding, two SIMULATED reviewers' verdicts, and
     the pre-screen."""
-    from core.audit.review import demo_audit
-    from core.demo.reviewer import demo_run_ids
+    from core.audit.review import demo_audit  # imported on use: loads numpy, PIL (start-up cost)
+    from core.demo.reviewer import demo_run_ids  # imported on use: loads numpy, PIL (start-up cost)
 
     demo_audit(study, log, runs=demo_run_ids(study))
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from core.errors import CspineError
 from core.files import sha256_file
+from core.metrics.fid_inception import FIDInceptionV3
 
 INCEPTION_FILES = ("pt_inception-2015-12-05-6726825d.pth", "weights-inception-2015-12-05-6726825d.pth")
 # SHA-256 of the pytorch-fid / torch-fidelity port (95,628,359 bytes); both release files share it.
@@ -93,8 +94,6 @@ class InceptionExtractor:
     dim = 2048
 
     def __init__(self, weights: Path, device: torch.device | str = "cpu", *, verify: bool = True) -> None:
-        from core.metrics.fid_inception import FIDInceptionV3
-
         self.weights = Path(weights)
         self.sha256 = verify_weights(self.weights) if verify else sha256_file(self.weights)
         try:

@@ -1,1 +1,2 @@
-"""The reader study: blinded quartet packs, Qualtrics formats, preview, pack checks, responses, statistics, analysis, report."""
+"""The reader study: blinded quartet packs, Qualtrics formats, preview, pack checks, responses, statistics,
+analysis, report."""

@@ -23,7 +23,8 @@ from typing import Any, Callable
 from core.reader_study import statistics
 from core.errors import CspineError
 from core.study import Study
-from core.reader_study.pack import LETTERS, PackSpec
+from core.reader_study.spec import LETTERS, PackSpec
+from core.reader_study.report import write_report
 
 KAPPA_CODINGS = ("source", "position", "correct")
 Log = Callable[[str], None]
@@ -146,9 +147,7 @@ def analyze(study: Study, pack: str | Path | None = None, *, kappa_coding: str =
             report_dir: Path | str | None = None, include_simulated: bool = True,
             log: Log | None = None) -> dict[str, Any]:
     """Analyse a pack's imported ratings, write the figures and the report, record the analysis."""
-    from core.reader_study.report import write_report
-
-    from core.reader_study.pack_check import load_checked_pack
+    from core.reader_study.pack import load_checked_pack  # imported on use: loads numpy, PIL (start-up cost)
 
     log = log or (lambda _m: None)
     spec = load_checked_pack(study, pack)  # a pack edited by hand since export is refused

@@ -26,7 +26,6 @@ import os
 import secrets
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -36,93 +35,14 @@ from PIL import Image
 
 from core.errors import CspineError
 from core.study import Study
+from core.reader_study import formats
+from core.reader_study.pack_check import fingerprint, record, verify_pack
+from core.reader_study.spec import PackSpec, QuartetItem
+from core.screening.rules import accepted_image_ids
 
-LETTERS = "ABCD"
-IMAGE_URL_PLACEHOLDER = "https://REPLACE-WITH-YOUR-IMAGE-HOST.invalid/images/"
-RATER_CODE_TAG = "rater_code"
 PNG_COMPRESS_LEVEL = 6  # zlib default; the same for every image
-SCALE = {1: "1 - unrealistic", 2: "2 - somewhat unrealistic", 3: "3 - mostly realistic", 4: "4 - fully realistic"}
 
 Log = Callable[[str], None]
-
-
-@dataclass
-class QuartetItem:
-    quartet: int          # 1-based
-    position: int         # 1..4 = A..D
-    image_kind: str       # real | synthetic
-    image_id: str
-    source: str           # 'real' or the checkpoint step
-    image_file: str       # opaque name in upload/images/
-
-    @property
-    def letter(self) -> str:
-        return LETTERS[self.position - 1]
-
-
-@dataclass
-class PackSpec:
-    """Everything the survey files, the preview and the import need; stored as pack.json."""
-    pack_id: str
-    seed: int
-    checkpoints: list[str]
-    count: int
-    size: int
-    image_base_url: str | None
-    shuffle_pages: bool
-    created_at: str
-    items: list[QuartetItem] = field(default_factory=list)
-    image_urls: dict[str, str] = field(default_factory=dict)  # per-file URL overrides (Qualtrics library)
-    study: str = ""
-
-    # Neutral export tags and question ids; QID1 is the instructions text, QID2 the rater code.
-    @staticmethod
-    def mc_tag(q: int) -> str:
-        return f"Q{q:02d}_pick"
-
-    @staticmethod
-    def matrix_tag(q: int) -> str:
-        return f"Q{q:02d}_rate"
-
-    @staticmethod
-    def mc_qid(q: int) -> str:
-        return f"QID{2 * q + 1}"
-
-    @staticmethod
-    def matrix_qid(q: int) -> str:
-        return f"QID{2 * q + 2}"
-
-    rater_code_qid = "QID2"
-
-    def quartet(self, q: int) -> list[QuartetItem]:
-        return sorted((i for i in self.items if i.quartet == q), key=lambda i: i.position)
-
-    def url_for(self, image_file: str) -> str:
-        if image_file in self.image_urls:
-            return self.image_urls[image_file]
-        base = self.image_base_url or IMAGE_URL_PLACEHOLDER
-        return base + ("" if base.endswith("/") else "/") + image_file
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["format"] = "cspine-tui quartet pack 1"
-        data["tags"] = {str(q): {"mc_export_tag": self.mc_tag(q), "matrix_export_tag": self.matrix_tag(q),
-                                 "mc_qid": self.mc_qid(q), "matrix_qid": self.matrix_qid(q)}
-                        for q in range(1, self.count + 1)}
-        data["rater_code_tag"] = RATER_CODE_TAG
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "PackSpec":
-        from core.reader_study.pack_check import check_image_name
-
-        items = [QuartetItem(**i) for i in data["items"]]
-        for item in items:  # a hand-edited manifest must not point outside the pack (../, /abs, ...)
-            check_image_name(item.image_file, "pack.json")
-        for name in data.get("image_urls") or {}:
-            check_image_name(name, "pack.json image_urls")
-        keys = {f for f in cls.__dataclass_fields__ if f != "items"}
-        return cls(**{k: v for k, v in data.items() if k in keys}, items=items)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -177,8 +97,6 @@ def png_chunks(data: bytes) -> list[str]:
 
 def accepted_synthetic(study: Study, step: int) -> list[dict[str, Any]]:
     """Accepted images of one checkpoint under the study's final screening rule (core/screening/rules.py)."""
-    from core.screening.rules import accepted_image_ids
-
     ids = set(accepted_image_ids(study, checkpoint_step=int(step)))
     rows = study.store.query("SELECT s.id, s.path FROM synthetic_images s JOIN synthetic_runs r ON r.id = s.run_id "
                              "WHERE r.checkpoint_step = ? ORDER BY s.id", [int(step)])
@@ -214,7 +132,6 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str], count: 
                image_base_url: str | None = None, size: int = 256, shuffle_pages: bool = False,
                log: Log | None = None) -> PackSpec:
     """Assemble `count` blinded quartets (1 real + 1 accepted image per checkpoint) and write the pack."""
-    from core.reader_study import formats
     log = log or (lambda _m: None)
     out = Path(out).expanduser()
     # A complete pack of this same request may be there from a build killed before its rows were committed.
@@ -323,6 +240,7 @@ def _adopt_interrupted_build(study: Study, out: Path, items: list[QuartetItem], 
         spec = read_pack_dir(out)
     except CspineError:
         spec = None
+
     def key(of: list[QuartetItem]) -> list[tuple]:
         return [(i.quartet, i.position, i.image_kind, i.image_id, i.source, i.image_file) for i in of]
 
@@ -337,9 +255,8 @@ def _adopt_interrupted_build(study: Study, out: Path, items: list[QuartetItem], 
 
 
 def _record_pack(study: Study, spec: PackSpec, out: Path, move_from: Path | None = None) -> None:
-    from core.reader_study.pack_check import fingerprint
-
-    # "files": the hashes of the pack's key files, verified before an import or analysis (core/reader_study/pack_check.py)
+    # "files": the hashes of the pack's key files, verified before an import or analysis
+    # (core/reader_study/pack_check.py)
     params = {"count": spec.count, "size": spec.size, "shuffle_pages": spec.shuffle_pages,
               "created_at": spec.created_at, "files": fingerprint(move_from or out)}
     with study.store.connect() as tx:
@@ -411,6 +328,14 @@ def load_pack(study: Study, ref: str | Path | None = None) -> PackSpec:
     return pack_from_db(study, row)
 
 
+def load_checked_pack(study: Study, ref: str | Path | None = None) -> PackSpec:
+    """`load_pack`, then `verify_pack` on the folder it came from (the import and the analysis)."""
+    spec = load_pack(study, ref)
+    folder = Path(str(ref)).expanduser() if ref is not None and Path(str(ref)).expanduser().is_dir() else None
+    verify_pack(study, spec.pack_id, folder)
+    return spec
+
+
 def pack_from_db(study: Study, row: dict[str, Any]) -> PackSpec:
     folder = Path(row["out_dir"])
     if (folder / "pack.json").exists():
@@ -435,9 +360,6 @@ def set_image_urls(study: Study | None, folder: Path | str, *, base_url: str | N
 
     `url_csv` holds `image_file,url` rows (e.g. Qualtrics Graphics Library URLs, one IM_ id per image).
     """
-    from core.reader_study import formats
-    from core.reader_study.pack_check import record, verify_pack
-
     folder = Path(folder).expanduser()
     spec = read_pack_dir(folder)
     registered = study is not None and bool(study.store.scalar("SELECT count(*) FROM quartet_packs WHERE id = ?",

@@ -15,7 +15,6 @@ A pack whose folder is gone is not checked: the key in the database is then the 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +26,6 @@ if TYPE_CHECKING:
 
 CHECKED = ("pack.json", "answer_key.csv", "upload/survey.qsf", "upload/survey.txt")
 IMAGES = "upload/images"
-# An image name in a pack is a bare file name: no folder, no parent reference, no absolute path.
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
-
-
-def check_image_name(name: str, where: str) -> str:
-    """Refuse an image file name that points anywhere but the pack's own images folder."""
-    if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
-        raise CspineError(f"{where} names the image {str(name)[:80]!r}, which is not a plain file name inside "
-                          "the pack's upload/images/ folder; restore the pack's files from a backup")
-    return name
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
@@ -98,13 +87,3 @@ def verify_pack(study: Study, pack_id: str, folder: Path | None = None) -> None:
         raise CspineError(f"pack {pack_id} in {folder} was edited after export: {'; '.join(found[:3])}{more}. "
                           "Its answers would be scored against a key that no longer matches what raters saw; "
                           "restore the pack folder from a backup (nothing was imported or analysed)")
-
-
-def load_checked_pack(study: Study, ref: str | Path | None = None):
-    """`core.reader_study.pack.load_pack`, then `verify_pack` on the folder it came from (the import and the analysis)."""
-    from core.reader_study.pack import load_pack
-
-    spec = load_pack(study, ref)
-    folder = Path(str(ref)).expanduser() if ref is not None and Path(str(ref)).expanduser().is_dir() else None
-    verify_pack(study, spec.pack_id, folder)
-    return spec

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import html
 
-from core.reader_study.pack import LETTERS, SCALE, PackSpec
-from core.reader_study.formats import INSTRUCTIONS, QUESTION, RATE, RATER_CODE_TEXT
+from core.reader_study.spec import INSTRUCTIONS, LETTERS, QUESTION, RATE, RATER_CODE_TEXT, SCALE, PackSpec
 
 CSS = """
 body{margin:0;font:15px/1.45 -apple-system,'Segoe UI',Helvetica,Arial,sans-serif;background:#f3f3f3;color:#222}
@@ -38,7 +37,8 @@ nav button{font-size:16px;padding:8px 26px;background:#1f6fd1;color:#fff;border:
 JS = """
 const pages=[...document.querySelectorAll('.page')];let cur=0;
 const force=document.getElementById('force'),jump=document.getElementById('jump');
-pages.forEach((p,i)=>{const o=document.createElement('option');o.value=i;o.textContent=p.dataset.title;jump.appendChild(o);});
+pages.forEach((p,i)=>{const o=document.createElement('option');o.value=i;o.textContent=p.dataset.title;
+ jump.appendChild(o);});
 function show(i){cur=Math.max(0,Math.min(i,pages.length-1));pages.forEach((p,k)=>p.classList.toggle('on',k===cur));
  jump.value=cur;document.getElementById('next').style.display=cur===pages.length-1?'none':'';
  document.getElementById('progress').textContent=`Page ${cur+1} of ${pages.length}`;
@@ -65,7 +65,8 @@ def build_preview(spec: PackSpec) -> str:
     for q in range(1, spec.count + 1):
         choices = "".join(
             f'<label class="choice"><img src="upload/images/{e(i.image_file)}" alt="Image {i.letter}" '
-            f'width="{spec.size}" height="{spec.size}" style="max-width:{spec.size}px"><input type="radio" name="q{q}_pick" value="{i.position}"> '
+            f'width="{spec.size}" height="{spec.size}" style="max-width:{spec.size}px">'
+            f'<input type="radio" name="q{q}_pick" value="{i.position}"> '
             f"<b>{i.letter}</b></label>" for i in spec.quartet(q))
         header = "".join(f"<th>{e(v)}</th>" for v in SCALE.values())
         rows = "".join(f"<tr><td>Image {letter}</td>" + "".join(

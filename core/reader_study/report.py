@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from core.reader_study import statistics
-from core.reader_study.pack import PackSpec
+from core.reader_study.spec import PackSpec
 
 PAPER = {
     "n_raters": 8, "n_quartets": 50, "accuracy": "29.0%", "fleiss_kappa": "0.061",
     "mean_realism": ["3.323", "3.228", "3.258", "3.320"], "p": ["0.128", "0.236", "1.000"],
-    "p_holm": ["0.383", "0.471", "1.000"], "checkpoints": ["34 = 68,000 steps", "40 = 80,000 steps", "80 = 160,000 steps"],
+    "p_holm": ["0.383", "0.471", "1.000"],
+    "checkpoints": ["34 = 68,000 steps", "40 = 80,000 steps", "80 = 160,000 steps"],
 }
 CODING_TEXT = {
     "source": "source of the chosen image (real or one of the three checkpoints)",
@@ -30,7 +31,8 @@ CODING_TEXT = {
 }
 CSS = """
 body{font:15px/1.5 -apple-system,'Segoe UI',Helvetica,Arial,sans-serif;max-width:1000px;margin:24px auto;padding:0 16px;
-color:#222}table{border-collapse:collapse;margin:8px 0 18px}th,td{border:1px solid #ccc;padding:4px 9px;text-align:right}
+color:#222}table{border-collapse:collapse;margin:8px 0 18px}
+th,td{border:1px solid #ccc;padding:4px 9px;text-align:right}
 th{background:#f1f1f1}td:first-child,th:first-child{text-align:left}img{max-width:100%}
 blockquote{border-left:4px solid #c62828;background:#fdecea;margin:12px 0;padding:8px 14px}
 code{background:#f4f4f4;padding:0 3px}
@@ -74,7 +76,8 @@ def methods_paragraph(r: dict[str, Any], spec: PackSpec) -> str:
     vs = "; ".join(f"step {c}: V = {statistics.fmt(tests[c]['statistic_V'], 1)}, p = {statistics.fmt_p(tests[c]['p'])}"
                    for c in ck if c in tests)
     holm = ", ".join(statistics.fmt_p(tests[c]["p_holm"]) for c in ck if c in tests)
-    kappa_text = (f"\u03ba = {statistics.fmt(kappa.get('kappa'))}" if kappa else "not computable with fewer than two raters")
+    kappa_text = (f"\u03ba = {statistics.fmt(kappa.get('kappa'))}" if kappa
+                  else "not computable with fewer than two raters")
     lo, hi = r["accuracy_ci95"]
     return (
         f"{r['n_raters']} raters{sim} completed a blinded validation task of {r['n_quartets']} quartets, each "
@@ -146,8 +149,9 @@ def build_markdown(r: dict[str, Any], spec: PackSpec) -> str:
     krows = []
     for coding, k in r["fleiss_kappa_by_coding"].items():
         krows.append([coding + (" (reported)" if coding == r["kappa_coding"] else ""),
-                      *(["n/a"] * 5 if not k else [statistics.fmt(k["kappa"]), statistics.fmt(k["p_bar"]), statistics.fmt(k["p_e"]),
-                                                   statistics.fmt(k["z"], 2), statistics.fmt_p(k["p_value"])])])
+                      *(["n/a"] * 5 if not k else [statistics.fmt(k["kappa"]), statistics.fmt(k["p_bar"]),
+                                                   statistics.fmt(k["p_e"]), statistics.fmt(k["z"], 2),
+                                                   statistics.fmt_p(k["p_value"])])])
     out += [f"Fleiss' kappa over the {r['kappa_quartets']} quartets answered by every rater, by coding of the "
             "answers (same observed agreement P, different chance agreement Pe):", "",
             _table(["coding", "kappa", "P", "Pe", "z", "p"], krows), ""]
@@ -163,7 +167,8 @@ def build_markdown(r: dict[str, Any], spec: PackSpec) -> str:
             "TRUE)`; V = sum of the ranks of the positive differences real - synthetic):", "", _table(
                 ["comparison", "raters", "non-zero", "zeros", "ties", "V", "method", "p", "Holm p"],
                 [[f"real vs step {t['group']}", t["n_raters"], t["n"], t["n_zeros"], "yes" if t["ties"] else "no",
-                  statistics.fmt(t["statistic_V"], 1), t["method"], statistics.fmt_p(t["p"]), statistics.fmt_p(t["p_holm"])]
+                  statistics.fmt(t["statistic_V"], 1), t["method"], statistics.fmt_p(t["p"]),
+                  statistics.fmt_p(t["p_holm"])]
                  for t in r["wilcoxon"]]), ""]
     figs = r["figures"]
     out += [f"![Per-rater mean realism per group]({figs['rater_means_png']})", "",

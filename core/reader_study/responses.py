@@ -27,7 +27,7 @@ from typing import Any
 
 from core.errors import CspineError
 from core.study import Study
-from core.reader_study.pack import LETTERS, RATER_CODE_TAG, PackSpec
+from core.reader_study.spec import LETTERS, RATER_CODE_TAG, PackSpec
 
 EXCLUSION_REASONS = ("preview", "test", "spam", "incomplete", "already_imported", "duplicate_rater")
 TRUE_WORDS = {"1", "true", "yes", "wahr", "vrai", "verdadero", "vero", "waar", "sim", "ja"}
@@ -227,8 +227,9 @@ def read_responses(path: Path | str, spec: PackSpec) -> tuple[Header, list[list[
             if value is None:
                 if resp.status != "used":
                     continue  # a preview's odd answer does not make the file wrong
-                raise CspineError(f"{path} line {line}, column {_column_name(header, col)}: {raw[:40]!r} is not a choice "
-                                  "A-D (1-4); was the survey's pick question edited after export from the pack?")
+                raise CspineError(f"{path} line {line}, column {_column_name(header, col)}: {raw[:40]!r} is not "
+                                  "a choice A-D (1-4); was the survey's pick question edited after export from "
+                                  "the pack?")
             kinds.add("numeric" if raw.isdigit() else "choice text")
             resp.picks[q] = value
         for (q, p), col in rate_cols.items():
@@ -252,7 +253,7 @@ def read_responses(path: Path | str, spec: PackSpec) -> tuple[Header, list[list[
 def import_ratings(study: Study, path: Path | str, pack: str | Path | None = None, *,
                    simulated: bool = False) -> dict[str, Any]:
     """Import one Qualtrics export into the study; returns the summary (also stored in rating_imports)."""
-    from core.reader_study.pack_check import load_checked_pack
+    from core.reader_study.pack import load_checked_pack  # imported on use: loads numpy, PIL (start-up cost)
 
     path = Path(path).expanduser()
     spec = load_checked_pack(study, pack)  # a pack edited by hand since export is refused

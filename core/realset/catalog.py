@@ -17,6 +17,7 @@ from PIL import Image
 from core.errors import CspineError
 from core.files import write_bytes_atomic
 from core.study import Study
+from core.realset.canonical import content_box, encode_png, needs_look
 
 
 def _n_val(n: int, val_fraction: float) -> int:
@@ -124,8 +125,6 @@ def override(study: Study, image_id: str, *, inverted: bool | None = None,
     Inversion and mirroring commute with the resize, so the canonical image is transformed in place (inside
     its content box in pad mode) and the source file is not needed.
     """
-    from core.realset.ingest import content_box, encode_png, needs_look
-
     row = find_image(study, image_id)
     old_path = study.abs(row["path"])
     try:

@@ -12,7 +12,6 @@ one-line reason (``ingest_events``). A re-run of the same job skips what it alre
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import stat
@@ -24,20 +23,15 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-import numpy as np
-from PIL import Image
 
-from core.realset import detectors
 from core.errors import CspineError
 from core.files import write_bytes_atomic
-from core.realset.readers import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, Decoded, SkipFile, decode_bytes
+from core.realset.canonical import RESIZE_MODES, IngestOptions, canonicalize, encode_png
+from core.realset.readers import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, SkipFile, decode_bytes
 
 if TYPE_CHECKING:  # workers import this module: keep them free of duckdb and the study machinery
     from core.study import Study
 
-RESIZE_MODES = ("stretch", "pad")
-# Decisions below this confidence are flagged for a look in the TUI (see README "Ingest").
-FLAG_BELOW = 0.8
 BATCH_ROWS = 64
 BATCH_SECONDS = 1.0
 
@@ -45,44 +39,6 @@ REAL_COLUMNS = ("id", "path", "canonical_sha256", "source_path", "source_format"
                 "transfer_syntax", "orig_width", "orig_height", "bit_depth", "resize_mode", "inverted",
                 "polarity_source", "polarity_confidence", "flipped", "orientation_source",
                 "orientation_confidence", "flagged", "ingest_job")
-
-
-@dataclass(frozen=True)
-class IngestOptions:
-    size: int = 256
-    resize: str = "stretch"
-    min_side: int = 128
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
-
-    def __post_init__(self) -> None:
-        if self.resize not in RESIZE_MODES:
-            raise CspineError(f"unknown resize mode {self.resize!r}; use one of {', '.join(RESIZE_MODES)}")
-        if not 16 <= self.size <= 4096:
-            raise CspineError(f"canonical size {self.size} is out of range (16..4096)")
-
-
-@dataclass
-class Canonical:
-    pixels: np.ndarray          # uint8 (size, size), positive, facing left
-    inverted: bool
-    polarity_source: str        # dicom-tag | detector | override
-    polarity_confidence: float | None
-    flipped: bool
-    orientation_source: str     # detector | override
-    orientation_confidence: float | None
-
-    @property
-    def flagged(self) -> bool:
-        return needs_look(self.polarity_source, self.polarity_confidence,
-                          self.orientation_source, self.orientation_confidence)
-
-
-def needs_look(pol_source: str | None, pol_conf: float | None, ori_source: str | None,
-               ori_conf: float | None) -> bool:
-    low_pol = pol_source == "detector" and (pol_conf is None or pol_conf < FLAG_BELOW)
-    low_ori = ori_source == "detector" and (ori_conf is None or ori_conf < FLAG_BELOW)
-    return bool(low_pol or low_ori)
 
 
 @dataclass
@@ -93,73 +49,6 @@ class FileResult:
     id: str | None = None
     png: bytes | None = None
     row: dict[str, Any] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Geometry and the canonical image
-
-
-def content_box(width: int, height: int, size: int, resize: str) -> tuple[int, int, int, int]:
-    """(x0, y0, w, h) of the image content inside the canonical square."""
-    if resize == "stretch":
-        return 0, 0, size, size
-    scale = size / max(width, height)
-    w = max(1, min(size, round(width * scale)))
-    h = max(1, min(size, round(height * scale)))
-    return (size - w) // 2, (size - h) // 2, w, h
-
-
-def _resize_f(im: Image.Image, width: int, height: int) -> np.ndarray:
-    # reducing_gap: an exact box reduction first, then Lanczos over the last ~2x (fast and alias-free).
-    return np.asarray(im.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=2.0), dtype=np.float32)
-
-
-def resize_float(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Antialiased Lanczos resampling of a float image in [0, 1] (no 8-bit rounding before the resize)."""
-    return np.clip(_resize_f(Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32)), width, height),
-                   0.0, 1.0)
-
-
-def resize_decoded(dec: Decoded, width: int, height: int) -> np.ndarray:
-    """The decoded source resampled to width x height at full bit depth, then scaled to [0, 1]."""
-    return dec.scale(_resize_f(dec.image, width, height))
-
-
-def canonicalize(dec: Decoded, opts: IngestOptions, *, force_inverted: bool | None = None,
-                 force_flipped: bool | None = None) -> Canonical:
-    x0, y0, w, h = content_box(dec.width, dec.height, opts.size, opts.resize)
-    content = resize_decoded(dec, w, h)
-    if force_inverted is not None:
-        inverted, pol_source, pol_conf = force_inverted, "override", None
-    elif dec.source_format == "dicom":
-        # MONOCHROME1 was inverted by its tag in Decoded.scale; the content is already as displayed.
-        inverted, pol_source, pol_conf = dec.inverted_by_tag, "dicom-tag", 1.0
-    else:
-        negative, pol_conf = detectors.detect_polarity(content)
-        inverted, pol_source = negative, "detector"
-    if inverted != dec.inverted_by_tag:
-        content = 1.0 - content
-    if force_flipped is not None:
-        flipped, ori_source, ori_conf = force_flipped, "override", None
-    else:
-        facing, ori_conf = detectors.detect_orientation(content)
-        flipped, ori_source = facing == "right", "detector"
-    if flipped:
-        content = content[:, ::-1]
-    canvas = np.zeros((opts.size, opts.size), dtype=np.uint8)  # pad with black: air in a positive film
-    canvas[y0:y0 + h, x0:x0 + w] = np.rint(content * 255.0).astype(np.uint8)
-    return Canonical(canvas, bool(inverted), pol_source, _round(pol_conf), bool(flipped), ori_source,
-                     _round(ori_conf))
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 4)
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=3)  # 3: ~3x faster than 6, ~10% larger
-    return buf.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -337,7 +226,7 @@ def ingest(study: Study, paths: list[str | Path], *, recursive: bool = False, re
            split_seed: int | None = None, workers: int | None = None,
            on_progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Create and run an ingest job in this process (scripts, the demo); returns its job record."""
-    from core.jobs import runner
+    from core.jobs import runner  # imported on use: loads duckdb (start-up cost)
     job_id = runner.create_job(study, "ingest", ingest_params(paths, recursive=recursive, resize=resize,
                                                             split_seed=split_seed, workers=workers))
     return runner.run_job(study, job_id, foreground=True, on_progress=on_progress)
@@ -360,8 +249,8 @@ def ingest_params(paths: Iterable[str | Path], *, recursive: bool = False, resiz
 
 def run(ctx) -> dict[str, Any]:
     """The ingest job runner (registered as kind "ingest" in core/jobs/runner.py)."""
-    from core.jobs.runner import JobPaused
-    from core.realset.catalog import assign_missing, check_split_seed
+    from core.jobs.runner import JobPaused  # imported on use: loads duckdb (start-up cost)
+    from core.realset.catalog import assign_missing, check_split_seed  # imported on use: loads duckdb (start-up cost)
 
     study: Study = ctx.study
     params = ctx.params
@@ -418,7 +307,12 @@ def run(ctx) -> dict[str, Any]:
 
 def _results(pending: list[str], known: set[str], opts: IngestOptions, workers: int | None,
              should_stop: Callable[[], bool]) -> Iterable[FileResult]:
-    """FileResults as workers finish them; few files (or workers=0) run in this process."""
+    """FileResults in listing order (few files, or workers=0, run in this process).
+
+    In listing order, not as workers finish: of two files with the same bytes the first listed is the
+    original and the other the duplicate, whichever worker is faster, and a paused job has done a prefix of
+    the list. A result that finishes early waits (at most 4 per worker are submitted and not yet yielded).
+    """
     n_workers = default_workers() if workers is None else int(workers)
     if n_workers <= 0 or len(pending) <= 2:
         frozen = frozenset(known)
@@ -431,31 +325,32 @@ def _results(pending: list[str], known: set[str], opts: IngestOptions, workers: 
     ctx = get_context("spawn")
     with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(frozenset(known), opts)) as pool:
-        queue = iter(pending)
-        inflight: dict[Future, str] = {}
+        inflight: dict[Future, int] = {}
+        ready: dict[int, FileResult] = {}
+        submitted = yielded = 0
         try:
-            while True:
-                while len(inflight) < 4 * n_workers and not should_stop():
-                    path = next(queue, None)
-                    if path is None:
-                        break
-                    inflight[pool.submit(process_file, path)] = path
-                if not inflight:
-                    return
+            while yielded < len(pending):
+                while submitted - yielded < 4 * n_workers and submitted < len(pending) and not should_stop():
+                    inflight[pool.submit(process_file, pending[submitted])] = submitted
+                    submitted += 1
+                if yielded == submitted:
+                    return  # asked to stop: nothing left to hand over in order
                 finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    path = inflight.pop(fut)
+                    index = inflight.pop(fut)
                     try:
-                        result = fut.result()
+                        ready[index] = fut.result()
                     except BrokenProcessPool:
                         # A decoder crashed its process (or it was killed): name the suspects; a resume
                         # continues after the files already recorded.
-                        suspects = sorted([path, *inflight.values()])
+                        suspects = sorted([pending[index], *(pending[i] for i in inflight.values())])
                         raise CspineError(
                             f"a decoding process died while reading one of {len(suspects)} files "
                             f"({', '.join(Path(p).name for p in suspects[:4])}{', ...' if len(suspects) > 4 else ''}); "
                             "move the bad file away and resume the job") from None
-                    yield result
+                while yielded in ready:
+                    yield ready.pop(yielded)
+                    yielded += 1
         finally:
             for fut in inflight:
                 fut.cancel()
@@ -509,8 +404,8 @@ class _Writer:
 
 def demo_ingest(study: Study, log: Callable[[str], None]) -> None:
     """The demo's ingest stage: the phantoms in source-phantoms/ through the ingest job; idempotent."""
-    from core.jobs import control
-    from core.jobs import runner
+    from core.jobs import control  # imported on use: loads duckdb (start-up cost)
+    from core.jobs import runner  # imported on use: loads duckdb (start-up cost)
     folder = str((study.root / "source-phantoms").absolute())
     mine = [j for j in control.list_jobs(study, kind="ingest") if j["params"].get("paths") == [folder]]
     if any(j["state"] == "succeeded" for j in mine):
@@ -538,5 +433,4 @@ def job_summary(study: Study, job_id: str) -> dict[str, Any]:
     return {"ingested": int(ingested), "duplicates": int(duplicates), "skipped": skipped}
 
 
-__all__ = ["IngestOptions", "Canonical", "FileResult", "canonicalize", "content_box", "discover", "ingest",
-           "job_summary", "process_file", "run"]
+__all__ = ["FileResult", "discover", "ingest", "job_summary", "process_file", "run"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from core.errors import CspineError
 from core.study import Study
+from core.screening.reasons import NOTE_REQUIRED, reason_code
 
 EXPORT_COLUMNS = ("image_id", "run", "checkpoint", "idx", "seed", "sha256", "reviewer", "decision", "reason",
                   "note", "simulated", "decided_at")
@@ -57,8 +58,6 @@ def _bool(value: str, where: str) -> bool:
 
 def read_decisions(study: Study, path: Path | str, *, simulated: bool | None = None) -> list[dict[str, Any]]:
     """Parse and validate a decisions CSV against the study; raises one CspineError naming the first problem."""
-    from core.screening.decisions import NOTE_REQUIRED, reason_code
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -117,7 +116,7 @@ def read_decisions(study: Study, path: Path | str, *, simulated: bool | None = N
 
 def import_reviews(study: Study, path: Path | str, *, simulated: bool | None = None) -> dict[str, int]:
     """Import decisions (validated, idempotent); returns counts rows / recorded / unchanged."""
-    from core.screening.decisions import ReviewEvent, apply_events
+    from core.screening.decisions import ReviewEvent, apply_events  # imported on use: loads PIL (start-up cost)
 
     path = Path(path)
     records = read_decisions(study, path, simulated=simulated)

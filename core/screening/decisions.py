@@ -12,8 +12,9 @@ Undo walks back the reviewer's own events, newest first; a batch (a grid page's 
 step. A flip mirrors the stored image: the mirrored file is written next to the original as
 ``<name>.flipped.png`` and the row points at it, so nothing is overwritten and undo points back.
 
-The final decision rule, counts (Table S1), agreement and adjudication live in core/screening/rules.py and
-are re-exported here (``final_decisions``, ``accepted_image_ids``, ...).
+The reasons a reviewer can give are core/screening/reasons.py; the final decision rule, counts (Table S1),
+agreement and adjudication are core/screening/rules.py (which imports nothing from here). Both are
+re-exported here (``REASONS``, ``final_decisions``, ``accepted_image_ids``, ...).
 """
 
 from __future__ import annotations
@@ -33,50 +34,17 @@ from core.errors import CspineError
 from core.files import sha256_file
 from core.study import Study
 from core.store.database import Tx
-
-
-@dataclass(frozen=True)
-class Reason:
-    key: str      # the digit pressed after "reject"
-    code: str     # stored in reviews.reason
-    label: str
-
-
-# The paper's two named abnormalities first, then the ones reference/anatomy.md lists; 9 asks for a note.
-REASONS: tuple[Reason, ...] = (
-    Reason("1", "airway_posterior", "airway/pharynx posterior to the spine"),
-    Reason("2", "elements_inverted", "anterior/posterior elements inverted"),
-    Reason("3", "missing_vertebra", "missing vertebra"),
-    Reason("4", "extra_vertebra", "extra (doubled) vertebra"),
-    Reason("5", "distortion", "distorted anatomy (bodies do not stack, melted outlines)"),
-    Reason("6", "artifact", "artifact (checkerboard, grid, noise)"),
-    Reason("7", "truncated", "abruptly truncated field"),
-    Reason("8", "second_spine", "a second spine or doubled outlines"),
-    Reason("9", "other", "other (with a note)"),
+from core.screening.reasons import (  # re-exported: the screens take the reasons from here
+    DEFECT_REASON, NOTE_REQUIRED, REASON_BY_CODE, REASON_BY_KEY, REASONS, Reason, reason_code,
 )
-REASON_BY_KEY = {r.key: r for r in REASONS}
-REASON_BY_CODE = {r.code: r for r in REASONS}
-NOTE_REQUIRED = {"other"}
-# core/demo/phantom.py defect names -> the reason a screener would give (used by the demo's simulated reviewer).
-DEFECT_REASON = {"airway_posterior": "airway_posterior", "elements_swapped": "elements_inverted",
-                 "missing_vertebra": "missing_vertebra", "doubled_vertebra": "extra_vertebra",
-                 "distortion": "distortion"}
+from core.screening.rules import (  # re-exported: one rule for status, release and reader study
+    RULES, accepted_image_ids, adjudicate, agreement, checkpoint_counts, disagreements, final_decisions,
+    final_rule, remove_adjudication, reviewer_summary, table_s1,
+)
+
 DECISIONS = ("accept", "reject")
 ACTIONS = DECISIONS + ("flip", "undo")
 ORDERS = ("index", "prescreen")
-
-
-def reason_code(value: str | None) -> str | None:
-    """A reason given as its code or its key digit -> the code; None/'' -> None; anything else is an error."""
-    if value is None or str(value).strip() == "":
-        return None
-    value = str(value).strip()
-    if value in REASON_BY_CODE:
-        return value
-    if value in REASON_BY_KEY:
-        return REASON_BY_KEY[value].code
-    raise CspineError(f"unknown rejection reason {value!r}; use one of "
-                      f"{', '.join(f'{r.key}={r.code}' for r in REASONS)}")
 
 
 # -- the queue ---------------------------------------------------------------------------------------------
@@ -161,8 +129,6 @@ def filter_choices(study: Study, tx: Tx | None = None) -> dict[str, list[Any]]:
 def screen_state(study: Study, reviewer: str, filters: dict[str, Any]) -> dict[str, Any]:
     """Everything the screening screen loads, in one transaction: the queue, the filter choices, the other
     reviewers' decisions and Table S1."""
-    from core.screening.rules import table_s1
-
     with study.store.connect() as tx:
         items = load_queue(study, reviewer, tx=tx, **filters)
         choices = filter_choices(study, tx)
@@ -465,14 +431,9 @@ def replay_journals(study: Study) -> int:
     return applied
 
 
-# The final decision rule, counts, agreement and adjudication (one rule for status, release, reader study).
-from core.screening.rules import (  # noqa: E402  (re-exported; screening_rules imports nothing from here)
-    RULES, accepted_image_ids, adjudicate, agreement, checkpoint_counts, disagreements, final_decisions,
-    final_rule, remove_adjudication, reviewer_summary, table_s1,
-)
-
 __all__ = [
-    "REASONS", "REASON_BY_KEY", "REASON_BY_CODE", "DEFECT_REASON", "RULES", "QueueItem", "ReviewEvent",
+    "Reason", "REASONS", "REASON_BY_KEY", "REASON_BY_CODE", "NOTE_REQUIRED", "DEFECT_REASON", "RULES", "QueueItem",
+    "ReviewEvent",
     "Applied", "DecisionJournal", "load_queue", "resume_position", "filter_choices", "reviewer_decisions",
     "decide", "decide_many", "undo", "flip", "apply_events", "replay_journals", "reason_code",
     "final_rule", "final_decisions", "accepted_image_ids", "checkpoint_counts", "table_s1", "agreement",

@@ -34,6 +34,7 @@ from PIL import Image
 from core.metrics.embeddings import EmbeddingStopped, cached_vectors, load_gray, store_vectors
 from core.errors import CspineError
 from core.study import Study
+from core.jobs.runner import JobPaused
 
 FEATURE_VERSION = "v1"
 HOG_SCALES: tuple[tuple[int, int], ...] = ((32, 4), (32, 8), (24, 4), (40, 4), (40, 8))  # (image size, cell)
@@ -312,8 +313,6 @@ def stored_report(study: Study, limit: int | None = None) -> dict[str, Any]:
 
 def run_prescreen_job(ctx: Any) -> dict[str, Any]:
     """Job runner (kind ``prescreen``): features for new images (cached per batch, resumable), then scores."""
-    from core.jobs.runner import JobPaused
-
     try:
         result = compute_scores(ctx.study, progress=lambda d, t, m: ctx.progress(d, t, message=m),
                                 should_stop=ctx.should_stop)

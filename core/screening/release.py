@@ -29,6 +29,7 @@ from core.errors import CspineError
 from core.files import sha256_file
 from core.screening.rules import final_cte, final_rule, table_s1
 from core.study import Study
+from core.jobs.runner import JobPaused
 
 MANIFEST_COLUMNS = ("file", "image_id", "checkpoint", "run", "run_source", "sampler", "steps", "seed", "weights",
                     "flip", "decisions", "final_rule", "sha256")
@@ -109,7 +110,6 @@ def write_release(study: Study, out: Path | str, *, rule: str | None = None, hf:
     for i, row in enumerate(rows):
         if should_stop is not None and i % 200 == 0 and should_stop():
             shutil.rmtree(staging, ignore_errors=True)
-            from core.jobs.runner import JobPaused
             raise JobPaused("stopped before the release was complete; run it again to rebuild it")
         ext = Path(row["path"]).suffix or ".png"
         rel = image_root / _ckpt_folder(row["checkpoint"], row["run"]) / _slug(row["run"]) / f"{row['idx']:06d}{ext}"
@@ -142,7 +142,8 @@ def write_release(study: Study, out: Path | str, *, rule: str | None = None, hf:
     summary = {"images": len(manifest), "out": str(out), "rule": rule, "by_checkpoint": per_ckpt,
                "generated": t["generated"], "rejected": t["rejected"], "pending": t["pending"],
                "unreviewed": t["unreviewed"], "licence": licence, "hf": hf,
-               "study": study.get("study", "name"), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+               "study": study.get("study", "name"),
+               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     (staging / "README.md").write_text(dataset_card(study, summary, s1_rows, _reviewers(study)), encoding="utf-8")
     (staging / "release.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _write_sums(staging)
@@ -221,7 +222,8 @@ def dataset_card(study: Study, summary: dict[str, Any], s1_rows: list[dict[str, 
                      (" (SIMULATED reviewer of the demo, not a person)" if r["simulated"] else ""))
     if not reviewers:
         lines.append("- none")
-    lines += ["", "## Counts (Table S1)", "", "| Generation | Checkpoint | Generated | Final count |", "|---|---|---|---|"]
+    lines += ["", "## Counts (Table S1)", "", "| Generation | Checkpoint | Generated | Final count |",
+              "|---|---|---|---|"]
     for r in s1_rows:
         lines.append(f"| {r['run']} | {r['checkpoint']} | {r['generated']} | {r['final_count']} |")
     if summary["pending"] or summary["unreviewed"]:

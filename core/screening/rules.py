@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import CspineError
+from core.screening.reasons import NOTE_REQUIRED, reason_code
 from core.study import Study
 from core.store.database import Tx
 
@@ -55,7 +56,8 @@ def final_cte(tx: Tx, study: Study, rule: str | None = None) -> tuple[str, list[
                 "FROM reviews GROUP BY image_id)", [required, max(1, len(required))])
     if rule == "first_reviewer":
         return ("""final AS (
-            WITH undone AS (SELECT DISTINCT undoes AS g FROM review_events WHERE action = 'undo' AND undoes IS NOT NULL),
+            WITH undone AS (SELECT DISTINCT undoes AS g FROM review_events
+                            WHERE action = 'undo' AND undoes IS NOT NULL),
             firsts AS (
                 SELECT image_id, reviewer, min(seq) AS first_seq FROM review_events e
                 WHERE action IN ('accept', 'reject')
@@ -206,8 +208,6 @@ def disagreements(study: Study) -> list[dict[str, Any]]:
 def adjudicate(study: Study, image_id: str, adjudicator: str, decision: str, *, reason: str | None = None,
                note: str | None = None) -> None:
     """Record the adjudicator's final word on an image (used by the rule 'adjudicated')."""
-    from core.screening.decisions import NOTE_REQUIRED, reason_code
-
     if decision not in ("accept", "reject"):
         raise CspineError(f"an adjudication is accept or reject, not {decision!r}")
     reason = reason_code(reason) if decision == "reject" else None

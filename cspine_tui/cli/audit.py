@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cspine_tui.cli.common import (add_job_options, add_json, add_study, finish, open_study, print_json,
-                                        run_as_job)
+from cspine_tui.cli.common import (add_job_options, add_json, add_study, finish, open_study, print_json, run_as_job,
+                                   table_console)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,8 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from core.audit.nearest import audit_params, audit_report
-    from core.metrics.embeddings import clear_cache, make_encoder
+    from core.audit.nearest import audit_params, audit_report  # imported on use: loads numpy, PIL (start-up cost)
+    from core.metrics.embeddings import clear_cache, make_encoder  # imported on use: loads numpy, PIL (start-up cost)
 
     study = open_study(args)
     params = audit_params(study, embedding=args.embedding, top=args.top, runs=args.runs, memory_mb=args.memory_mb,
@@ -89,8 +89,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def _print_summary(report: dict, limit: int) -> None:
     from rich.table import Table
-
-    from cspine_tui.cli.common import table_console
 
     console = table_console(stderr=True)
     rate = report.get("memorization_rate")
@@ -111,7 +109,7 @@ def _print_summary(report: dict, limit: int) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from core.audit.nearest import audit_report, list_audits
+    from core.audit.nearest import audit_report, list_audits  # imported on use: loads numpy, PIL (start-up cost)
 
     if args.list:
         study = open_study(args)
@@ -134,8 +132,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_verdict(args: argparse.Namespace) -> int:
-    from core.audit.nearest import resolve_audit
-    from core.audit.review import record_verdict
+    from core.audit.nearest import resolve_audit  # imported on use: loads numpy, PIL (start-up cost)
+    from core.audit.review import record_verdict  # imported on use: loads numpy, PIL (start-up cost)
 
     study = open_study(args)
     audit_id = resolve_audit(study, args.audit)
@@ -146,7 +144,8 @@ def cmd_verdict(args: argparse.Namespace) -> int:
 
 
 def cmd_verdicts(args: argparse.Namespace) -> int:
-    from core.audit.nearest import resolve_audit
+    from core.audit.nearest import resolve_audit  # imported on use: loads numpy, PIL (start-up cost)
+    # imported on use: loads numpy, PIL (start-up cost)
     from core.audit.review import agreement, export_sheet, export_verdicts_csv
 
     study = open_study(args)
@@ -177,7 +176,7 @@ def cmd_verdicts(args: argparse.Namespace) -> int:
 
 
 def cmd_prescreen(args: argparse.Namespace) -> int:
-    from core.screening.prescreen import stored_report
+    from core.screening.prescreen import stored_report  # imported on use: loads numpy, PIL (start-up cost)
 
     study = open_study(args)
     record = run_as_job(args, study, "prescreen", {})

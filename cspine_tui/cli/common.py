@@ -271,4 +271,5 @@ def finish(study: Study, record: dict[str, Any] | None, result: Any = None, *, a
 
 
 __all__ = ["CspineError", "add_study", "add_json", "add_job_options", "open_study", "print_json", "absolute_paths",
-           "table_console", "parse_duration", "run_as_job", "resume_job", "finish", "job_exit_code", "add_launch_options"]
+           "table_console", "parse_duration", "run_as_job", "resume_job", "finish", "job_exit_code",
+           "add_launch_options"]

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cspine_tui.cli.common import add_job_options, add_json, add_study, open_study, print_json
+from cspine_tui.cli.common import add_job_options, add_json, add_study, finish, open_study, print_json, run_as_job
+from core.errors import CspineError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,9 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    # imported on use: loads numpy, PIL (start-up cost)
     from core.realset.ingest import SUBFOLDER_REASON, ingest_params, job_summary
-
-    from cspine_tui.cli.common import finish, run_as_job
 
     study = open_study(args)
     params = ingest_params(args.paths, recursive=args.recursive, resize=args.resize,
@@ -92,7 +92,7 @@ def _print_summary(summary: dict, record: dict) -> None:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from core.realset.catalog import redraw_split
+    from core.realset.catalog import redraw_split  # imported on use: loads numpy, PIL (start-up cost)
 
     study = open_study(args)
     result = redraw_split(study, args.seed, args.val_fraction)
@@ -105,7 +105,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_real(args: argparse.Namespace) -> int:
-    from core.realset.catalog import dataset_summary, list_images
+    from core.realset.catalog import dataset_summary, list_images  # imported on use: loads numpy, PIL (start-up cost)
 
     study = open_study(args)
     if args.list or args.flagged:
@@ -130,8 +130,7 @@ def cmd_real(args: argparse.Namespace) -> int:
 
 
 def cmd_override(args: argparse.Namespace) -> int:
-    from core.errors import CspineError
-    from core.realset.catalog import override
+    from core.realset.catalog import override  # imported on use: loads numpy, PIL (start-up cost)
 
     if args.invert is None and args.flip is None:
         raise CspineError("nothing to change: give --invert/--no-invert and/or --flip/--no-flip")

@@ -7,6 +7,8 @@ import sys
 import time
 
 from cspine_tui.cli.common import add_json, add_study, open_study, print_json, resume_job, table_console
+from core.jobs import control, runner
+from core.jobs.control import cancel_job, list_jobs, request_pause
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from core.jobs.control import list_jobs
-
     study = open_study(args)
     rows = list_jobs(study, kind=args.kind)
     if args.json:
@@ -61,8 +61,6 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from core.jobs.control import cancel_job
-
     record = cancel_job(open_study(args), args.job)
     print(f"cancel requested for {record['id']} (now {record['state']})", file=sys.stderr)
     print(record["id"])
@@ -70,8 +68,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    from core.jobs.control import request_pause
-
     record = request_pause(open_study(args), args.job)
     print(f"pause requested for {record['id']}: it saves its state at its next safe point", file=sys.stderr)
     print(record["id"])
@@ -83,8 +79,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from core.jobs import control, runner
-
     study = open_study(args)
     job_id = runner.job_record(study, args.job)["id"]
     path = runner.run_dir(study, job_id) / "log.txt"

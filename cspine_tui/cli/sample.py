@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from cspine_tui.cli.common import add_job_options, add_json, add_launch_options, add_study, open_study, \
-    print_json, table_console
+from cspine_tui.cli.common import (add_job_options, add_json, add_launch_options, add_study, finish, open_study,
+                                   print_json, run_as_job, table_console)
+from core.errors import CspineError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,9 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from core.ddpm.sampling import sample_params
-
-    from cspine_tui.cli.common import finish, run_as_job
+    from core.ddpm.sampling import sample_params  # imported on use: loads numpy (start-up cost)
 
     study = open_study(args)
     if args.sbatch and args.sbatch_cpu:
@@ -82,10 +81,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_add_synthetic(args: argparse.Namespace) -> int:
-    from core.errors import CspineError
-    from core.ddpm.synthetic import check_run_name
-
-    from cspine_tui.cli.common import finish, run_as_job
+    from core.ddpm.synthetic import check_run_name  # imported on use: loads numpy (start-up cost)
 
     study = open_study(args)
     check_run_name(args.run)
@@ -105,7 +101,7 @@ def cmd_add_synthetic(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from core.ddpm.synthetic import list_runs
+    from core.ddpm.synthetic import list_runs  # imported on use: loads numpy (start-up cost)
 
     study = open_study(args)
     rows = list_runs(study)

@@ -7,15 +7,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cspine_tui.cli.common import (add_job_options, add_json, add_study, finish, open_study, print_json,
-                                   run_as_job, table_console)
+from cspine_tui.cli.common import (add_job_options, add_json, add_study, default_reviewer, finish, open_study,
+                                   print_json, run_as_job, table_console)
+from core.screening.csv_io import export_reviews, import_reviews
+from core.screening.rules import (RULES, adjudicate, agreement, disagreements, remove_adjudication, reviewer_summary,
+                                  table_s1)
 
 RULE_HELP = "final decision rule (default: study.toml [screening] final_rule, else any_reject)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from core.screening.rules import RULES
-
     p = sub.add_parser("reviews", help="export or import screening decisions as CSV")
     add_study(p)
     add_json(p)
@@ -55,8 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_reviews(args: argparse.Namespace) -> int:
-    from core.screening.csv_io import export_reviews, import_reviews
-
     study = open_study(args)
     if args.export:
         n = export_reviews(study, args.export, reviewer=args.only_reviewer)
@@ -74,9 +73,6 @@ def cmd_reviews(args: argparse.Namespace) -> int:
 
 
 def cmd_adjudicate(args: argparse.Namespace) -> int:
-    from core.screening.rules import adjudicate, remove_adjudication
-
-    from cspine_tui.cli.common import default_reviewer
 
     study = open_study(args)
     who = args.adjudicator or getattr(args, "reviewer", None) or default_reviewer()
@@ -90,8 +86,6 @@ def cmd_adjudicate(args: argparse.Namespace) -> int:
 
 
 def summary(study: Any, rule: str | None = None) -> dict[str, Any]:
-    from core.screening.rules import agreement, disagreements, reviewer_summary, table_s1
-
     dis = disagreements(study)
     return {"table_s1": table_s1(study, rule), "reviewers": reviewer_summary(study), "agreement": agreement(study),
             "disagreements": len(dis), "adjudicated": sum(1 for d in dis if d["adjudication"])}

@@ -8,7 +8,11 @@ from pathlib import Path
 
 from core.errors import CspineError
 
-from cspine_tui.cli.common import add_json, add_study, default_reviewer, open_study, print_json
+from cspine_tui.cli.common import (_stderr_console, add_json, add_study, default_reviewer, open_study, print_json,
+                                   table_console)
+from core.demo.stages import build_demo
+from core.status import study_status
+from core.study import Study
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,8 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from core.study import Study
-
     study = Study.create(args.path, preset=args.preset)
     print(f"created study {study.root} (schema v{study.store.schema_version()})", file=sys.stderr)
     print(study.root)
@@ -54,8 +56,6 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from core.status import study_status
-
     study = open_study(args)
     status = study_status(study)
     if args.json:
@@ -67,8 +67,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _print_status(status: dict) -> None:
     from rich.table import Table
-
-    from cspine_tui.cli.common import table_console
 
     console = table_console()
     console.print(f"[bold]{status['name']}[/]  {status['study']}")
@@ -85,9 +83,8 @@ def _print_status(status: dict) -> None:
 
 
 def cmd_phantoms(args: argparse.Namespace) -> int:
-    from core.demo import phantom_files
+    from core.demo import phantom_files  # imported on use: loads scipy, numpy, PIL (start-up cost)
 
-    from cspine_tui.cli.common import _stderr_console
     from rich.progress import Progress
 
     out = Path(args.out).expanduser()
@@ -114,18 +111,14 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from core.demo.stages import build_demo
-
-    from cspine_tui.cli.common import _stderr_console
 
     console = _stderr_console()
     study = build_demo(args.path, fresh=args.fresh, log=lambda msg: console.print(f"[cyan]demo[/] {msg}"))
     if args.no_tui:
-        from core.status import study_status
 
         print_json(study_status(study), study)
         return 0
-    from cspine_tui.app import run_app
+    from cspine_tui.app import run_app  # imported on use: loads textual (start-up cost)
 
     return run_app(study_path=study.root, reviewer=getattr(args, "reviewer", None) or default_reviewer(),
                    image_protocol=getattr(args, "image_protocol", "auto"))

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from cspine_tui.cli.common import add_json, add_study, open_study, print_json
+from core.errors import CspineError
+from core.reader_study.responses import import_ratings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +76,7 @@ def _err(message: str) -> None:
 def cmd_quartets(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from core.reader_study.pack import build_pack
+    from core.reader_study.pack import build_pack  # imported on use: loads numpy, PIL (start-up cost)
 
     study = open_study(args)
     out = args.out or study.exports_dir / f"pack-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -94,8 +96,7 @@ def cmd_quartets(args: argparse.Namespace) -> int:
 
 
 def cmd_survey_urls(args: argparse.Namespace) -> int:
-    from core.errors import CspineError
-    from core.reader_study.pack import set_image_urls
+    from core.reader_study.pack import set_image_urls  # imported on use: loads numpy, PIL (start-up cost)
 
     if not args.image_base_url and not args.image_urls:
         raise CspineError("give --image-base-url URL or --image-urls CSV")
@@ -106,8 +107,6 @@ def cmd_survey_urls(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from core.reader_study.responses import import_ratings
-
     study = open_study(args)
     summary = import_ratings(study, args.file, args.pack, simulated=args.simulated)
     if args.json:
@@ -123,8 +122,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from core.reader_study import statistics
-    from core.reader_study.analysis import analyze
+    from core.reader_study import statistics  # imported on use: loads scipy (start-up cost)
+    from core.reader_study.analysis import analyze  # imported on use: loads scipy (start-up cost)
 
     study = open_study(args)
     res = analyze(study, args.pack, kappa_coding=args.kappa_coding, report_dir=args.report,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from cspine_tui.cli.common import add_job_options, add_json, add_launch_options, add_study, open_study, \
-    print_json, table_console
+from cspine_tui.cli.common import (add_job_options, add_json, add_launch_options, add_study, finish, open_study,
+                                   print_json, run_as_job, table_console)
+from core.ddpm.checkpoints import list_checkpoints, set_kept
+from core.errors import CspineError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--fid-extractor", choices=["inception", "proxy", "auto"], default=None,
                    help="inception (default; local weights), proxy (labelled stand-in), auto")
     g.add_argument("--inception-weights", default=None, help="path of pt_inception-2015-12-05-6726825d.pth")
-    g.add_argument("--fid-sampler", default=None, help="sampler of in-training FID samples: ddpm, ddim, dpmpp, unipc (default: the sampling module's fast default, UniPC)")
-    g.add_argument("--fid-steps", type=int, default=None, help="sampler steps for in-training FID (default: the sampler's fast default)")
+    g.add_argument("--fid-sampler", default=None,
+                   help="sampler of in-training FID samples: ddpm, ddim, dpmpp, unipc (default: the preset's)")
+    g.add_argument("--fid-steps", type=int, default=None,
+                   help="sampler steps for in-training FID (default: the preset's)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("checkpoints", help="list training checkpoints with their losses and FID")
@@ -55,9 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.ddpm.trainer import train_params
-
-    from cspine_tui.cli.common import finish, run_as_job
+    from core.ddpm.trainer import train_params  # imported on use: loads numpy (start-up cost)
 
     study = open_study(args)
     overrides = {"max_steps": args.steps, "checkpoint_every": args.checkpoint_every, "fid_every": args.fid_every,
@@ -75,9 +77,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
-    from core.ddpm.checkpoints import list_checkpoints, set_kept
-    from core.errors import CspineError
-
     study = open_study(args)
     for spec, kept in ((args.keep, True), (args.unkeep, False)):
         if spec:

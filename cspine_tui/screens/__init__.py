@@ -1,1 +1,1 @@
-"""One module per screen; registered in cspine_tui/app.py SCREENS."""
+"""One module per screen; registered in cspine_tui/registry.py SCREENS."""

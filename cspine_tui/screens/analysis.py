@@ -108,8 +108,9 @@ def quantile_table(r: dict[str, Any]) -> Table:
 
 
 class AnalysisScreen(Screen):
-    HELP = ("a runs the analysis of the pack on screen (the newest pack when none is shown) and writes a new report (Markdown + HTML, violin "
-            "plots) under the study's exports/ folder; c changes how Fleiss' kappa codes the answers (source, "
+    HELP = ("a runs the analysis of the pack on screen (the newest pack when none is shown) and writes a new "
+            "report (Markdown + HTML, violin plots) under the study's exports/ folder; c changes how Fleiss' "
+            "kappa codes the answers (source, "
             "screen position, correct/incorrect) and re-runs. To import a Qualtrics export, type its path in the "
             "field at the bottom (i focuses it) and press enter.")
     BINDINGS = [
@@ -162,7 +163,8 @@ class AnalysisScreen(Screen):
 
     def on_mount(self) -> None:
         self.set_class(resolved_protocol(self.app.image_protocol) not in GRAPHIC_PROTOCOLS, "-text-plot")
-        self.call_after_refresh(self.action_reload)  # after the first paint: opening the screen never waits for its data
+        # After the first paint: opening the screen never waits for its data.
+        self.call_after_refresh(self.action_reload)
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
         from core.reader_study.analysis import KAPPA_CODINGS  # scipy: loaded by the first worker by now
@@ -172,7 +174,7 @@ class AnalysisScreen(Screen):
                  self.action_focus_import)]
         cmds += [(f"Kappa coding: {c}", "re-run the analysis with this coding", lambda c=c: self._set_coding(c))
                  for c in KAPPA_CODINGS]
-        from core.reader_study.pack import list_packs
+        from core.reader_study.pack import list_packs  # imported on use: loads numpy, duckdb (start-up cost)
 
         cmds += [(f"Analysis: show pack {p['id']}", "its latest analysis; a and c then analyse this pack",
                   partial(self._select_pack, p["id"])) for p in list_packs(self.app.study)]
@@ -188,7 +190,7 @@ class AnalysisScreen(Screen):
 
     @work(thread=True, exclusive=True, group="analysis-load")
     def _load(self) -> None:
-        from core.reader_study.analysis import latest_analysis
+        from core.reader_study.analysis import latest_analysis  # imported on use: loads scipy, duckdb (start-up cost)
         from core.reader_study.responses import rater_count  # loaded on first use, like latest_analysis
 
         pack = self.pack
@@ -256,7 +258,7 @@ class AnalysisScreen(Screen):
 
     @work(thread=True, exclusive=True, group="analysis-run")
     def _analyze(self, pack: str | None, coding: str) -> None:
-        from core.reader_study.analysis import analyze
+        from core.reader_study.analysis import analyze  # imported on use: loads scipy, duckdb (start-up cost)
 
         try:
             result = analyze(self.app.study, pack, kappa_coding=coding)
@@ -283,7 +285,7 @@ class AnalysisScreen(Screen):
 
     @work(thread=True, exclusive=True, group="analysis-import")
     def _import(self, path: Path) -> None:
-        from core.reader_study.responses import import_ratings
+        from core.reader_study.responses import import_ratings  # imported on use: loads duckdb (start-up cost)
 
         try:
             summary = import_ratings(self.app.study, path)

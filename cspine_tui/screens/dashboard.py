@@ -14,6 +14,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from cspine_tui.registry import SCREENS
+
 REFRESH_S = 2.0
 
 
@@ -66,8 +68,6 @@ class DashboardScreen(Screen):
         yield Footer()
 
     def _menu(self) -> Text:
-        from cspine_tui.app import SCREENS
-
         text = Text("Screens\n", style="bold")
         for entry in SCREENS:
             if entry.name != "dashboard":
@@ -76,8 +76,6 @@ class DashboardScreen(Screen):
         return text
 
     def on_mount(self) -> None:
-        from cspine_tui.app import SCREENS
-
         for entry in SCREENS:
             if entry.name != "dashboard":
                 self._bindings.bind(entry.key, f"app.open_screen('{entry.name}')", entry.title, show=False)
@@ -96,7 +94,7 @@ class DashboardScreen(Screen):
 
     @work(thread=True, exclusive=True, group="dashboard")
     def _load_status(self) -> None:
-        from core.status import study_status
+        from core.status import study_status  # imported on use: loads duckdb (start-up cost)
 
         status = study_status(self.app.study)
         self.app.call_from_thread(self._show, status)

@@ -23,6 +23,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from core.realset import catalog
 from cspine_tui.widgets.preview import ImagePreview, load_preview
+from core.realset.canonical import resize_decoded
+from core.realset.readers import SkipFile, decode_bytes
 
 
 def _conf(value: float | None, source: str | None) -> str:
@@ -36,9 +38,6 @@ def _conf(value: float | None, source: str | None) -> str:
 def load_original(path: Path, max_side: int = 512):
     """The source file as stored, for display: 16-bit and DICOM scaled to 8 bits; None if unreadable."""
     from PIL import Image
-
-    from core.realset.ingest import resize_decoded
-    from core.realset.readers import SkipFile, decode_bytes
 
     try:
         dec = decode_bytes(path.read_bytes(), path.suffix, reduce_to=max_side)
@@ -85,7 +84,6 @@ class DatasetScreen(Screen):
         self.flagged_only = False
         self.showing_skipped = False
         self.loaded = False
-        self.busy = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -108,7 +106,8 @@ class DatasetScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.call_after_refresh(self.action_reload)  # after the first paint: opening the screen never waits for its data
+        # After the first paint: opening the screen never waits for its data.
+        self.call_after_refresh(self.action_reload)
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < 120, "-narrow")
@@ -116,21 +115,21 @@ class DatasetScreen(Screen):
     # -- loading -----------------------------------------------------------------------------------------
     def action_reload(self, keep: str | None = None) -> None:
         self.loaded = False
-        self.busy += 1
         self._load(self.flagged_only, keep or self.current_id)
 
     @work(thread=True, exclusive=True, group="dataset-load")
     def _load(self, flagged_only: bool, keep: str | None) -> None:
         study = self.app.study
-        try:
-            summary = catalog.dataset_summary(study)
-            rows = catalog.list_images(study, flagged_only=flagged_only)
-            self.app.call_from_thread(self._loaded, summary, rows, keep)
-        finally:
-            self.app.call_from_thread(self._done)
+        summary = catalog.dataset_summary(study)
+        rows = catalog.list_images(study, flagged_only=flagged_only)
+        self.app.call_from_thread(self._loaded, summary, rows, keep)
 
-    def _done(self) -> None:
-        self.busy -= 1
+    @property
+    def busy(self) -> bool:
+        """A load or an override of this screen has not finished. Asked of the workers themselves: an
+        exclusive worker replaced before its thread started never runs its body, so a count kept by the
+        workers would never come back to zero."""
+        return any(w.node is self and not w.is_finished for w in self.app.workers)
 
     def _loaded(self, summary: dict[str, Any], rows: list[dict[str, Any]], keep: str | None) -> None:
         self.summary, self.rows = summary, rows
@@ -174,7 +173,8 @@ class DatasetScreen(Screen):
                 cell[1] += r["n"] * r["flipped"]
             t.add_row("per split", "  ".join(f"{k}: inv {v[0]}, flip {v[1]}" for k, v in sorted(by_split.items())))
             t.add_row("formats", ", ".join(f"{k} {v}" for k, v in s["by_format"].items()))
-        t.add_row("skipped", f"{len(s.get('skipped', []))} files (s shows them) · duplicates met {s.get('duplicates', 0)}")
+        t.add_row("skipped", f"{len(s.get('skipped', []))} files (s shows them) · "
+                             f"duplicates met {s.get('duplicates', 0)}")
         filt = "flagged only (f: all)" if self.flagged_only else "all (f: flagged only)"
         t.add_row("showing", f"{len(self.rows)} images, {filt}")
         return t
@@ -207,21 +207,17 @@ class DatasetScreen(Screen):
             + ("  flipped" if row["flipped"] else ""))
         self.query_one("#original-caption", Static).update(
             f"original {row['orig_width']}x{row['orig_height']} {row['bit_depth']}-bit {row['source_format']}")
-        self.busy += 1
         self._load_images(row["id"], row["path"], row["source_path"])
 
     @work(thread=True, exclusive=True, group="dataset-images")
     def _load_images(self, image_id: str, rel: str, source: str) -> None:
         study = self.app.study
         try:
-            try:
-                canonical = load_preview(study.abs(rel))
-            except OSError:
-                canonical = None
-            original = load_original(Path(source))
-            self.app.call_from_thread(self._put_images, image_id, canonical, original)
-        finally:
-            self.app.call_from_thread(self._done)
+            canonical = load_preview(study.abs(rel))
+        except OSError:
+            canonical = None
+        original = load_original(Path(source))
+        self.app.call_from_thread(self._put_images, image_id, canonical, original)
 
     def _put_images(self, image_id: str, canonical: Any, original: Any) -> None:
         if self.current_id != image_id:
@@ -233,13 +229,11 @@ class DatasetScreen(Screen):
     def action_toggle_polarity(self) -> None:
         row = self.current
         if row is not None:
-            self.busy += 1
             self._override(row["id"], {"inverted": not row["inverted"]})
 
     def action_toggle_orientation(self) -> None:
         row = self.current
         if row is not None:
-            self.busy += 1
             self._override(row["id"], {"flipped": not row["flipped"]})
 
     @work(thread=True, group="dataset-override")
@@ -252,8 +246,6 @@ class DatasetScreen(Screen):
             what = ", ".join(f"{k} -> {'yes' if v else 'no'}" for k, v in change.items())
             self.app.call_from_thread(self.notify, f"{image_id[:12]}: {what} (override recorded)", timeout=3)
             self.app.call_from_thread(self.action_reload, image_id)
-        finally:
-            self.app.call_from_thread(self._done)
 
     def action_filter_flagged(self) -> None:
         self.flagged_only = not self.flagged_only

@@ -8,6 +8,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Markdown
 
+from cspine_tui.palette import screen_commands, screen_label
+from cspine_tui.registry import SCREENS
+
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
@@ -25,8 +28,6 @@ class HelpScreen(ModalScreen[None]):
             yield Markdown("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        from cspine_tui.app import SCREENS, screen_commands, screen_label
-
         under = self.under
         lines = ["# cspine-tui help", "",
                  "`ctrl+p` opens the command palette: every screen, and every command and key of the screen in "

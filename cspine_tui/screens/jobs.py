@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Sparkline, Static
 
-from core.jobs import runview
+from core.jobs import control, runview
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 
 LOG_LINES = 14
@@ -63,8 +63,6 @@ class JobsScreen(PolledScreen):
         self.start_polling()
 
     def poll(self) -> None:
-        from core.jobs import control
-
         study = self.app.study
         rows = runview.scan_jobs(study)
         for r in rows:

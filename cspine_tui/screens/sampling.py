@@ -118,7 +118,8 @@ class SamplingScreen(PolledScreen):
             " ", "step", "generated", "FID", "val loss", "train loss", "job")  # what picks a checkpoint first
         # Progress first: a long run name must not push a running job's count off-screen.
         self.query_one("#runs", LiveTable).add_columns("images", "img/s", "state", "run", "checkpoint", "sampler")
-        self.call_after_refresh(self.start_polling)  # after the first paint: opening the screen never waits for its data
+        # After the first paint: opening the screen never waits for its data.
+        self.call_after_refresh(self.start_polling)
 
     # -- data (thread workers) -----------------------------------------------------------------
     def refresh_data(self) -> None:
@@ -129,9 +130,11 @@ class SamplingScreen(PolledScreen):
     def poll(self) -> None:
         import time
 
+        # imported on use: loads torch, numpy (start-up cost)
         from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, SAMPLERS
+        # imported on use: loads numpy (start-up cost)
         from core.ddpm.sampling import checkpoint_overview, newest_images
-        from core.ddpm.synthetic import list_runs
+        from core.ddpm.synthetic import list_runs  # imported on use: loads numpy (start-up cost)
 
         study = self.app.study
         jobs = runview.scan_jobs(study, kind="sample")

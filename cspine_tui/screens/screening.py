@@ -33,6 +33,7 @@ from cspine_tui.widgets.halfcell import (ZOOMS, HalfcellView, RenderCache, TextP
                                          render_strips)
 from cspine_tui.widgets.screening_parts import (DEFAULT_KEYS, FACTS_HEIGHT, KEY_LABELS, NoteModal, Thumb,
                                                 facts_text, queue_text, keymap, reasons_text, table_s1_renderable)
+from cspine_tui.screens.screening_summary import ScreeningSummaryScreen
 
 PREFETCH_AHEAD = 6
 PAGE = 9
@@ -571,8 +572,6 @@ class ScreeningScreen(Screen):
         self.reload(keep=self.current.id if self.current else None)
 
     def action_summary(self) -> None:
-        from cspine_tui.screens.screening_summary import ScreeningSummaryScreen
-
         self.app.push_screen(ScreeningSummaryScreen())
 
     # -- command palette -----------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ class SurveyScreen(Screen):
         super().__init__()
         self.packs: list[dict[str, Any]] = []
         self.checkpoints: dict[str, int] = {}
-        self.spec = None  # core.reader_study.pack.PackSpec of the selected pack
+        self.spec = None  # core.reader_study.spec.PackSpec of the selected pack
         self.quartet = 1
         self.show_key = False
         self.building = False
@@ -68,7 +68,8 @@ class SurveyScreen(Screen):
                     yield Static("New pack", classes="panel-title")
                     for label, ident, placeholder in (
                             ("count", "count", "50"), ("checkpoints", "ckpts", "three steps, e.g. 68000 80000 160000"),
-                            ("seed", "seed", "random (recorded)"), ("image URL", "url", "https://host/path/ (later ok)"),
+                            ("seed", "seed", "random (recorded)"),
+                            ("image URL", "url", "https://host/path/ (later ok)"),
                             ("folder", "out", "<study>/exports/pack-<time>")):
                         with Horizontal():
                             yield Label(label)
@@ -87,7 +88,8 @@ class SurveyScreen(Screen):
     def on_mount(self) -> None:
         table = self.query_one("#packs", DataTable)
         table.add_columns("pack", "quartets", "checkpoints", "raters")
-        self.call_after_refresh(self.action_reload)  # after the first paint: opening the screen never waits for its data
+        # After the first paint: opening the screen never waits for its data.
+        self.call_after_refresh(self.action_reload)
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
         return [("Build quartet pack", "blinded quartets + Qualtrics survey from the form", self.action_build),
@@ -101,6 +103,7 @@ class SurveyScreen(Screen):
 
     @work(thread=True, exclusive=True, group="survey-load")
     def _load(self, select: str | None) -> None:
+        # imported on use: loads numpy, duckdb (start-up cost)
         from core.reader_study.pack import available_checkpoints, list_packs
 
         packs = list_packs(self.app.study)
@@ -135,7 +138,7 @@ class SurveyScreen(Screen):
 
     @work(thread=True, exclusive=True, group="survey-pack")
     def _open_pack(self, pack_id: str) -> None:
-        from core.reader_study.pack import load_pack
+        from core.reader_study.pack import load_pack  # imported on use: loads numpy, duckdb (start-up cost)
 
         spec = load_pack(self.app.study, pack_id)
         self.app.call_from_thread(self._pack_opened, spec)
@@ -236,7 +239,7 @@ class SurveyScreen(Screen):
     def _build(self, form: dict[str, Any]) -> None:
         from datetime import datetime
 
-        from core.reader_study.pack import build_pack
+        from core.reader_study.pack import build_pack  # imported on use: loads numpy, duckdb (start-up cost)
 
         study = self.app.study
         out = form.pop("out") or study.exports_dir / f"pack-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

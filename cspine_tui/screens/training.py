@@ -23,6 +23,7 @@ from textual_plot.axis_formatter import AxisFormatter
 from core.jobs import launch, runview
 from core.jobs.runview import fmt_duration
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
+from core.errors import CspineError
 
 MAX_CURVE_POINTS = 400
 
@@ -57,8 +58,7 @@ def dialog_defaults(study: Any) -> dict[str, Any]:
     import torch  # the GPU check; a worker thread pays for the import, not the UI
 
     from core.ddpm.networks import get_preset
-    from core.errors import CspineError
-    from core.metrics.fid import find_inception_weights
+    from core.metrics.fid import find_inception_weights  # imported on use: loads torch, numpy (start-up cost)
 
     study.reload_settings()
     train = study.settings.get("train", {})
@@ -264,7 +264,8 @@ class TrainingScreen(PolledScreen):
         plot.set_x_formatter(self.x_ticks)
         plot.set_ylabel("loss (log)")
         plot.set_y_formatter(LogAxisFormatter())
-        self.call_after_refresh(self.start_polling)  # after the first paint: opening the screen never waits for its data
+        # After the first paint: opening the screen never waits for its data.
+        self.call_after_refresh(self.start_polling)
 
     # -- data (thread workers; files only) --------------------------------------------------------
     def poll(self) -> None:

@@ -10,6 +10,13 @@ from typing import Any, Callable
 from textual.worker import WorkerCancelled
 
 from tests.factories.screens import screen_text
+
+# How long a wait may last before the test calls it a hang. Not a performance budget: every wait below returns
+# as soon as its event happens (workers done, the screen idle, a condition true), so the figure only bounds how
+# long a broken test takes to fail, and is set far above anything a loaded 2-core machine needs.
+HANG_S = 180.0
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
                details: Callable[[], str] = lambda: "", *, poll: float = 0.05) -> Any:
     """Poll `predicate` until it returns something truthy and return that; fail naming `what` after `timeout` s."""
@@ -30,7 +37,7 @@ def _screen_busy(screen) -> bool:
                 or not getattr(screen, "loaded", True))
 
 
-async def settle(app, pilot, timeout: float = 30.0) -> None:
+async def settle(app, pilot, timeout: float = HANG_S) -> None:
     """Wait until the app's workers are done and the screen in front is idle."""
     end = time.monotonic() + timeout
     while True:
@@ -46,7 +53,7 @@ async def settle(app, pilot, timeout: float = 30.0) -> None:
         await pilot.pause(0.02)
 
 
-async def until(app, pilot, predicate: Callable[[], Any], timeout: float = 30.0,
+async def until(app, pilot, predicate: Callable[[], Any], timeout: float = HANG_S,
                 refresh: Callable[[], Any] | None = None) -> None:
     """Settle the app until `predicate()` holds; `refresh` asks the screen to poll again (a poll already in
     flight may have missed the change)."""

@@ -21,7 +21,8 @@ import numpy as np
 # Damaged copies of a valid file
 
 
-def truncations(data: bytes, fractions: tuple[float, ...] = (0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)) -> dict[str, bytes]:
+def truncations(data: bytes,
+                fractions: tuple[float, ...] = (0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)) -> dict[str, bytes]:
     """The file cut at several points, plus cut just after the header and one byte short."""
     out = {f"trunc{int(f * 100):02d}": data[: max(1, int(len(data) * f))] for f in fractions}
     out["trunc_header"] = data[:140]

@@ -2,9 +2,9 @@
 exports, files naming paths outside a pack, packs edited by hand. Each gets a clear one-line error or is
 handled; nothing already stored is damaged.
 
-tests/unit/realset/test_ingest_hostile.py covers one hand-made file of each kind (empty, text, symlink loops, a header-only
-PNG bomb...); tests/unit/reader_study/test_responses.py the well-formed and the plainly wrong exports. Here the same code paths
-meet corpora and fuzzers.
+tests/unit/realset/test_ingest_hostile.py covers one hand-made file of each kind (empty, text, symlink loops,
+a header-only PNG bomb...); tests/unit/reader_study/test_responses.py the well-formed and the plainly wrong
+exports. Here the same code paths meet corpora and fuzzers.
 """
 
 from __future__ import annotations

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 
 from core.errors import CspineError
-from cspine_tui.app import SCREENS, CspineApp
+from cspine_tui.app import CspineApp
+from cspine_tui.registry import SCREENS
 from tests.factories.screens import screen_text
 from tests.factories.waiting import settle
+
+
 @pytest.fixture
 def app(study):
     return CspineApp(study, reviewer="tester", image_protocol="off")
@@ -35,7 +38,7 @@ async def test_help_opens_and_closes(app) -> None:
 
 
 async def test_command_palette_lists_every_screen(app) -> None:
-    from cspine_tui.app import CspineCommands
+    from cspine_tui.palette import CspineCommands
 
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)

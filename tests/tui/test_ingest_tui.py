@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+
+from textual.worker import WorkerCancelled
 
 from core.realset import ingest
 from cspine_tui.app import CspineApp
 from tests.factories.screens import screen_text
 from tests.factories.ingest import draw_film, save_pil
 from tests.factories.waiting import open_by_key, settle
+
+
 def _study_with_images(study, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -61,3 +66,20 @@ async def test_dataset_screen_counts_filter_override_and_skipped(study, tmp_path
         await pilot.press("escape")
         await pilot.pause()
         assert not screen.showing_skipped
+
+
+async def test_dataset_screen_is_idle_after_a_preview_load_replaced_before_it_started(study, tmp_path) -> None:
+    """Two highlights in one tick: the first preview worker is cancelled before its thread starts, so its own
+    `finally` never runs; the screen must still count itself idle once the workers are done (a counter
+    bumped per start and dropped in the worker leaked here, and `settle` waited forever under load)."""
+    _study_with_images(study, tmp_path)
+    app = CspineApp(study, reviewer="alice", image_protocol="halfcell")
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await open_by_key(app, pilot, "1", "DatasetScreen")
+        screen._show_current()
+        screen._show_current()  # exclusive: cancels the first before the event loop ever ran it
+        with contextlib.suppress(WorkerCancelled):  # the first one: cancelled, never run
+            await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not screen.busy
+        await settle(app, pilot)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories.screening import add_run
+from tests.factories.waiting import HANG_S
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ class Pane:
     def text(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "t").stdout
 
-    def wait(self, predicate, what: str, timeout: float = 60.0) -> None:
+    def wait(self, predicate, what: str, timeout: float = HANG_S) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if predicate():
@@ -42,8 +43,8 @@ class Pane:
 def test_screening_in_tmux_from_the_command_palette(study, tmp_path) -> None:
     ids = add_run(study, "c34", 34, 6, size=64)
     pane = Pane(f"cspine-test-{os.getpid()}")
-    command = (f"env -u COLUMNS -u LINES COLORTERM=truecolor TERM=tmux-256color PYTHONPATH={ROOT} {sys.executable} -m cspine_tui "
-               f"--study {study.root} --reviewer tmuxer --image-protocol halfcell")
+    command = (f"env -u COLUMNS -u LINES COLORTERM=truecolor TERM=tmux-256color PYTHONPATH={ROOT} "
+               f"{sys.executable} -m cspine_tui --study {study.root} --reviewer tmuxer --image-protocol halfcell")
     started = pane.tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "40", command)
     assert started.returncode == 0, started.stderr
     try:
@@ -82,8 +83,8 @@ def test_screening_panels_stay_closed_while_rejecting(study, size) -> None:
     for k in range(10):
         add_run(study, f"demo-planted-s{10 * (k + 1)}", 10 * (k + 1), 2, seed0=10 * k)
     pane = Pane(f"cspine-test-{os.getpid()}-{size[0]}")
-    command = (f"env -u COLUMNS -u LINES COLORTERM=truecolor TERM=tmux-256color PYTHONPATH={ROOT} {sys.executable} -m cspine_tui "
-               f"--study {study.root} --reviewer tmuxer --image-protocol halfcell")
+    command = (f"env -u COLUMNS -u LINES COLORTERM=truecolor TERM=tmux-256color PYTHONPATH={ROOT} "
+               f"{sys.executable} -m cspine_tui --study {study.root} --reviewer tmuxer --image-protocol halfcell")
     started = pane.tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", str(size[0]), "-y", str(size[1]),
                         command)
     assert started.returncode == 0, started.stderr

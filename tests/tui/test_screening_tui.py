@@ -10,7 +10,7 @@ from core.screening import decisions
 from cspine_tui.app import CspineApp
 from tests.factories.screens import screen_text
 from tests.factories.screening import add_run
-from tests.factories.waiting import open_by_key, settle, until
+from tests.factories.waiting import HANG_S, open_by_key, settle, until, wait_until
 @pytest.fixture
 def ids(study):
     return add_run(study, "c34", 34, 12) + add_run(study, "c40", 40, 3, seed0=100)
@@ -96,7 +96,7 @@ async def test_zoom_flip_and_preview_paint_trace(study, ids, tmp_path, monkeypat
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _open(app, pilot)
         view = app.screen.query_one("#single")
-        end = time.monotonic() + 10
+        end = time.monotonic() + HANG_S  # a hang detector: the loop ends when the paint happens
         while not (view._strips and trace.exists()):
             assert time.monotonic() < end
             await pilot.pause(0.02)
@@ -113,7 +113,7 @@ async def test_zoom_flip_and_preview_paint_trace(study, ids, tmp_path, monkeypat
         await settle(app, pilot)
         after = study.store.query_one("SELECT path, flipped FROM synthetic_images WHERE id = ?", [ids[0]])
         assert after["flipped"] is True and after["path"] != before["path"] and screen.current.flipped
-        end = time.monotonic() + 10
+        end = time.monotonic() + HANG_S  # a hang detector: the loop ends when the paint happens
         while view.key == whole:                  # the mirrored image is drawn
             assert time.monotonic() < end
             await pilot.pause(0.02)
@@ -239,13 +239,12 @@ async def test_release_from_the_palette_runs_as_a_job(study, ids) -> None:
         dict((t, cb) for t, _, cb in screen.palette_commands())["Screening: release the dataset"]()
         # The job is created in a thread worker, which notifies when it has started.
         await until(app, pilot, lambda: any("release job" in str(n.message) for n in app._notifications))
-    end = time.monotonic() + 120
-    while True:
+
+    def release_states():
         states = [j["state"] for j in control.list_jobs(study) if j["kind"] == "release"]
-        if states and states[0] not in ("queued", "running"):
-            break
-        assert time.monotonic() < end, "the release job did not finish"
-        time.sleep(0.2)
+        return states if states and states[0] not in ("queued", "running") else None
+
+    states = wait_until(release_states, HANG_S, "the release job to finish")
     assert states == ["succeeded"]
     assert (study.exports_dir / "release" / "manifest.csv").read_text().count("\n") == 5   # header + 4 images
 
@@ -282,7 +281,7 @@ async def test_other_protocols_show_the_large_preview_through_textual_image(stud
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _open(app, pilot)
         graphic = app.screen.query_one("#graphic")
-        end = time.monotonic() + 10
+        end = time.monotonic() + HANG_S  # a hang detector: the loop ends when the paint happens
         while getattr(graphic, "key", None) is None:
             assert time.monotonic() < end
             await pilot.pause(0.02)
@@ -292,7 +291,7 @@ async def test_other_protocols_show_the_large_preview_through_textual_image(stud
         else:
             assert type(graphic.children[0]).__name__ == "UnicodeImage" and graphic.image is not None
         await pilot.press("right")
-        end = time.monotonic() + 10
+        end = time.monotonic() + HANG_S  # a hang detector: the loop ends when the paint happens
         while graphic.key[1] != screen.current.path:
             assert time.monotonic() < end
             await pilot.pause(0.02)

@@ -15,7 +15,7 @@ from core.jobs import runview
 from core.ddpm.networks import get_preset
 from cspine_tui.app import CspineApp
 from tests.factories.screens import screen_text
-from tests.factories.waiting import settle, until
+from tests.factories.waiting import HANG_S, settle, until, wait_until
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -144,10 +144,7 @@ async def test_jobs_screen_lists_jobs_with_sparkline_and_log_and_outlives_the_ap
     train_job = _fake_train_run(study, steps=50)
     live = runner.create_job(study, "selftest", {"n": 100000, "sleep": 0.01})
     runner.start_detached(study, live)
-    deadline = time.monotonic() + 60
-    while (control.job_status(study, live).get("done") or 0) < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: (control.job_status(study, live).get("done") or 0) >= 2, HANG_S, "the job to count")
     try:
         app = CspineApp(study, reviewer="tester", image_protocol="off")
         async with app.run_test(size=(160, 48)) as pilot:
@@ -176,7 +173,7 @@ async def test_jobs_screen_lists_jobs_with_sparkline_and_log_and_outlives_the_ap
             assert row["state"] == "running" and row["status"]["done"] >= before
     finally:
         control.cancel_job(study, live)
-        end = control.wait_for(study, live, timeout=60)
+        end = control.wait_for(study, live, timeout=HANG_S)
         assert end["state"] == "cancelled", (end["error"], control.tail_log(study, live, 10))
 
 

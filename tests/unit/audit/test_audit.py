@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from core.audit.nearest import audit_report, brute_force, calibrate, nearest_real, run_audit, search_block
-from core.metrics.embeddings import (ImagededupEncoder, PixelEncoder, _downloads_forbidden, cached_vectors, make_encoder,
-                             pixel_vector)
+from core.metrics.embeddings import (ImagededupEncoder, PixelEncoder, _downloads_forbidden, cached_vectors,
+                                     make_encoder, pixel_vector)
 from core.errors import CspineError
 from tests.factories.audit import add_run, blob_image, planted_study
 # The search itself

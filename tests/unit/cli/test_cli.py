@@ -58,7 +58,8 @@ def test_status_counts_jobs_and_reviews(study, capsys) -> None:
 
     job = runner.create_job(study, "selftest", {"n": 3})
     runner.run_job(study, job)
-    study.store.execute("INSERT INTO synthetic_runs (id, name, source, checkpoint_step) VALUES ('r1', 'r1', 'sampled', 34000)")
+    study.store.execute("INSERT INTO synthetic_runs (id, name, source, checkpoint_step) "
+                        "VALUES ('r1', 'r1', 'sampled', 34000)")
     study.store.executemany(
         "INSERT INTO synthetic_images (id, run_id, idx, path, sha256) VALUES (?, 'r1', ?, 'x.png', 'h')",
         [[f"r1-{i}", i] for i in range(3)])

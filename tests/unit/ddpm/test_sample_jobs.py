@@ -18,6 +18,7 @@ from core.jobs import runner
 
 from core.ddpm import synthetic
 from core.ddpm.sampling import sample_params
+from tests.factories.waiting import HANG_S
 
 CLI = [sys.executable, "-m", "cspine_tui.cli"]
 
@@ -90,7 +91,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_images(sample_study, twin_st
     pid = runner.start_detached(sample_study, job_id)
     _wait_rows(sample_study, "r", 2)
     os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + HANG_S
     while control.reconcile(sample_study, runner.job_record(sample_study, job_id))["state"] != "failed":
         assert time.monotonic() < deadline, "the killed job was not recognised as dead"
         time.sleep(0.05)

@@ -13,7 +13,7 @@ from core.jobs import control
 from core.jobs import runner
 from core.errors import CspineError
 from core.ddpm.trainer import resolve_config, train_params
-from tests.factories.train import TINY, add_real_images
+from tests.factories.train import TINY
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -347,8 +347,8 @@ def test_contact_sheet(tmp_path: Path):
 
 
 def test_engine_module_imports_no_ui_or_database():
-    code = ("import sys, core.demo.phantom, core.demo.phantom_files; bad = {'textual', 'duckdb', 'rich'} & set(sys.modules); "
-            "print(sorted(bad))")
+    code = ("import sys, core.demo.phantom, core.demo.phantom_files; "
+            "bad = {'textual', 'duckdb', 'rich'} & set(sys.modules); print(sorted(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[3])
     assert out.stdout.strip() == "[]"

@@ -32,7 +32,8 @@ def test_disk_full_is_recognised_through_chains_and_messages(tmp_path) -> None:
     assert disk_full_path(DiskFull("runs/j/checkpoints/step-4")) == "runs/j/checkpoints/step-4"
     assert disk_full_path(OSError(errno.EACCES, "Permission denied")) is None
     assert disk_full_path(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")) is None
-    assert resume_hint("train-1", "runs/x") == "disk full writing runs/x: free space and run `cspine-tui resume train-1`"
+    assert resume_hint("train-1", "runs/x") == ("disk full writing runs/x: free space and run "
+                                                 "`cspine-tui resume train-1`")
     (tmp_path / "small").write_bytes(b"x")
     assert not write_failed_for_space(tmp_path)  # no file-size limit here, and space left
 

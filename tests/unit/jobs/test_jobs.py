@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import CspineError
 from core.jobs import control, launch, runner
-from tests.factories.waiting import wait_until
+from tests.factories.waiting import HANG_S, wait_until
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -37,8 +37,8 @@ def test_foreground_job_runs_to_success_with_status_and_output(study):
 def test_dead_process_is_recognised_as_failed_and_resumable(study):
     job = runner.create_job(study, "selftest", {"n": 3})
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    ticks = wait_until(lambda: runner.process_start_ticks(proc.pid) or None, 60, "start ticks") if proc.poll() is None \
-        else None
+    ticks = wait_until(lambda: runner.process_start_ticks(proc.pid) or None, HANG_S, "start ticks") \
+        if proc.poll() is None else None
     proc.wait()
     _mark_running(study, job, proc.pid, ticks)
     listed = {j["id"]: j for j in control.list_jobs(study)}[job]
@@ -80,16 +80,16 @@ def test_detached_job_pause_resume_and_cancel(study):
     job = runner.create_job(study, "selftest", {"n": 100000, "sleep": 0.01})
     pid = runner.start_detached(study, job)
     assert pid > 0
-    wait_until(lambda: (control.job_status(study, job).get("done") or 0) >= 3, 60, "the job to count")
+    wait_until(lambda: (control.job_status(study, job).get("done") or 0) >= 3, HANG_S, "the job to count")
     control.request_pause(study, job)
-    paused = control.wait_for(study, job, timeout=60)
+    paused = control.wait_for(study, job, timeout=HANG_S)
     assert paused["state"] == "paused" and "pause requested" in paused["error"]
     count = control.job_status(study, job)["done"]
     launch.start(study, job, detach=True)
     wait_until(lambda: (control.job_status(study, job).get("done") or 0) > count + 3, 60, "resumed counting")
     assert runner.job_record(study, job)["state"] == "running"
     control.cancel_job(study, job)  # SIGTERM to the job: stops at its next safe point
-    assert control.wait_for(study, job, timeout=60)["state"] == "cancelled"
+    assert control.wait_for(study, job, timeout=HANG_S)["state"] == "cancelled"
     with pytest.raises(CspineError, match="not running"):
         control.request_pause(study, job)
 

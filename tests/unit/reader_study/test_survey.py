@@ -16,6 +16,7 @@ from PIL import Image
 from core.reader_study import pack as survey
 from core.errors import CspineError
 from core.reader_study.formats import build_qsf
+from core.reader_study.spec import IMAGE_URL_PLACEHOLDER, PackSpec
 from tests.factories.survey import tiny_study
 CKPTS = ["2000", "4000", "6000"]
 
@@ -158,7 +159,7 @@ def test_qsf_structure(built):
 
 def test_qsf_shuffled_pages_use_a_block_randomizer(built):
     _, spec, _ = built
-    spec2 = survey.PackSpec(**{**spec.__dict__, "shuffle_pages": True})
+    spec2 = PackSpec(**{**spec.__dict__, "shuffle_pages": True})
     flow = _elements(build_qsf(spec2), "FL")[0]["Payload"]["Flow"]
     rand = [f for f in flow if f["Type"] == "BlockRandomizer"]
     assert len(rand) == 1 and rand[0]["SubSet"] == spec.count and len(rand[0]["Flow"]) == spec.count
@@ -195,10 +196,10 @@ def test_image_urls_can_be_set_later(tmp_path, built):
     study, spec, out = built
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    assert survey.IMAGE_URL_PLACEHOLDER in (copy / "upload" / "survey.qsf").read_text()
+    assert IMAGE_URL_PLACEHOLDER in (copy / "upload" / "survey.qsf").read_text()
     survey.set_image_urls(None, copy, base_url="https://img.example.org/study1")
     qsf = (copy / "upload" / "survey.qsf").read_text()
-    assert survey.IMAGE_URL_PLACEHOLDER not in qsf
+    assert IMAGE_URL_PLACEHOLDER not in qsf
     assert f"https://img.example.org/study1/{spec.items[0].image_file}" in qsf
     mapping = tmp_path / "urls.csv"
     first = spec.items[0].image_file

@@ -19,6 +19,7 @@ from core.jobs import runner
 from core.realset import catalog
 from core.errors import CspineError
 from tests.factories.ingest import draw_film, save_dicom, save_pil
+from tests.factories.waiting import HANG_S
 def phantom_folder(folder: Path, n: int = 8, height: int = 320) -> list[dict]:
     """Small phantoms: polarity and facing crossed, 8/16-bit, PNG/TIFF/JPEG."""
     from core.demo import phantom
@@ -266,7 +267,7 @@ def test_sigterm_to_the_process_group_pauses_a_detached_ingest_and_resume_finish
         save_pil(draw_film(900, 700, seed=i), src / f"f{i:03d}.png", mode="I;16")
     job_id = runner.create_job(study, "ingest", ingest.ingest_params([src], workers=2))
     pid = runner.start_detached(study, job_id)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + HANG_S
     while (control.job_status(study, job_id).get("done") or 0) < 5:
         assert time.monotonic() < deadline, "the job made no progress"
         time.sleep(0.02)

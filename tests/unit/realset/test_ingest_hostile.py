@@ -7,11 +7,14 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.realset import ingest
 from core.jobs.runner import job_record
 from tests.factories.ingest import draw_film, png_bytes, save_dicom, save_pil
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares width x height pixels but carries almost no data (a decompression bomb)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -84,6 +87,18 @@ def test_hostile_folder(study, hostile):
     # every file is accounted for exactly once
     assert len(skipped) + len(ingested) + len(dups) == len(expect)
     assert job_record(study, record["id"])["result"]["skipped"] == len(skipped)
+
+
+def test_parallel_results_come_in_listing_order(tmp_path):
+    """Workers finish in any order; the results are handed over in the listing's, so the first listed of two
+    identical files is the original however fast each worker is. The first file here is a 2400x2400 noise
+    PNG that takes its worker far longer than the six small films after it take the other."""
+    rng = np.random.default_rng(3)
+    paths = [str(save_pil(rng.integers(0, 256, (2400, 2400), dtype=np.uint8), tmp_path / "big.png"))]
+    paths += [str(save_pil(draw_film(160, 128, seed=i), tmp_path / f"small{i}.png")) for i in range(6)]
+    results = list(ingest._results(paths, set(), ingest.IngestOptions(), 2, lambda: False))
+    assert [r.path for r in results] == paths
+    assert all(r.outcome == "ingested" for r in results)
 
 
 def test_unreadable_file_is_skipped(study, tmp_path):

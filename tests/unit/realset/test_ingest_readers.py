@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.realset.ingest import IngestOptions, canonicalize, content_box, resize_float
+from core.realset.canonical import IngestOptions, canonicalize, content_box, resize_float
 from core.realset.readers import SkipFile, decode_bytes, sniff
 from tests.factories.ingest import draw_film, save_dicom, save_pil, to_uint16
 FILM = draw_film(200, 160, seed=3)

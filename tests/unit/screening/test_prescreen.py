@@ -10,12 +10,15 @@ from core.errors import CspineError
 from core.screening.prescreen import auroc, hog_vector, prescreen_scores, review_savings, score_features
 from core.study import Study
 from tests.factories.audit import add_real, add_reviews, add_run
+
 N_REAL, N_SYN, N_DECIDED, DEFECT_EVERY = 200, 300, 100, 7
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    """200 plausible real phantoms; a run of 300 with every 7th a planted implausible variant (all 5 kinds)."""
+    """200 plausible real phantoms; a run of 300 with every 7th a planted implausible variant (all 5 kinds);
+    a simulated screener has decided the first 100 correctly. Shared by the tests of this module, so a test
+    that adds decisions takes them back."""
     from core.demo import phantom
 
     study = Study.create(tmp_path_factory.mktemp("prescreen") / "study")
@@ -26,13 +29,13 @@ def planted(tmp_path_factory):
     syn = [phantom.render_canonical(10_000 + i, size=64, defect=d) for i, d in enumerate(defects)]
     ids = add_run(study, "run-p", syn)
     truth = {i: int(d is not None) for i, d in zip(ids, defects)}
+    add_reviews(study, {i: ("reject" if truth[i] else "accept") for i in ids[:N_DECIDED]}, reviewer="sim-screener")
     return study, ids, truth, defects
 
 
 def test_prescreen_ranks_planted_defects_first(planted) -> None:
     study, ids, truth, defects = planted
-    # A simulated screener decides the first 100 images correctly; the pre-screen scores all of them.
-    add_reviews(study, {i: ("reject" if truth[i] else "accept") for i in ids[:N_DECIDED]}, reviewer="sim-screener")
+    # The simulated screener decided the first 100 images; the pre-screen scores all of them.
     scores = prescreen_scores(study)
     assert set(scores) == set(ids) and all(0.0 <= s <= 1.0 for s in scores.values())
     rest = ids[N_DECIDED:]
@@ -76,8 +79,11 @@ def test_scores_are_reused_until_a_decision_changes(planted, monkeypatch) -> Non
     assert prescreen_scores(study) == first and calls == []
     flipped = ids[-1]
     add_reviews(study, {flipped: "accept" if truth[flipped] else "reject"}, reviewer="second-screener")
-    second = prescreen_scores(study)
-    assert calls == [1] and set(second) == set(first)  # recomputed for the new decision
+    try:
+        second = prescreen_scores(study)
+        assert calls == [1] and set(second) == set(first)  # recomputed for the new decision
+    finally:
+        study.store.execute("DELETE FROM reviews WHERE reviewer = 'second-screener'")
 
 
 def test_prescreen_needs_real_images(study) -> None:

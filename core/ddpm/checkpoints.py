@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.ddpm.networks import network_summary
 from core.errors import CspineError
 from core.study import Study
 
 
 def list_checkpoints(study: Study, job: str | None = None, *, include_deleted: bool = False) -> list[dict[str, Any]]:
     """One row per checkpoint: job, step, path, train_loss (the last window at or before the step), val_loss,
-    fid (with its extractor), kept, resumable (the full training state is still there)."""
+    fid (with its extractor), kept, resumable (the full training state is still there), ema_only (the
+    checkpoint kept its EMA weights alone), network (family: lucidrains or diffusers) and parameters."""
     where, args = [], []
     if job:
         where.append("c.job_id = ?")
@@ -32,7 +34,10 @@ def list_checkpoints(study: Study, job: str | None = None, *, include_deleted: b
     """
     rows = study.store.query(sql, args or None)
     for r in rows:
-        r["resumable"] = (study.abs(r["path"]) / "state").is_dir() and not r["deleted"]
+        folder = study.abs(r["path"])
+        r["resumable"] = (folder / "state").is_dir() and not r["deleted"]
+        r["ema_only"] = not r["deleted"] and (folder / "unet_ema").is_dir() and not (folder / "unet").is_dir()
+        r.update(network_summary(folder) if not r["deleted"] else {"network": None, "parameters": None})
     return rows
 
 

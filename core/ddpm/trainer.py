@@ -33,7 +33,7 @@ from typing import Any
 from core.disk_errors import DiskFull, disk_full_path, write_failed_for_space
 from core.errors import CspineError
 from core.jobs.runner import JobContext, JobPaused, sync_metrics
-from core.ddpm.networks import ModelConfig, get_preset
+from core.ddpm.networks import NETWORK_FAMILIES, ModelConfig, get_preset, levels
 from core.study import Study
 
 CHECKPOINT_PREFIX = "step-"
@@ -90,10 +90,12 @@ def check_config(cfg: ModelConfig) -> None:
         raise CspineError("fid_every and fid_samples must be 0 (off) or positive")
     if cfg.fid_every and cfg.fid_samples == 1:
         raise CspineError("an FID needs at least 2 synthetic images (--fid-samples)")
-    factor = 2 ** (len(cfg.block_out_channels) - 1)
+    if cfg.network not in NETWORK_FAMILIES:
+        raise CspineError(f"network must be one of {', '.join(NETWORK_FAMILIES)}, not {cfg.network!r}")
+    factor = 2 ** (levels(cfg) - 1)
     if cfg.image_size % factor:
         raise CspineError(f"image size {cfg.image_size} must be a multiple of {factor} for a UNet with "
-                          f"{len(cfg.block_out_channels)} levels")
+                          f"{levels(cfg)} levels")
 
 
 @dataclass

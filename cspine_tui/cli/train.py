@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_study(p)
     add_json(p)
     add_job_options(p)
-    p.add_argument("--preset", default=None, help="paper, small or tiny (default: study.toml [train] preset)")
+    p.add_argument("--preset", default=None,
+                   help="paper (the study's own network), diffusers-paper, small, tiny or tiny-paper "
+                        "(default: study.toml [train] preset)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps in total (paper 160000)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint + validation loss interval")
     p.add_argument("--fid-every", type=int, default=None, help="FID/KID interval in steps (0 = never)")
@@ -33,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="random horizontal flips (the paper had them)")
     g = p.add_argument_group("run settings")
     g.add_argument("--keep-last", type=int, default=None, help="checkpoints kept besides those marked kept")
+    g.add_argument("--keep-ema", action=argparse.BooleanOptionalAction, default=None,
+                   help="checkpoints beyond --keep-last keep their EMA weights, so any can be sampled later "
+                        "(default: on for the paper preset)")
     g.add_argument("--deterministic", action="store_true", help="deterministic kernels (exact resume on CPU)")
     g.add_argument("--precision", choices=["auto", "no", "bf16", "fp16"], default=None,
                    help="auto: bf16 on GPUs that have it, else fp16 with a scaler; CPU float32")
@@ -65,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                  "learning_rate": args.lr, "image_size": args.image_size, "horizontal_flip": args.flip}
     params = train_params(
         study, preset=args.preset, overrides=overrides, data=args.data, seed=args.seed,
-        keep_last=args.keep_last, deterministic=args.deterministic or None, mixed_precision=args.precision,
+        keep_last=args.keep_last, keep_ema=args.keep_ema, deterministic=args.deterministic or None, mixed_precision=args.precision,
         compile=args.compile or None, fid_extractor=args.fid_extractor, inception_weights=args.inception_weights,
         fid_sampler=args.fid_sampler, fid_steps=args.fid_steps, num_processes=args.num_processes)
     if args.sbatch and args.sbatch_cpu:
@@ -96,7 +101,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("job", "step", "train loss", "val loss", "FID", "kept", "resumable", "path")
+    table = Table("job", "step", "train loss", "val loss", "FID", "kept", "resumable", "network", "path")
 
     def fmt(v, spec=".4f"):
         return "" if v is None else format(v, spec)
@@ -104,6 +109,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     for r in rows:
         fid = fmt(r["fid"], ".2f") + (" (proxy)" if r["fid_extractor"] == "proxy" else "")
         table.add_row(r["job"], str(r["step"]), fmt(r["train_loss"]), fmt(r["val_loss"]), fid,
-                      "yes" if r["kept"] else "", "yes" if r["resumable"] else "", r["path"])
+                      "yes" if r["kept"] else "", "yes" if r["resumable"] else "",
+                      (r["network"] or "") + (" (EMA only)" if r["ema_only"] else ""), r["path"])
     Console().print(table)
     return 0

@@ -86,6 +86,8 @@ def test_tiny_paper_trains_checkpoints_without_pickles_and_samples(train_study, 
 
 @pytest.mark.slow
 def test_tiny_paper_resumes_exactly_after_sigkill(train_study):
+    from safetensors.torch import load_file
+
     study = train_study
     common = {"overrides": {"max_steps": 4, "checkpoint_every": 2, "ema_update_after_step": 1}, "seed": 5,
               "deterministic": True}
@@ -99,9 +101,26 @@ def test_tiny_paper_resumes_exactly_after_sigkill(train_study):
     assert dead["state"] == "failed" and "died" in dead["error"]
     done = runner.run_job(study, job)
     assert done["state"] == "succeeded", done["error"]
-    from safetensors.torch import load_file
-
     for sub in ("unet", "unet_ema"):
         a, b = (load_file(runner.run_dir(study, j) / "checkpoints" / "step-4" / sub /
                           "diffusion_pytorch_model.safetensors") for j in (ref["id"], job))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # deterministic CPU: bit-exact
+
+
+def test_keep_ema_keeps_every_checkpoints_ema_weights_and_full_state_for_the_newest(train_study):
+    from core.ddpm.checkpoints import list_checkpoints
+    from core.ddpm.sampling import sample_params
+    from core.errors import CspineError
+
+    assert train_params(train_study, preset="paper")["keep_ema"] is True  # the study's retention by default
+    assert train_params(train_study, preset="tiny")["keep_ema"] is False
+    rec = _run(train_study, overrides={"max_steps": 3, "checkpoint_every": 1}, keep_last=1, keep_ema=True)
+    assert rec["state"] == "succeeded", rec["error"]
+    rows = list_checkpoints(train_study, rec["id"], include_deleted=True)
+    assert [(r["step"], r["deleted"], r["ema_only"], r["resumable"]) for r in rows] == \
+        [(1, False, True, False), (2, False, True, False), (3, False, False, True)]
+    old = train_study.abs(rows[0]["path"])
+    assert sorted(p.name for p in old.iterdir()) == ["cspine.json", "scheduler", "unet_ema"]
+    assert sample_params(train_study, checkpoint=1, job=rec["id"], count=1)["weights"] == "ema"
+    with pytest.raises(CspineError, match="no online weights"):
+        sample_params(train_study, checkpoint=1, job=rec["id"], count=1, weights="online")

@@ -58,6 +58,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unkeep", metavar="JOB:STEP", default=None, help="lift the protection")
     p.set_defaults(func=cmd_checkpoints)
 
+    p = sub.add_parser("import-checkpoint", help="import a lucidrains Trainer.save checkpoint (model-N.pt)",
+                       description="Make a checkpoint written by denoising-diffusion-pytorch's Trainer.save (the "
+                                   "study's own training code) a checkpoint of an `imported` job: its online and "
+                                   "EMA weights can then be sampled, screened, audited and released. The network "
+                                   "is read from the weights' shapes; the flags override it.")
+    add_study(p)
+    add_json(p)
+    p.add_argument("file", help="the model-N.pt file")
+    p.add_argument("--step", type=int, default=None, help="the step to record (default: the step in the file)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="image size the network was trained at (default: the study's paper preset, 256)")
+    g = p.add_argument_group("network overrides (default: read from the weights)")
+    g.add_argument("--dim", type=int, default=None)
+    g.add_argument("--dim-mults", default=None, metavar="A,B,...", help="e.g. 1,2,4,8")
+    g.add_argument("--attn-heads", type=int, default=None)
+    g.add_argument("--attn-dim-head", type=int, default=None)
+    g.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=None,
+                   help="attention through torch's scaled_dot_product_attention (the study's; default on)")
+    p.set_defaults(func=cmd_import_checkpoint)
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from core.ddpm.trainer import train_params
@@ -112,4 +132,28 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
                       "yes" if r["kept"] else "", "yes" if r["resumable"] else "",
                       (r["network"] or "") + (" (EMA only)" if r["ema_only"] else ""), r["path"])
     Console().print(table)
+    return 0
+
+
+def cmd_import_checkpoint(args: argparse.Namespace) -> int:
+    from core.ddpm.importer import import_checkpoint
+    from core.errors import CspineError
+
+    study = open_study(args)
+    mults = None
+    if args.dim_mults:
+        try:
+            mults = tuple(int(m) for m in args.dim_mults.split(","))
+        except ValueError:
+            raise CspineError(f"--dim-mults takes whole numbers separated by commas (1,2,4,8), "
+                              f"not {args.dim_mults!r}") from None
+    result = import_checkpoint(study, args.file, step=args.step, image_size=args.image_size, dim=args.dim,
+                               dim_mults=mults, attn_heads=args.attn_heads, attn_dim_head=args.attn_dim_head,
+                               flash_attn=args.flash_attn)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"imported {result['source']} as checkpoint step {result['step']} of job {result['job']} "
+              f"({result['parameters']:,} parameters, {result['image_size']} px); sample it with "
+              f"`cspine-tui sample --job {result['job']} --checkpoint {result['step']}`")
     return 0

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from core.ddpm.networks import NETWORK_FAMILIES, ModelConfig, get_preset, levels
 from core.errors import CspineError
 from core.jobs.runner import JobContext
-from core.ddpm.networks import NETWORK_FAMILIES, ModelConfig, get_preset, levels
 from core.study import Study
 
 TRAIN_SETTINGS_EXTRA = ("seed", "data", "keep_last", "keep_ema", "log_every", "fid_extractor", "fid_sampler",

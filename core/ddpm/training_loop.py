@@ -38,8 +38,13 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from core.ddpm.checkpoints import (CHECKPOINT_PREFIX, checkpoint_root, complete_checkpoints, latest_resumable,
-                                   prune_checkpoints)
+from core.ddpm.checkpoints import (
+    CHECKPOINT_PREFIX,
+    checkpoint_root,
+    complete_checkpoints,
+    latest_resumable,
+    prune_checkpoints,
+)
 from core.ddpm.data import BatchPlan, ValPlan, load_images, to_model_range
 from core.ddpm.ema import EMA
 from core.ddpm.evaluation import diffusion_loss, generate_uint8, resolve_sampler, shard, validation_loss

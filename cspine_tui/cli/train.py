@@ -90,7 +90,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                  "learning_rate": args.lr, "image_size": args.image_size, "horizontal_flip": args.flip}
     params = train_params(
         study, preset=args.preset, overrides=overrides, data=args.data, seed=args.seed,
-        keep_last=args.keep_last, keep_ema=args.keep_ema, deterministic=args.deterministic or None, mixed_precision=args.precision,
+        keep_last=args.keep_last, keep_ema=args.keep_ema, deterministic=args.deterministic or None,
+        mixed_precision=args.precision,
         compile=args.compile or None, fid_extractor=args.fid_extractor, inception_weights=args.inception_weights,
         fid_sampler=args.fid_sampler, fid_steps=args.fid_steps, num_processes=args.num_processes)
     if args.sbatch and args.sbatch_cpu:

@@ -195,6 +195,8 @@ def _record(study: Study, file: Path, data: dict[str, Any], cfg: ModelConfig, st
                                                               for k, v in lucidrains_kwargs(cfg).items()},
               "source": str(file), "sha256": sha256}
     (run / "job.json").write_text(json.dumps({"id": job_id, "kind": JOB_KIND, "params": params}, indent=2))
+    (run / "log.txt").write_text(f"{datetime.now().strftime('%H:%M:%S')} imported {file} (sha256 {sha256}, "
+                                 f"step {int(data['step'])} in the file) as checkpoint step {step}\n")
     with study.store.connect() as tx:
         tx.execute("INSERT INTO jobs (id, kind, state, params, started_at, ended_at, output, result) "
                    "VALUES (?, ?, 'succeeded', ?, current_timestamp, current_timestamp, ?, ?)",

@@ -84,6 +84,10 @@ def test_imported_checkpoint_gives_lucidrains_outputs_and_is_listed(trainer_file
     assert [(r["job"], r["step"], r["network"], r["parameters"]) for r in rows] == \
         [(out["job"], 2, "lucidrains", out["parameters"])]
     assert study.store.scalar("SELECT kind FROM jobs WHERE id = ?", [out["job"]]) == "imported"
+    # Sampling works on it as on a trained checkpoint (and so do screening, audit and release, which use runs).
+    assert main(["sample", "--study", str(study.root), "--job", out["job"], "--checkpoint", "2", "--count", "2",
+                 "--sampler", "ddim", "--steps", "2"]) == 0
+    assert study.store.scalar("SELECT count(*) FROM synthetic_images") == 2
     assert main(["import-checkpoint", "--study", str(study.root), str(trainer_file), "--step", "68000",
                  "--image-size", "32", "--dim", "16"]) == 2  # a wrong override: the weights do not fit
     assert "do not fit" in capsys.readouterr().err

@@ -135,11 +135,16 @@ def test_ancestral_samples_match_lucidrains_p_sample_loop_in_distribution(traine
     size, n = 16, 48
     out = import_checkpoint(study, trainer_file, image_size=size)
     folder = Path(out["output"])
-    ours = sample_batch(prepare_unet(load_unet(folder, "ema"), "cpu"), load_config(folder), "ddpm", 1000,
-                        list(range(n)), "cpu").astype(np.float64) / 255.0
-    torch.manual_seed(0)
-    with torch.no_grad():
-        theirs = _lucidrains_diffusion(trainer_file, "ema", size).p_sample_loop((n, 1, size, size))[:, 0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2000 steps of small ops: on a loaded CPU, extra threads only spin (10x slower)
+    try:
+        ours = sample_batch(prepare_unet(load_unet(folder, "ema"), "cpu"), load_config(folder), "ddpm", 1000,
+                            list(range(n)), "cpu").astype(np.float64) / 255.0
+        torch.manual_seed(0)
+        with torch.no_grad():
+            theirs = _lucidrains_diffusion(trainer_file, "ema", size).p_sample_loop((n, 1, size, size))[:, 0]
+    finally:
+        torch.set_num_threads(threads)
     theirs = theirs.double().numpy()
     # Images are independent draws on both sides, so per-image statistics are i.i.d. within each set: a
     # two-sample z-test on their means, |diff| <= 5 standard errors (a false alarm once in ~1.7 million runs

@@ -1,4 +1,4 @@
-"""Sampling speed: our samplers (diffusers UNet2DModel, `paper` preset) against the study's own library,
+"""Sampling speed: our samplers (`paper` preset, the study's lucidrains Unet) against the study's own library,
 lucidrains' denoising-diffusion-pytorch (I-SynMed's Unet(dim=64, dim_mults=(1,2,4,8)), GaussianDiffusion).
 
 Measured in one process, interleaved in rounds so load from other processes hits both alike (medians):
@@ -15,7 +15,7 @@ CPU by default (--size 64, float32, --threads 1). With --device cuda: 256 px, bf
 for ours, the reference's own fp32 sampling (as its sample script runs), plus our images/s and the fraction
 of the GPU's dense bf16 peak (bench_train.py's table) that our ancestral steps reach.
 
-Prints one JSON line. Needs the `bench` extra: pip install -e '.[bench]'.
+Prints one JSON line. Needs denoising-diffusion-pytorch (a main dependency).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def sync(device: torch.device) -> None:
 
 
 class Ours:
-    label = "cspine-tui (diffusers UNet2DModel, paper preset)"
+    label = "cspine-tui (paper preset: the study's lucidrains Unet, our samplers)"
 
     def __init__(self, size: int, device: torch.device) -> None:
         self.cfg = get_preset("paper", image_size=size)

@@ -1,4 +1,5 @@
-"""Training throughput: our `paper` UNet (diffusers) against the study's own lucidrains denoising-diffusion-pytorch.
+"""Training throughput: our training loop on the `paper` network (the study's lucidrains Unet) against the
+study's own library, lucidrains' denoising-diffusion-pytorch.
 
 Both train the same way in the same process: 1-channel images, v-prediction with the sigmoid schedule, Adam,
 gradient clipping at 1.0, one optimizer step per batch; ours through core.ddpm.evaluation.diffusion_loss, theirs
@@ -11,7 +12,7 @@ CPU (unless --no-cpu): --size px (default 64), float32, batch --batch (default 8
 available): 256 px, bf16 autocast, the same for both, plus images/s and the fraction of the GPU's dense bf16
 peak our model reaches.
 
-Prints one JSON line. Needs the `bench` extra: pip install -e '.[bench]'.
+Prints one JSON line. Needs denoising-diffusion-pytorch (a main dependency).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def peak_for(name: str) -> float | None:
 
 
 class Ours:
-    label = "cspine-tui paper (diffusers UNet2DModel)"
+    label = "cspine-tui paper (the study's lucidrains Unet through our training loop)"
 
     def __init__(self, size: int, device: torch.device) -> None:
         self.cfg = get_preset("paper", image_size=size)
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import denoising_diffusion_pytorch  # noqa: F401
     except ImportError:
-        print("error: the reference library is missing; pip install -e '.[bench]'", file=sys.stderr)
+        print("error: the reference library denoising-diffusion-pytorch is missing; "
+              "pip install denoising-diffusion-pytorch==2.3.4", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,16 +1,102 @@
-"""The study's training checkpoints with their losses and FID, and marking checkpoints as kept."""
+"""The study's training checkpoints: on disk (complete, resumable, pruned) and in the database (with their
+losses and FID, and marked as kept).
+
+A checkpoint ``runs/<job>/checkpoints/step-<N>/`` holds ``state/`` (the full accelerate state for resuming),
+``unet/`` and ``unet_ema/`` (online and EMA weights), ``scheduler/`` and ``cspine.json``. Beyond the newest
+``keep_last``, a checkpoint is deleted unless it is marked kept, or thinned: with an FID it keeps both networks,
+and with ``keep_ema`` (the default of the `paper` preset) it keeps its EMA weights, so that any checkpoint can
+be sampled after training, as the paper chose its checkpoints (68k, 80k, 160k) from the loss curves afterwards.
+"""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
+from core.ddpm.networks import network_summary
 from core.errors import CspineError
 from core.study import Study
+
+CHECKPOINT_PREFIX = "step-"
+# A subfolder being deleted is first renamed to this, so no half-deleted network is ever loaded.
+DELETING_SUFFIX = ".deleting"
+
+
+def checkpoint_root(run_folder: Path) -> Path:
+    return Path(run_folder) / "checkpoints"
+
+
+def complete_checkpoints(run_folder: Path) -> list[tuple[int, Path]]:
+    out = []
+    root = checkpoint_root(run_folder)
+    if root.exists():
+        for p in root.iterdir():
+            if p.name.startswith(CHECKPOINT_PREFIX) and (p / "cspine.json").exists():
+                try:
+                    out.append((int(p.name[len(CHECKPOINT_PREFIX):]), p))
+                except ValueError:
+                    continue
+    return sorted(out)
+
+
+def latest_resumable(run_folder: Path) -> tuple[int, Path] | None:
+    for step, path in reversed(complete_checkpoints(run_folder)):
+        if (path / "state").is_dir():
+            return step, path
+    return None
+
+
+def _remove(folder: Path) -> None:
+    """Delete a checkpoint's subfolder; the rename comes first so a kill leaves it gone or whole."""
+    if folder.exists():
+        trash = folder.with_name(f".{folder.name}{DELETING_SUFFIX}")
+        shutil.rmtree(trash, ignore_errors=True)
+        folder.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def prune_checkpoints(study: Study, job_id: str, run_folder: Path, keep_last: int, *,
+                      keep_ema: bool = False) -> list[int]:
+    """Apply the keep-last-N limit to a training job's checkpoints; returns the steps deleted.
+
+    Older checkpoints lose their training state; those with an FID keep both networks, the others keep their
+    EMA weights when ``keep_ema`` and are deleted otherwise. Marked checkpoints are never touched.
+    """
+    for trash in checkpoint_root(run_folder).glob(f"{CHECKPOINT_PREFIX}*/.*{DELETING_SUFFIX}"):
+        shutil.rmtree(trash, ignore_errors=True)  # left by a kill during a deletion
+    if keep_last <= 0:
+        return []
+    old = complete_checkpoints(run_folder)[:-keep_last]
+    if not old:
+        return []
+    rows = study.store.query("SELECT step, kept FROM checkpoints WHERE job_id = ?", [job_id])
+    kept = {r["step"] for r in rows if r["kept"]}
+    fid_steps = set(study.store.column("SELECT step FROM metrics WHERE job_id = ? AND name = 'fid'", [job_id]))
+    deleted = []
+    for step, path in old:
+        if step in kept:
+            continue
+        if step in fid_steps:
+            _remove(path / "state")
+        elif keep_ema and (path / "unet_ema").is_dir():
+            _remove(path / "state")
+            _remove(path / "unet")
+        else:
+            deleted.append(step)
+    if deleted:  # rows first: a kill in the middle of a deletion must not leave a row naming a half folder
+        study.store.executemany("UPDATE checkpoints SET deleted = TRUE WHERE job_id = ? AND step = ?",
+                                [[job_id, s] for s in deleted])
+    for step, path in old:
+        if step in deleted:
+            shutil.rmtree(path, ignore_errors=True)
+    return deleted
 
 
 def list_checkpoints(study: Study, job: str | None = None, *, include_deleted: bool = False) -> list[dict[str, Any]]:
     """One row per checkpoint: job, step, path, train_loss (the last window at or before the step), val_loss,
-    fid (with its extractor), kept, resumable (the full training state is still there)."""
+    fid (with its extractor), kept, resumable (the full training state is still there), ema_only (the
+    checkpoint kept its EMA weights alone), network (family: lucidrains or diffusers) and parameters."""
     where, args = [], []
     if job:
         where.append("c.job_id = ?")
@@ -32,7 +118,10 @@ def list_checkpoints(study: Study, job: str | None = None, *, include_deleted: b
     """
     rows = study.store.query(sql, args or None)
     for r in rows:
-        r["resumable"] = (study.abs(r["path"]) / "state").is_dir() and not r["deleted"]
+        folder = study.abs(r["path"])
+        r["resumable"] = (folder / "state").is_dir() and not r["deleted"]
+        r["ema_only"] = not r["deleted"] and (folder / "unet_ema").is_dir() and not (folder / "unet").is_dir()
+        r.update(network_summary(folder) if not r["deleted"] else {"network": None, "parameters": None})
     return rows
 
 

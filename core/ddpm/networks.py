@@ -1,7 +1,9 @@
-"""The DDPM: UNet presets and the noise schedule, on diffusers.
+"""The DDPM: network presets and the noise schedule.
 
-`paper` reproduces the study's network and diffusion as far as diffusers allows. The study used lucidrains'
-denoising-diffusion-pytorch through I-SynMed with library defaults (reference/ddpm.md sections 0-1):
+Two network families, called the same way (``net(x, t).sample``) by training, samplers and evaluation:
+``lucidrains`` is the study's own network, denoising-diffusion-pytorch's ``Unet`` (core/ddpm/lucidrains.py);
+``diffusers`` is diffusers' ``UNet2DModel``. `paper` is the study's network and diffusion. The study used
+lucidrains' denoising-diffusion-pytorch through I-SynMed with library defaults (reference/ddpm.md sections 0-1):
 v-prediction, lucidrains' sigmoid beta schedule, 1000 steps, Adam(0.9, 0.99) at a constant 5e-5, batch 8 with
 2 accumulation steps, gradient clip 1.0, EMA 0.995 updated every 10 steps after a warm-up, random horizontal
 flips, loss weighted by SNR/(SNR+1). Each preset lists how it differs from that reference in `differences`.
@@ -23,9 +25,20 @@ from core.errors import CspineError
 @dataclass
 class ModelConfig:
     name: str
-    # Network (diffusers UNet2DModel).
+    # Network family: "lucidrains" (the study's Unet) or "diffusers" (UNet2DModel). Configs stored before the
+    # lucidrains family existed have no such key and were diffusers networks, hence the default.
+    network: str = "diffusers"
     image_size: int = 256
     channels: int = 1
+    # lucidrains Unet settings (family "lucidrains"): its constructor arguments; full_attn () = its default
+    # (full attention at the innermost level only, linear attention elsewhere).
+    dim: int = 64
+    dim_mults: tuple[int, ...] = (1, 2, 4, 8)
+    attn_heads: int = 4
+    attn_dim_head: int = 32
+    full_attn: tuple[bool, ...] = ()
+    flash_attn: bool = True
+    # diffusers UNet2DModel settings (family "diffusers").
     block_out_channels: tuple[int, ...] = (64, 128, 256, 512)
     layers_per_block: int = 1
     down_block_types: tuple[str, ...] = ("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D")
@@ -71,20 +84,29 @@ class ModelConfig:
         return ModelConfig.from_dict({**self.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
 
 
-_PAPER_DIFFERENCES = (
+_PRECISION_DIFFERENCE = "mixed precision: bf16 where the GPU has it (the reference used fp16 through --amp)"
+_DATA_ORDER_DIFFERENCE = (
+    "data order: each batch (images, flips, timesteps, noise) is a pure function of (seed, step) instead of a "
+    "shuffled DataLoader, which is what makes a resumed run repeat an uninterrupted one exactly; same "
+    "distribution (uniform images and timesteps, p = 0.5 flips)")
+_DIFFUSERS_DIFFERENCES = (
     "network: diffusers UNet2DModel (GroupNorm, one ResNet block per level down and two up, full attention at "
     "32x32 and in the middle block) instead of lucidrains' Unet (RMSNorm, two blocks per level, linear attention "
-    "at the outer levels, 7x7 first convolution); 42.9 M parameters against 35.7 M; lucidrains weights cannot be "
-    "loaded",
-    "mixed precision: bf16 where the GPU has it (the reference used fp16 through --amp)",
+    "at the outer levels, 7x7 first convolution); 42,855,873 parameters against 35,705,089; lucidrains weights "
+    "cannot be loaded",
+    _PRECISION_DIFFERENCE,
 )
 
 PRESETS: dict[str, ModelConfig] = {
-    "paper": ModelConfig(name="paper", differences=_PAPER_DIFFERENCES),
+    # The study's own network: lucidrains' Unet(dim=64, dim_mults=(1, 2, 4, 8), channels=1, flash_attn=True).
+    "paper": ModelConfig(name="paper", network="lucidrains",
+                         differences=(_PRECISION_DIFFERENCE, _DATA_ORDER_DIFFERENCE)),
+    # The first version's stand-in for it, on diffusers, kept for runs and comparisons made with it.
+    "diffusers-paper": ModelConfig(name="diffusers-paper", differences=_DIFFUSERS_DIFFERENCES),
     # A smaller network at the paper's resolution, without the flip that mirrors lateral films.
     "small": ModelConfig(
         name="small", block_out_channels=(32, 64, 128, 256), horizontal_flip=False,
-        differences=_PAPER_DIFFERENCES[:1] + (
+        differences=_DIFFUSERS_DIFFERENCES[:1] + (
             "half the channels of paper (about 11 M parameters)",
             "no horizontal flip: lateral films are standardised to face left, so a flip only teaches the "
             "model right-facing films it must never produce",
@@ -104,7 +126,21 @@ PRESETS: dict[str, ModelConfig] = {
             "no horizontal flip", "600 steps, a checkpoint and an FID every 200 steps with 64 samples",
         ),
     ),
+    # The study's network family at test size: lucidrains' Unet with dim 8, three levels, 32 px.
+    "tiny-paper": ModelConfig(
+        name="tiny-paper", network="lucidrains", image_size=32, dim=8, dim_mults=(1, 2, 4), attn_heads=2,
+        attn_dim_head=8, learning_rate=1e-3, batch_size=16, grad_accum=1, ema_decay=0.99, ema_update_every=1,
+        ema_update_after_step=10, horizontal_flip=False, max_steps=600, checkpoint_every=200, fid_every=200,
+        fid_samples=64,
+        differences=(
+            "32x32 pixels, the study's Unet with dim 8 and three levels (8/16/32 channels), 2 heads of 8",
+            "learning rate 1e-3, batch 16 without accumulation, EMA 0.99 every step after 10 steps",
+            "no horizontal flip", "600 steps, a checkpoint and an FID every 200 steps with 64 samples",
+        ),
+    ),
 }
+
+NETWORK_FAMILIES = ("lucidrains", "diffusers")
 
 
 def get_preset(name: str, **overrides: Any) -> ModelConfig:
@@ -118,17 +154,16 @@ def get_preset(name: str, **overrides: Any) -> ModelConfig:
 
 
 def lucidrains_sigmoid_betas(timesteps: int, start: float = -3.0, end: float = 3.0, tau: float = 1.0) -> np.ndarray:
-    """The sigmoid schedule of denoising-diffusion-pytorch (Jabri et al. 2212.11972), float64.
+    """The sigmoid schedule of denoising-diffusion-pytorch (Jabri et al. 2212.11972), float64, computed by that
+    library's own function: it takes the sigmoid of start and end in float32, which a float64 re-derivation
+    misses by up to 6.5e-6 in beta (2.6e-5 relative in alpha_bar).
 
     Not diffusers' "sigmoid" (GeoDiff betas): alpha_bar_500 = 0.500 and alpha_bar_999 ~ 3e-7 here.
     """
-    t = np.linspace(0, timesteps, timesteps + 1, dtype=np.float64) / timesteps
-    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
-    v_start, v_end = sigmoid(start / tau), sigmoid(end / tau)
-    alphas_cumprod = (-sigmoid((t * (end - start) + start) / tau) + v_end) / (v_end - v_start)
-    alphas_cumprod = alphas_cumprod / alphas_cumprod[0]
-    betas = 1.0 - alphas_cumprod[1:] / alphas_cumprod[:-1]
-    return np.clip(betas, 0.0, 0.999)
+    # The library (and torch) load only when a schedule is built, not when presets are listed.
+    from denoising_diffusion_pytorch.denoising_diffusion_pytorch import sigmoid_beta_schedule
+
+    return sigmoid_beta_schedule(timesteps, start=start, end=end, tau=tau).numpy()
 
 
 def scheduler_config(cfg: ModelConfig) -> dict[str, Any]:
@@ -153,7 +188,26 @@ def training_scheduler(cfg: ModelConfig):
 # Network
 
 
+def levels(cfg: ModelConfig) -> int:
+    """Resolution levels of the network (the image side must be a multiple of 2 ** (levels - 1))."""
+    return len(cfg.dim_mults) if cfg.network == "lucidrains" else len(cfg.block_out_channels)
+
+
+def lucidrains_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    """The constructor arguments of lucidrains' Unet for this config."""
+    return {"dim": cfg.dim, "dim_mults": tuple(cfg.dim_mults), "channels": cfg.channels,
+            "attn_heads": cfg.attn_heads, "attn_dim_head": cfg.attn_dim_head,
+            "full_attn": tuple(cfg.full_attn) or None, "flash_attn": cfg.flash_attn}
+
+
 def build_unet(cfg: ModelConfig):
+    """A freshly initialised network of the config's family; both are called as ``net(x, t).sample``."""
+    if cfg.network == "lucidrains":
+        from core.ddpm import lucidrains  # imported on use: loads denoising-diffusion-pytorch (start-up cost)
+
+        return lucidrains.build(lucidrains_kwargs(cfg))
+    if cfg.network != "diffusers":
+        raise CspineError(f"unknown network family {cfg.network!r}; choose one of {', '.join(NETWORK_FAMILIES)}")
     from diffusers import UNet2DModel
 
     return UNet2DModel(
@@ -171,9 +225,13 @@ MODEL_META = "cspine.json"
 
 
 def save_model_folder(folder: Path, unet, ema_unet, cfg: ModelConfig, step: int, extra: dict | None = None) -> None:
-    """Write the weights so plain diffusers loads them: UNet2DModel.from_pretrained(folder, subfolder='unet')."""
+    """Write the weights as safetensors plus a config that rebuilds the network. A diffusers network loads with
+    plain diffusers (UNet2DModel.from_pretrained(folder, subfolder='unet')); a lucidrains one with
+    ``core.ddpm.lucidrains.load`` (its weights file loads into a plain lucidrains Unet). ``unet`` may be None
+    (an EMA-only folder)."""
     folder.mkdir(parents=True, exist_ok=True)
-    unet.save_pretrained(folder / "unet")
+    if unet is not None:
+        unet.save_pretrained(folder / "unet")
     if ema_unet is not None:
         ema_unet.save_pretrained(folder / "unet_ema")
     training_scheduler(cfg).save_pretrained(folder / "scheduler")
@@ -198,7 +256,33 @@ def load_unet(folder: Path, weights: str = "ema"):
     path = Path(folder) / sub
     if not path.exists():
         raise CspineError(f"checkpoint {folder} has no {sub}/ folder; is the checkpoint complete?")
+    if network_family(path) == "lucidrains":
+        from core.ddpm import lucidrains  # imported on use: loads denoising-diffusion-pytorch (start-up cost)
+
+        return lucidrains.load(path)
     return UNet2DModel.from_pretrained(path)
+
+
+def network_family(model_folder: Path) -> str:
+    """'lucidrains' or 'diffusers', from a saved network folder's config.json."""
+    config = json.loads((Path(model_folder) / "config.json").read_text())
+    return "lucidrains" if config.get("_class_name") == "LucidrainsUnet" else "diffusers"
+
+
+def network_summary(checkpoint: Path) -> dict[str, Any]:
+    """The network family and parameter count of a checkpoint, read from its files without building it."""
+    from safetensors import safe_open
+
+    folder = Path(checkpoint)
+    sub = next((folder / s for s in ("unet_ema", "unet") if (folder / s / "config.json").exists()), None)
+    if sub is None:
+        return {"network": None, "parameters": None}
+    count = 0
+    with safe_open(str(sub / "diffusion_pytorch_model.safetensors"), "pt") as fh:
+        for key in fh.keys():
+            shape = fh.get_slice(key).get_shape()
+            count += int(np.prod(shape)) if shape else 1
+    return {"network": network_family(sub), "parameters": count}
 
 
 def load_config(folder: Path) -> ModelConfig:

@@ -8,6 +8,7 @@ from cspine_tui.cli.common import (add_job_options, add_json, add_launch_options
                                    print_json, run_as_job, table_console)
 from core.ddpm.checkpoints import list_checkpoints, set_kept
 from core.errors import CspineError
+from core.ddpm.importer import import_checkpoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_study(p)
     add_json(p)
     add_job_options(p)
-    p.add_argument("--preset", default=None, help="paper, small or tiny (default: study.toml [train] preset)")
+    p.add_argument("--preset", default=None,
+                   help="paper (the study's own network), diffusers-paper, small, tiny or tiny-paper "
+                        "(default: study.toml [train] preset)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps in total (paper 160000)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint + validation loss interval")
     p.add_argument("--fid-every", type=int, default=None, help="FID/KID interval in steps (0 = never)")
@@ -35,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="random horizontal flips (the paper had them)")
     g = p.add_argument_group("run settings")
     g.add_argument("--keep-last", type=int, default=None, help="checkpoints kept besides those marked kept")
+    g.add_argument("--keep-ema", action=argparse.BooleanOptionalAction, default=None,
+                   help="checkpoints beyond --keep-last keep their EMA weights, so any can be sampled later "
+                        "(default: on for the paper preset)")
     g.add_argument("--deterministic", action="store_true", help="deterministic kernels (exact resume on CPU)")
     g.add_argument("--precision", choices=["auto", "no", "bf16", "fp16"], default=None,
                    help="auto: bf16 on GPUs that have it, else fp16 with a scaler; CPU float32")
@@ -57,6 +63,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unkeep", metavar="JOB:STEP", default=None, help="lift the protection")
     p.set_defaults(func=cmd_checkpoints)
 
+    p = sub.add_parser("import-checkpoint", help="import a lucidrains Trainer.save checkpoint (model-N.pt)",
+                       description="Make a checkpoint written by denoising-diffusion-pytorch's Trainer.save (the "
+                                   "study's own training code) a checkpoint of an `imported` job: its online and "
+                                   "EMA weights can then be sampled, screened, audited and released. The network "
+                                   "is read from the weights' shapes; the flags override it.")
+    add_study(p)
+    add_json(p)
+    p.add_argument("file", help="the model-N.pt file")
+    p.add_argument("--step", type=int, default=None, help="the step to record (default: the step in the file)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="image size the network was trained at (default: the study's paper preset, 256)")
+    g = p.add_argument_group("network overrides (default: read from the weights)")
+    g.add_argument("--dim", type=int, default=None)
+    g.add_argument("--dim-mults", default=None, metavar="A,B,...", help="e.g. 1,2,4,8")
+    g.add_argument("--attn-heads", type=int, default=None)
+    g.add_argument("--attn-dim-head", type=int, default=None)
+    g.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=None,
+                   help="attention through torch's scaled_dot_product_attention (the study's; default on)")
+    p.set_defaults(func=cmd_import_checkpoint)
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from core.ddpm.trainer import train_params  # imported on use: loads numpy (start-up cost)
@@ -67,7 +93,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                  "learning_rate": args.lr, "image_size": args.image_size, "horizontal_flip": args.flip}
     params = train_params(
         study, preset=args.preset, overrides=overrides, data=args.data, seed=args.seed,
-        keep_last=args.keep_last, deterministic=args.deterministic or None, mixed_precision=args.precision,
+        keep_last=args.keep_last, keep_ema=args.keep_ema, deterministic=args.deterministic or None,
+        mixed_precision=args.precision,
         compile=args.compile or None, fid_extractor=args.fid_extractor, inception_weights=args.inception_weights,
         fid_sampler=args.fid_sampler, fid_steps=args.fid_steps, num_processes=args.num_processes)
     if args.sbatch and args.sbatch_cpu:
@@ -91,7 +118,7 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
         return 0
     from rich.table import Table
 
-    table = Table("job", "step", "train loss", "val loss", "FID", "kept", "resumable", "path")
+    table = Table("job", "step", "train loss", "val loss", "FID", "kept", "resumable", "network", "path")
 
     def fmt(v, spec=".4f"):
         return "" if v is None else format(v, spec)
@@ -99,6 +126,28 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
     for r in rows:
         fid = fmt(r["fid"], ".2f") + (" (proxy)" if r["fid_extractor"] == "proxy" else "")
         table.add_row(r["job"], str(r["step"]), fmt(r["train_loss"]), fmt(r["val_loss"]), fid,
-                      "yes" if r["kept"] else "", "yes" if r["resumable"] else "", r["path"])
+                      "yes" if r["kept"] else "", "yes" if r["resumable"] else "",
+                      (r["network"] or "") + (" (EMA only)" if r["ema_only"] else ""), r["path"])
     table_console().print(table)
+    return 0
+
+
+def cmd_import_checkpoint(args: argparse.Namespace) -> int:
+    study = open_study(args)
+    mults = None
+    if args.dim_mults:
+        try:
+            mults = tuple(int(m) for m in args.dim_mults.split(","))
+        except ValueError:
+            raise CspineError(f"--dim-mults takes whole numbers separated by commas (1,2,4,8), "
+                              f"not {args.dim_mults!r}") from None
+    result = import_checkpoint(study, args.file, step=args.step, image_size=args.image_size, dim=args.dim,
+                               dim_mults=mults, attn_heads=args.attn_heads, attn_dim_head=args.attn_dim_head,
+                               flash_attn=args.flash_attn)
+    if args.json:
+        print_json(result, study)
+    else:
+        print(f"imported {result['source']} as checkpoint step {result['step']} of job {result['job']} "
+              f"({result['parameters']:,} parameters, {result['image_size']} px); sample it with "
+              f"`cspine-tui sample --job {result['job']} --checkpoint {result['step']}`")
     return 0

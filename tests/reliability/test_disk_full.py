@@ -22,7 +22,7 @@ import pytest
 from core.jobs import runner
 from core.ddpm.networks import load_unet
 from core.study import Study
-from core.ddpm.trainer import complete_checkpoints
+from core.ddpm.checkpoints import complete_checkpoints
 from tests.factories.sample import make_checkpoint
 from tests.factories.train import add_real_images
 from tests.reliability import stress

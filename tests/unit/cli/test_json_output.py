@@ -31,6 +31,7 @@ STEPS: list[tuple[str, list[str]]] = [
     ("train", ["--preset", "tiny", "--steps", "2", "--checkpoint-every", "2", "--fid-every", "0",
                "--batch-size", "2", "--seed", "1"]),
     ("checkpoints", []),
+    ("import-checkpoint", ["{trainer_file}", "--step", "68000", "--image-size", "32"]),
     ("sample", ["--checkpoint", "2", "--count", "2", "--sampler", "unipc", "--steps", "2", "--seed", "1",
                 "--run", "sampled", "--batch", "2"]),
     ("add-synthetic", ["--run", "external", "{external}"]),
@@ -77,6 +78,14 @@ def _before(name: str, study, tmp: Path, values: dict[str, str]) -> None:
         values["src"] = str(src)
     elif name == "override":
         values["real_id"] = study.store.scalar("SELECT id FROM real_images ORDER BY id LIMIT 1")
+    elif name == "import-checkpoint":  # a file as lucidrains' Trainer.save writes it, of a tiny study network
+        import torch
+        from denoising_diffusion_pytorch import GaussianDiffusion, Unet
+
+        state = GaussianDiffusion(Unet(dim=8, dim_mults=(1, 2), channels=1), image_size=32).state_dict()
+        values["trainer_file"] = str(tmp / "model-1.pt")
+        torch.save({"step": 10, "model": state, "opt": {}, "ema": {f"ema_model.{k}": v for k, v in state.items()},
+                    "scaler": None, "version": "2.3.4"}, values["trainer_file"])
     elif name == "add-synthetic":
         ext = tmp / "external"
         ext.mkdir()

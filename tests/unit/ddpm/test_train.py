@@ -188,6 +188,10 @@ def test_checkpoints_cli_json(train_study, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["step"] for r in rows] == [1, 2]
     assert {"job", "step", "path", "train_loss", "val_loss", "fid"} <= rows[0].keys()
+    from core.ddpm.networks import build_unet, get_preset
+
+    params = sum(p.numel() for p in build_unet(get_preset("tiny", **TINY)).parameters())
+    assert (rows[0]["network"], rows[0]["parameters"]) == ("diffusers", params)
     assert main(["checkpoints", "--study", str(train_study.root), "--keep", f"{rec['id']}:2"]) == 0
     assert main(["checkpoints", "--study", str(train_study.root), "--keep", "nonsense"]) == 2
 

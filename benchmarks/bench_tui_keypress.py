@@ -200,7 +200,7 @@ def measure_app(study: Path, args: argparse.Namespace, work: Path) -> dict:
         loaded_s = time.time() - t0
         trace = Trace(trace_path)
         t1 = time.time()
-        tmux.keys("5")
+        tmux.keys("4")
         wait_for(trace.new_paints, 30, poll=0.001)
         open_s = time.time() - t1
         key_loop(tmux, trace, "Right", 5, args.gap)  # warm-up

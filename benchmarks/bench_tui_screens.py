@@ -33,11 +33,11 @@ SCREENS = {
     "dataset": ("1", "flagged only", "formats"),
     "training": ("2", "New run", "heartbeat"),
     "sampling": ("3", "Mark checkpoint", "images "),
-    "screening": ("5", "Undo", "image      1/"),
-    "audit": ("6", "memorized", "similarity"),
-    "survey": ("7", "Build pack", "Quartet 1 of"),
-    "analysis": ("8", "Kappa coding", "identification accuracy"),
-    "jobs": ("9", "Training view", "succeeded"),
+    "screening": ("4", "Undo", "image      1/"),
+    "audit": ("5", "memorized", "similarity"),
+    "survey": ("6", "Build pack", "Quartet 1 of"),
+    "analysis": ("7", "Kappa coding", "identification accuracy"),
+    "jobs": ("8", "Training view", "succeeded"),
 }
 DASHBOARD = "Refresh"  # the dashboard's footer
 
@@ -91,7 +91,7 @@ def one_launch(study: Path, app_root: Path, reviewer: str) -> dict[str, dict[str
                 rec.setdefault(f"{round_}_paint_s", []).append(first)
                 rec.setdefault(f"{round_}_loaded_s", []).append(loaded)
                 back_to_dashboard(tmux)
-        for where, key in (("palette_dashboard", None), ("palette_screening", "5")):
+        for where, key in (("palette_dashboard", None), ("palette_screening", "4")):
             if key:
                 tmux.keys(key)
                 wait_footer(tmux, SCREENS["screening"][1], time.monotonic())

@@ -56,7 +56,7 @@ async def test_jobs_tui_and_cli_at_once_on_one_study(tmp_path: Path) -> None:
     app = CspineApp(study, reviewer="conc", image_protocol="halfcell")
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            screen = await open_by_key(app, pilot, "5", "ScreeningScreen")
+            screen = await open_by_key(app, pilot, "4", "ScreeningScreen")
             # Decide at a reviewer's pace while both jobs run (and at least 12 decisions in any case).
             while len(decided) < len(ids) and time.monotonic() < deadline:
                 ended = all(stress.record(study, j)["state"] not in runner.ACTIVE_STATES for j in (train, sample))

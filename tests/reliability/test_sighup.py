@@ -42,7 +42,7 @@ class Tmux:
         started = self("-f", "/dev/null", "new-session", "-d", "-s", session, "-x", "160", "-y", "40", command)
         assert started.returncode == 0, started.stderr
         stress.wait_until(lambda: "Real images" in self.text(session), 120, f"the dashboard in {session}")
-        self("send-keys", "-t", session, "9")
+        self("send-keys", "-t", session, "8")
         stress.wait_until(lambda: "train-" in self.text(session), 60, f"the jobs screen in {session}")
         return int(self("list-panes", "-t", session, "-F", "#{pane_pid}").stdout.split()[0])
 
@@ -81,7 +81,7 @@ async def test_jobs_survive_the_tui_hung_up_and_a_new_tui_shows_them(tmp_path: P
 
     app = CspineApp(study, reviewer="hup", image_protocol="halfcell")
     async with app.run_test(size=(160, 40)) as pilot:
-        await pilot.press("9")
+        await pilot.press("8")
 
         async def shown() -> str:
             for _ in range(600):

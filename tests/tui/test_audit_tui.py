@@ -10,7 +10,7 @@ from tests.factories.screens import screen_text
 from tests.factories.audit import planted_study
 from tests.factories.waiting import open_by_key, settle
 async def _open(app, pilot):
-    return await open_by_key(app, pilot, "6", "AuditScreen")
+    return await open_by_key(app, pilot, "5", "AuditScreen")
 
 
 def _verdicts(study, reviewer):

@@ -16,7 +16,7 @@ async def test_screening_run_filter_skips_empty_runs_and_names_stay_whole(study)
     decisions.decide(study, "demo-planted-s10-0", "other", "accept")
     app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_by_key(app, pilot, "5", "ScreeningScreen")
+        screen = await open_by_key(app, pilot, "4", "ScreeningScreen")
         facts = lambda: str(screen.query_one("#facts").content)  # noqa: E731
         assert "other" not in facts() and "accepted" not in facts()   # blind to other reviewers
         await pilot.press("c")                       # checkpoint 10 only
@@ -43,7 +43,7 @@ async def test_screening_run_filter_skips_empty_runs_and_names_stay_whole(study)
 async def test_screening_empty_queue_keeps_the_queue_line(study) -> None:
     app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_by_key(app, pilot, "5", "ScreeningScreen")
+        screen = await open_by_key(app, pilot, "4", "ScreeningScreen")
         text = str(screen.query_one("#facts").content)
         assert "No synthetic images" in text and "queue" in text and "all runs" in text
 

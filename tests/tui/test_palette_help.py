@@ -34,7 +34,7 @@ async def test_palette_on_screening_finds_filter_and_accept(study) -> None:
     add_run(study, "c40", 40, 2, seed0=50)
     app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
     async with app.run_test(size=(120, 40)) as pilot:
-        await open_by_key(app, pilot, "5", "ScreeningScreen")
+        await open_by_key(app, pilot, "4", "ScreeningScreen")
         found = await _palette_titles(app, pilot, "filter")
         assert any("filter to checkpoint 34" in t for t in found), found
         assert any("filter to run c40" in t for t in found), found
@@ -57,7 +57,7 @@ async def test_palette_on_audit_finds_run_audit(study) -> None:
     run_audit(study, "audit-t", encoder=make_encoder("pixel"), top=2)
     app = CspineApp(study, reviewer="alice", image_protocol="halfcell")
     async with app.run_test(size=(120, 40)) as pilot:
-        await open_by_key(app, pilot, "6", "AuditScreen")
+        await open_by_key(app, pilot, "5", "AuditScreen")
         found = await _palette_titles(app, pilot, "audit")
         assert any(t.startswith("Run audit (pixel") for t in found), found
         assert any("Run audit (pixel" in line for line in await _help(app, pilot))
@@ -73,11 +73,17 @@ async def _help(app, pilot) -> list[str]:
     return lines
 
 
+def test_dashboard_keys_number_the_screens_without_a_gap() -> None:
+    from cspine_tui.registry import SCREENS
+
+    assert [e.key for e in SCREENS if e.name != "dashboard"] == [str(k) for k in range(1, len(SCREENS))]
+
+
 async def test_help_lists_screen_commands_keys_and_no_dashboard_key(study) -> None:
     add_run(study, "c34", 34, 3)
     app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
     async with app.run_test(size=(120, 40)) as pilot:
-        await open_by_key(app, pilot, "5", "ScreeningScreen")
+        await open_by_key(app, pilot, "4", "ScreeningScreen")
         lines = await _help(app, pilot)
         text = "\n".join(lines)
         assert "filter to checkpoint 34" in text          # the palette's commands of this screen

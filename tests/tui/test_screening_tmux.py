@@ -90,7 +90,7 @@ def test_screening_panels_stay_closed_while_rejecting(study, size) -> None:
     assert started.returncode == 0, started.stderr
     try:
         pane.wait(lambda: "Real images" in pane.text(), "the dashboard")
-        pane.tmux("send-keys", "-t", "t", "5")
+        pane.tmux("send-keys", "-t", "t", "4")
         pane.wait(lambda: "demo-planted-s10-0" in pane.text(), "the screening screen")
         pane.tmux("send-keys", "-t", "t", "r")
         pane.wait(lambda: "Reject: press the reason" in pane.text(), "the reason list", 20)

@@ -17,7 +17,7 @@ def ids(study):
 
 
 async def _open(app, pilot):
-    return await open_by_key(app, pilot, "5", "ScreeningScreen")
+    return await open_by_key(app, pilot, "4", "ScreeningScreen")
 
 
 def _review(study, image_id, reviewer="ann"):

@@ -41,7 +41,7 @@ async def test_audit_palette_lists_audits_without_touching_the_database(study, d
     run_audit(study, "audit-t", encoder=make_encoder("pixel"), top=4)
     app = CspineApp(study, reviewer="alice", image_protocol="off")
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_by_key(app, pilot, "6", "AuditScreen")
+        screen = await open_by_key(app, pilot, "5", "AuditScreen")
         database_calls.clear()
         names = [name for name, _help, _call in screen.palette_commands()]  # the palette calls this on the UI thread
         assert "Open audit audit-t" in names
@@ -67,7 +67,7 @@ async def test_audit_from_the_palette_starts_through_launch_with_the_commands_de
                         lambda st, job_id, command=None: started.append((job_id, command)) or 1)
     app = CspineApp(study, reviewer="alice", image_protocol="off")
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_by_key(app, pilot, "6", "AuditScreen")
+        screen = await open_by_key(app, pilot, "5", "AuditScreen")
         run = dict((name, call) for name, _help, call in screen.palette_commands())["Run audit (pixel embedding)"]
         run()
         await until(app, pilot, lambda: started)

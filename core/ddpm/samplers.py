@@ -5,7 +5,9 @@ Four samplers, all diffusers schedulers built on the trained schedule and predic
 lucidrains sigmoid schedule has alpha_bar ~ 3e-7 (reference/ddpm.md section 2):
 
     ddpm   ancestral sampling (the paper: 1000 steps, posterior "fixed small" variance, x0 clipped to [-1, 1])
-    ddim   DDIM, eta = 0, x0 clipped (what lucidrains switches to when sampling_timesteps < timesteps)
+    ddim   DDIM, eta = 0, x0 clipped and the noise re-derived from the clipped x0 (diffusers
+           ``use_clipped_model_output=True``): lucidrains' ``ddim_sample``, what the study's FID used with
+           ``sampling_timesteps 500`` (the tests check it against lucidrains on the same network and noise)
     dpmpp  DPM-Solver++ multistep, order 3 (the diffusers recommendation for unconditional sampling)
     unipc  UniPC multistep (bh2), order 3
 
@@ -40,6 +42,10 @@ DEFAULT_STEPS: dict[str, int] = {"ddpm": 1000, "ddim": 50, "dpmpp": 20, "unipc":
 DEFAULT_FAST_SAMPLER = "unipc"
 
 SOLVER_ORDER = 3
+
+# Network precision while sampling: auto = bf16 on a CUDA device that has it, float32 elsewhere; fp32 is the
+# study's (lucidrains samples without autocast).
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 
 StepCallback = Callable[[int, int], None]
 
@@ -96,12 +102,24 @@ def initial_noise(cfg: ModelConfig, gens: Sequence[torch.Generator]) -> torch.Te
     return torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in gens])
 
 
-def autocast_dtype(device: torch.device | str) -> torch.dtype:
-    """bf16 on a CUDA device that has it, float32 elsewhere (CPU results stay bit-reproducible)."""
+def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype:
+    """The network's dtype for `precision`: auto is bf16 on a CUDA device that has it, float32 elsewhere (CPU
+    results stay bit-reproducible)."""
     device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if precision not in PRECISIONS:
+        raise CspineError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "fp32":
+        return torch.float32
+    bf16 = device.type == "cpu" or torch.cuda.is_bf16_supported()
+    if precision == "bf16":
+        if not bf16:
+            raise CspineError(f"--precision bf16: {device} has no bfloat16 support; use --precision fp32")
         return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if device.type == "cuda" and bf16 else torch.float32
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    return "bf16" if dtype == torch.bfloat16 else "fp32"
 
 
 def prepare_unet(unet: torch.nn.Module, device: torch.device | str, *, compile: bool = False) -> torch.nn.Module:
@@ -131,7 +149,9 @@ def denoise(unet: torch.nn.Module, cfg: ModelConfig, sampler: str, steps: int | 
     x = (initial_noise(cfg, gens).to(device) * sched.init_noise_sigma).contiguous(memory_format=torch.channels_last)
     # The solvers are deterministic; only steps that accept a generator may draw noise, and they get the list
     # of per-image generators (diffusers draws image i's noise from generators[i]).
-    step_kwargs = {} if sampler == "unipc" else {"generator": gens}
+    step_kwargs: dict[str, Any] = {} if sampler == "unipc" else {"generator": gens}
+    if sampler == "ddim":
+        step_kwargs.update(eta=0.0, use_clipped_model_output=True)
     use_autocast = dtype != torch.float32
     timesteps = sched.timesteps
     for k, t in enumerate(timesteps):
@@ -187,5 +207,5 @@ def default_batch_size(unet: torch.nn.Module, cfg: ModelConfig, device: torch.de
 
 
 __all__ = ["SAMPLERS", "DEFAULT_STEPS", "DEFAULT_FAST_SAMPLER", "check_sampler", "make_scheduler", "image_seed",
-           "generators", "initial_noise", "autocast_dtype", "prepare_unet", "denoise", "to_uint8",
+           "generators", "initial_noise", "autocast_dtype", "precision_name", "PRECISIONS", "prepare_unet", "denoise", "to_uint8",
            "sample_batch", "default_batch_size"]

@@ -53,6 +53,9 @@ class ModelConfig:
     checkpoint_every: int = 2_000
     fid_every: int = 20_000
     fid_samples: int = 7_250
+    # The in-training FID sampler (None: the fast default of core/ddpm/samplers.py); paper: the study's DDIM-500.
+    fid_sampler: str | None = None
+    fid_sampler_steps: int | None = None
     differences: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,7 +83,7 @@ _PAPER_DIFFERENCES = (
 )
 
 PRESETS: dict[str, ModelConfig] = {
-    "paper": ModelConfig(name="paper", differences=_PAPER_DIFFERENCES),
+    "paper": ModelConfig(name="paper", fid_sampler="ddim", fid_sampler_steps=500, differences=_PAPER_DIFFERENCES),
     # A smaller network at the paper's resolution, without the flip that mirrors lateral films.
     "small": ModelConfig(
         name="small", block_out_channels=(32, 64, 128, 256), horizontal_flip=False,

@@ -315,7 +315,7 @@ def _version(package: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Regeneration and the batch API for other areas
+# Regeneration
 
 
 def regenerate(study: Study, image_id: str, device: str = "cpu") -> Any:
@@ -356,20 +356,8 @@ def regenerate(study: Study, image_id: str, device: str = "cpu") -> Any:
     return arr
 
 
-def generate_batch(model, cfg, sampler: str, steps: int | None, seeds: Sequence[int], device=None):
-    """uint8 images (B, C, H, W) as a torch tensor: the entry point in-training FID uses (core/ddpm/evaluation.py)."""
-    import torch
-
-    from core.ddpm.samplers import sample_batch
-
-    device = device or next(model.parameters()).device
-    arr = sample_batch(model, cfg, sampler, steps or None, list(seeds), device)
-    t = torch.from_numpy(arr)
-    return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
-
-
 __all__ = ["resolve_checkpoint", "sample_params", "default_run_name", "blocks", "pending_blocks", "run",
-           "regenerate", "generate_batch"]
+           "regenerate"]
 
 
 # ---------------------------------------------------------------------------------------------------

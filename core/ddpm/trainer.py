@@ -257,7 +257,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     if fid_on:  # fail now, not at step 20,000, when the Inception weights are missing
         extractor = metrics.get_extractor(params.get("fid_extractor", "inception"), device,
                                           weights=params.get("inception_weights"))
-        sampler = resolve_sampler(params.get("fid_sampler"), params.get("fid_steps"))
+        sampler = resolve_sampler(params.get("fid_sampler"), params.get("fid_steps"), cfg)
 
     model = build_unet(cfg).to(memory_format=mem_fmt)
     ema = EMA(model, cfg.ema_decay, cfg.ema_update_every, cfg.ema_update_after_step, cfg.ema_power)
@@ -364,7 +364,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             feats = []
             for i in range(0, len(mine), int(params.get("fid_batch", 64))):
                 idx = mine[i:i + int(params.get("fid_batch", 64))]
-                imgs = generate_uint8(ema.model, cfg, sampler, idx, seed, device, autocast)
+                imgs = generate_uint8(ema.model, cfg, sampler, idx, seed, device)
                 feats.append(extractor(imgs.float() / 255.0))
             local = torch.cat(feats) if feats else torch.zeros((0, extractor.dim), dtype=torch.float64)
             per = -(-cfg.fid_samples // world)

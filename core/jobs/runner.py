@@ -58,6 +58,7 @@ RUNNERS: dict[str, str] = {
     "release": "core.screening.release:run_release_job",
     "sample": "core.ddpm.sampling:run",
     "add_synthetic": "core.ddpm.synthetic:run_add_synthetic",
+    "fid": "core.metrics.run_fid:run",
 }
 
 # kind -> "module:function(study, job_id) -> command" for kinds whose restart command must be rebuilt

@@ -206,6 +206,6 @@ def default_batch_size(unet: torch.nn.Module, cfg: ModelConfig, device: torch.de
     return int(min(512, max(1, (free * 0.6) // per_image)))
 
 
-__all__ = ["SAMPLERS", "DEFAULT_STEPS", "DEFAULT_FAST_SAMPLER", "check_sampler", "make_scheduler", "image_seed",
-           "generators", "initial_noise", "autocast_dtype", "precision_name", "PRECISIONS", "prepare_unet", "denoise", "to_uint8",
-           "sample_batch", "default_batch_size"]
+__all__ = ["SAMPLERS", "DEFAULT_STEPS", "DEFAULT_FAST_SAMPLER", "PRECISIONS", "check_sampler", "make_scheduler",
+           "image_seed", "generators", "initial_noise", "autocast_dtype", "precision_name", "prepare_unet", "denoise",
+           "to_uint8", "sample_batch", "default_batch_size"]

@@ -69,7 +69,7 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
                   sampler: str | None = None, steps: int | None = None, batch: int | None = None,
                   seed: int | None = None, weights: str | None = None, run: str | None = None,
                   device: str = "auto", compile: bool = False, num_processes: int = 1,
-                  cpu_threads: int | None = None, orient: bool = True) -> dict[str, Any]:
+                  cpu_threads: int | None = None, orient: bool = True, precision: str | None = None) -> dict[str, Any]:
     """Validate a sampling request and resolve what it leaves open; the job's params.
 
     Naming an existing run extends it to `count` images: what the request leaves open (sampler, steps,
@@ -78,7 +78,7 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
     import torch
 
     from core.ddpm.networks import load_config
-    from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, check_sampler
+    from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, PRECISIONS, autocast_dtype, check_sampler, precision_name
 
     if count < 1:
         raise CspineError(f"--count must be at least 1, not {count}")
@@ -90,6 +90,8 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
         raise CspineError("--device cuda: no CUDA GPU is visible to this process (use --device cpu)")
     if batch is not None and batch < 1:
         raise CspineError(f"--batch must be at least 1, not {batch}")
+    if precision is not None and precision not in PRECISIONS:
+        raise CspineError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if num_processes < 1:
         raise CspineError(f"--num-processes must be at least 1, not {num_processes}")
     ckpt = resolve_checkpoint(study, checkpoint, job)
@@ -101,6 +103,11 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
         sampler, steps = sampler or existing["sampler"], steps or existing["steps"]
         weights = weights or existing["weights"]
         seed = existing["seed"] if seed is None else seed
+        ran = existing["params"].get("precision")
+        if precision is not None and ran is not None and precision not in ("auto", ran):
+            raise CspineError(f"run {run!r} was sampled in {ran}, not {precision}; leave --precision out to "
+                              f"extend it, or drop --run for a new run")
+        precision = precision or ran
     elif run:
         synthetic.check_run_name(run)
     sampler = sampler or DEFAULT_FAST_SAMPLER
@@ -120,10 +127,14 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
     if seed is None:
         seed = secrets.randbelow(2 ** 31)  # recorded: every image can be regenerated from its record
     elif existing is None:
+        # The precision this request will run in (a run records the resolved one): fp32 and bf16 images differ.
+        dev = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
+        resolved = precision_name(autocast_dtype(dev, precision or "auto"))
         twin = study.store.query_one(
             "SELECT id FROM synthetic_runs WHERE source = 'sampled' AND train_job = ? AND checkpoint_step = ? AND "
-            "sampler = ? AND steps = ? AND seed = ? AND weights = ?",
-            [ckpt["job_id"], ckpt["step"], sampler, steps, int(seed), weights])
+            "sampler = ? AND steps = ? AND seed = ? AND weights = ? AND "
+            "coalesce(json_extract_string(params, '$.precision'), ?) = ?",
+            [ckpt["job_id"], ckpt["step"], sampler, steps, int(seed), weights, resolved, resolved])
         if twin is not None:
             raise CspineError(f"run {twin['id']!r} already sampled this checkpoint with the same sampler, steps, "
                               f"weights and seed {seed}: these images would repeat it. Continue it with "
@@ -132,7 +143,7 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
             "count": int(count), "sampler": sampler, "steps": int(steps), "batch": batch, "seed": int(seed),
             "weights": weights, "run": run, "device": device, "compile": bool(compile),
             "num_processes": int(num_processes), "cpu_threads": int(cpu_threads or torch.get_num_threads()),
-            "orient": bool(orient)}
+            "orient": bool(orient), "precision": precision or "auto"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -229,7 +240,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
 def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
     import torch
 
-    from core.ddpm.samplers import default_batch_size, image_seed, sample_batch
+    from core.ddpm.samplers import autocast_dtype, default_batch_size, image_seed, precision_name, sample_batch
 
     study, p = ctx.study, ctx.params
     run_id = p.get("run") or default_run_name(p["checkpoint_step"], p["sampler"], p["steps"], ctx.job_id)
@@ -239,6 +250,7 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
     if device.type == "cpu":
         torch.set_num_threads(threads)
     cfg, unet = _load_network(study, p, device, compile=bool(p.get("compile")) and device.type == "cuda")
+    dtype = autocast_dtype(device, p.get("precision", "auto"))
     if existing is not None and existing["params"].get("batch"):
         batch = int(existing["params"]["batch"])
         if existing["params"].get("device") not in (None, device.type) and group.rank == 0:
@@ -254,6 +266,7 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
             checkpoint_step=p["checkpoint_step"], sampler=p["sampler"], steps=p["steps"], seed=p["seed"],
             weights=p["weights"], exist_ok=True,
             params={"batch": batch, "cpu_threads": threads, "device": device.type, "orient": p["orient"],
+                    "precision": precision_name(dtype),
                     "checkpoint_path": p["checkpoint_path"], "image_size": cfg.image_size,
                     "prediction_type": cfg.prediction_type, "torch": torch.__version__,
                     "diffusers": _version("diffusers")})
@@ -268,7 +281,8 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
     todo = pending_blocks(count, batch, done)
     n_done = sum(1 for i in done if i < count)
     ctx.log(f"sampling {count - n_done} of {count} images with {p['sampler']} x {p['steps']} steps "
-            f"({p['weights']} weights) on {device} in blocks of {batch}, {group.world} process(es)")
+            f"({p['weights']} weights, {precision_name(dtype)}) on {device} in blocks of {batch}, "
+            f"{group.world} process(es)")
     ctx.progress(n_done, count, message="starting", output=str(folder.resolve()), run=run_id, force=True)
     made, started = 0, time.monotonic()
     rounds = (len(todo) + group.world - 1) // group.world
@@ -286,7 +300,7 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
                 if group.rank == 0 and n >= 100 and s % 50 == 0:
                     ctx.progress(n_done, count, message=f"block {k + 1}/{len(todo)}: step {s}/{n}")
 
-            images = sample_batch(unet, cfg, p["sampler"], p["steps"], seeds, device, on_step=on_step)
+            images = sample_batch(unet, cfg, p["sampler"], p["steps"], seeds, device, dtype, on_step=on_step)
             for i, seed, arr in zip(block, seeds, images):
                 if i < count and i not in done:
                     rows.append(synthetic.save_image(study, run_id, i, arr, seed=seed, orient=p["orient"]))
@@ -327,7 +341,7 @@ def regenerate(study: Study, image_id: str, device: str = "cpu") -> Any:
     import numpy as np
     import torch
 
-    from core.ddpm.samplers import image_seed, sample_batch
+    from core.ddpm.samplers import autocast_dtype, image_seed, sample_batch
 
     row = study.store.query_one("SELECT * FROM synthetic_images WHERE id = ?", [image_id])
     if row is None:
@@ -347,7 +361,7 @@ def regenerate(study: Study, image_id: str, device: str = "cpu") -> Any:
         start = idx - idx % batch
         block = list(range(start, start + batch))
         images = sample_batch(unet, cfg, run["sampler"], run["steps"], [image_seed(run["seed"], i) for i in block],
-                              dev)
+                              dev, autocast_dtype(dev, rp.get("precision", "auto")))
     finally:
         torch.set_num_threads(old_threads)
     arr = images[idx - start]

@@ -184,3 +184,31 @@ def test_in_training_fid_mirroring_half_the_samples_stays_within_sampling_noise(
     assert abs(fid_mixed - fid_left) <= bound
     unoriented = fid.fid_kid(real, _features(ext, _half_mirrored(fakes)), kid_subsets=1)["fid"]
     assert unoriented - fid_left > bound
+
+
+def test_fid_job_stopped_between_blocks_resumes_to_the_same_value(fid_study, monkeypatch):
+    from core.jobs import runner
+    from core.metrics import run_fid
+
+    study = fid_study
+    _add_run(study, "r", _half_mirrored(_left(range(3000, 3007))))
+    params = run_fid.fid_params(study, run="r", extractor="proxy")
+    whole = runner.run_job(study, runner.create_job(study, "fid", params))
+    monkeypatch.setattr(run_fid, "BLOCK", 3)  # blocks of 3, 3, 1 images
+    calls = []
+    real_extract = fid.extract
+
+    def extract_then_pause(*a, **k):  # a stop request arrives while the first block is computed
+        calls.append(1)
+        (runner.run_dir(study, job_id) / "pause").touch()
+        return real_extract(*a, **k)
+
+    job_id = runner.create_job(study, "fid", params)
+    monkeypatch.setattr(fid, "extract", extract_then_pause)
+    first = runner.run_job(study, job_id)
+    assert first["state"] == "paused" and "3/7" in first["error"] and len(calls) == 1
+    monkeypatch.setattr(fid, "extract", real_extract)
+    second = runner.run_job(study, job_id)
+    assert second["state"] == "succeeded", second["error"]
+    assert second["result"]["fid"] == pytest.approx(whole["result"]["fid"], rel=1e-6)  # float32 features saved
+    assert second["result"]["flipped_at_fid_time"] == whole["result"]["flipped_at_fid_time"] == 3

@@ -23,6 +23,8 @@ import torch
 
 from core.ddpm.data import ImageSet, ValPlan, mix_seed, to_model_range
 from core.ddpm.networks import ModelConfig
+from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, autocast_dtype, check_sampler, sample_batch
+from core.ddpm.synthetic import standardise_orientation
 
 
 def target_and_weight(cfg: ModelConfig, alphas_cumprod: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor,
@@ -101,8 +103,6 @@ ORIENTATION = "synthetic images mirrored to face left by the detector, as ingest
 
 def resolve_sampler(name: str | None, steps: int | None, cfg: ModelConfig) -> SamplerSpec:
     """The in-training FID sampler: the one asked for, else the preset's (paper: DDIM-500), else the fast default."""
-    from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, check_sampler
-
     name = name or cfg.fid_sampler or DEFAULT_FAST_SAMPLER
     if steps is None and name == cfg.fid_sampler:
         steps = cfg.fid_sampler_steps
@@ -111,8 +111,6 @@ def resolve_sampler(name: str | None, steps: int | None, cfg: ModelConfig) -> Sa
 
 def orient_left(images: np.ndarray) -> tuple[np.ndarray, int]:
     """8-bit films (B, H, W) mirrored to face left where the detector says they face right; (images, flipped)."""
-    from core.ddpm.synthetic import standardise_orientation
-
     out, flipped = [], 0
     for arr in images:
         arr, was_flipped, _ = standardise_orientation(arr)
@@ -125,8 +123,6 @@ def orient_left(images: np.ndarray) -> tuple[np.ndarray, int]:
 def generate_uint8(model: torch.nn.Module, cfg: ModelConfig, spec: SamplerSpec, indices: list[int], seed: int,
                    device: torch.device) -> torch.Tensor:
     """FID images for the given sample indices as uint8 (B, 1, H, W): rounded like saved PNGs, facing left."""
-    from core.ddpm.samplers import autocast_dtype, sample_batch
-
     images = sample_batch(model, cfg, spec.name, spec.steps, [mix_seed(seed, "fid", i) for i in indices], device,
                           autocast_dtype(device, spec.precision))
     return torch.from_numpy(orient_left(images)[0]).unsqueeze(1)

@@ -112,6 +112,7 @@ def weights_kind(path: Path) -> tuple[str, str]:
 
 
 def load_inception_state(path: Path, kind: str) -> dict[str, torch.Tensor]:
+    # Imported here: torchvision's model zoo costs start-up time the CLI's other commands need not pay.
     from core.metrics.fid_inception import torchscript_state_dict
 
     if kind == "pytorch-fid":

@@ -34,6 +34,7 @@ def fid_params(study: Study, *, run: str, real: str = "train", extractor: str = 
                inception_weights: str | None = None, input_range: str = "pytorch-fid",
                batch: int = 32) -> dict[str, Any]:
     """Validate a `fid` request; the job's params."""
+    # Imported here (also below): they import torch, whose start-up the CLI pays only when it runs the job.
     from core.ddpm import synthetic
     from core.metrics.fid import EXTRACTORS, INPUT_RANGES
 
@@ -54,7 +55,7 @@ def fid_params(study: Study, *, run: str, real: str = "train", extractor: str = 
 
 
 def _read(study: Study, paths: list[str]) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image  # noqa: PLC0415 - only the job reads images
 
     out = []
     for p in paths:

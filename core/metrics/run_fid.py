@@ -133,7 +133,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     sync_metrics(study, ctx.job_id)
     ctx.log(f"run {run_row['id']}: FID {res['fid']:.3f}, KID {res['kid']:.5f} +- {res['kid_std']:.5f} "
             f"({details['extractor']}, n={res['n_fake']} vs {res['n_real']} {p['real']} images)")
-    return {"fid": res["fid"], "kid": res["kid"], "kid_std": res["kid_std"],
+    return {"job": ctx.job_id, "fid": res["fid"], "kid": res["kid"], "kid_std": res["kid_std"],
             "kid_subset_size": res["kid_subset_size"], **details}
 
 

@@ -100,6 +100,7 @@ def test_fid_command_mirroring_half_the_run_stays_within_sampling_noise(fid_stud
     left, mixed = results["facing-left"], results["half-mirrored"]
     assert mixed["flipped_at_fid_time"] == N_FAKE // 2 and left["flipped_at_fid_time"] == 0
     assert left["n"] == N_FAKE and left["real"] == "train" and left["sampler_precision"] == "fp32"
+    assert left["job"].startswith("fid-") and left["weights"] == "ema" and left["checkpoint_step"] == 2
     # The noise bound: the FID's spread over bootstrap resamples of the synthetic set.
     ext = fid.ProxyExtractor()
     real = _real_stats(study, ext)

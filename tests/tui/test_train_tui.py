@@ -104,7 +104,8 @@ async def test_new_run_dialog_labels_fid_setting_and_study_toml_edits(study, mon
 
     started: list[str] = []
     monkeypatch.setattr(runner, "start_detached", lambda st, job_id, command: started.append(job_id) or 1)
-    monkeypatch.setattr(fid, "torch_hub_checkpoints", lambda: study.root / "no-hub")  # no Inception weights
+    monkeypatch.setattr(fid, "torch_hub_checkpoints", lambda: study.root / "no-hub")  # no Inception weights:
+    monkeypatch.setattr(fid, "packaged_weights", lambda: None)  # neither cached nor installed with a package
     app = CspineApp(study, reviewer="tester", image_protocol="off")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)

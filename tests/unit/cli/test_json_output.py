@@ -34,6 +34,7 @@ STEPS: list[tuple[str, list[str]]] = [
     ("import-checkpoint", ["{trainer_file}", "--step", "68000", "--image-size", "32"]),
     ("sample", ["--checkpoint", "2", "--count", "2", "--sampler", "unipc", "--steps", "2", "--seed", "1",
                 "--run", "sampled", "--batch", "2"]),
+    ("fid", ["--run", "sampled", "--real", "all", "--extractor", "proxy"]),
     ("add-synthetic", ["--run", "external", "{external}"]),
     ("runs", []),
     ("reviews", ["--export", "{reviews_csv}"]),
@@ -50,7 +51,7 @@ STEPS: list[tuple[str, list[str]]] = [
     ("status", []),
     ("jobs", []),
 ]
-JOB_COMMANDS = {"ingest", "train", "sample", "add-synthetic", "release", "audit", "prescreen"}
+JOB_COMMANDS = {"ingest", "train", "sample", "fid", "add-synthetic", "release", "audit", "prescreen"}
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:

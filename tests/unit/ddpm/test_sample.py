@@ -279,3 +279,17 @@ def test_demo_stage_samples_three_checkpoints_once(sample_study):
     n_jobs = sample_study.store.scalar("SELECT count(*) FROM jobs WHERE kind = 'sample'")
     demo_sample(sample_study, logs.append, count=3)  # idempotent: nothing to do
     assert sample_study.store.scalar("SELECT count(*) FROM jobs WHERE kind = 'sample'") == n_jobs
+
+
+def test_precision_is_chosen_recorded_and_kept_by_regeneration(sample_study):
+    fp32 = _sample(sample_study, count=2, precision="fp32")
+    bf16 = _sample(sample_study, count=2, precision="bf16", seed=4)
+    runs = {r: synthetic.get_run(sample_study, r) for r in (fp32["result"]["run"], bf16["result"]["run"])}
+    assert [r["params"]["precision"] for r in runs.values()] == ["fp32", "bf16"]
+    b = _pixels(sample_study, bf16["result"]["run"])
+    again = _sample(sample_study, count=2, precision="fp32", seed=4)  # the bf16 run's seed in fp32
+    assert not np.array_equal(_pixels(sample_study, again["result"]["run"])[0], b[0])  # the choice matters
+    bf16_run = bf16["result"]["run"]
+    assert np.array_equal(regenerate(sample_study, f"{bf16_run}-1"), b[1])  # regenerated in the recorded bf16
+    with pytest.raises(CspineError, match="sampled in bf16, not fp32"):
+        sample_params(sample_study, checkpoint=200, count=4, run=bf16_run, precision="fp32")

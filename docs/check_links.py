@@ -2,7 +2,7 @@
 
     python docs/check_links.py        # from the repository root; exit 1 and one line per problem
 
-Checked in README.md, CHANGELOG.md and every docs/**/*.md but the drafts in docs/incoming/:
+Checked in README.md, CHANGELOG.md and every docs/**/*.md:
 - every relative Markdown link points at a file or folder that exists, and its #anchor at a heading there;
 and, except in CHANGELOG.md (history names paths that moved) and docs/reference/ (its paths are other
 projects' files):
@@ -78,9 +78,7 @@ def check(md: Path) -> list[str]:
 
 
 def main() -> int:
-    # docs/incoming/ holds drafts written for other pages (their links are relative to where they will go).
-    pages = [ROOT / "README.md", ROOT / "CHANGELOG.md",
-             *sorted(p for p in (ROOT / "docs").rglob("*.md") if "incoming" not in p.relative_to(ROOT).parts)]
+    pages = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
     problems = [p for md in pages if md.exists() for p in check(md)]
     print("\n".join(problems) or f"{len(pages)} pages: every link and path resolves")
     return 1 if problems else 0

@@ -53,13 +53,13 @@ def _sample_args(quick: bool) -> list[str]:
 
 
 def quality_evidence() -> dict:
-    """What the sampling issue measured: the fast default's FID next to ancestral-1000's (README "Sampling")."""
-    evidence = {"source": "README.md, section Sampling, table 'Quality against steps' "
+    """The sampler-quality run's FID of the fast default next to ancestral-1000's (docs/benchmarks.md)."""
+    evidence = {"source": "docs/benchmarks.md, section 'Sampling: quality against steps' "
                           "(benchmarks/bench_sampler_quality.py)"}
     try:
         q = json.loads(QUALITY_FILE.read_text())
     except (OSError, ValueError):
-        evidence["note"] = f"{QUALITY_FILE.relative_to(BENCH.parent)} not on this machine; see the README table"
+        evidence["note"] = f"{QUALITY_FILE.relative_to(BENCH.parent)} not on this machine; see docs/benchmarks.md"
         return evidence
     rows = {(r["sampler"], r["steps"]): r for r in q.get("rows", [])}
     d = q.get("default_fast_sampler") or {}

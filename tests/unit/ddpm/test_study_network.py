@@ -136,7 +136,7 @@ def test_tiny_paper_trains_in_two_processes_like_one(train_study):
     assert runner.run_job(study, one)["state"] == "succeeded"
     two = runner.create_job(study, "train", train_params(study, preset="tiny-paper", overrides=over, seed=5,
                                                        num_processes=2))
-    record = launch.start(study, two, detach=False)
+    record = launch.start(study, two, detach=False).record
     assert record["state"] == "succeeded", "\n".join(control.tail_log(study, two, 40))
     assert record["result"]["processes"] == 2
 

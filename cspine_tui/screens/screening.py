@@ -13,7 +13,6 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from rich.text import Text
@@ -21,7 +20,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
@@ -31,27 +29,13 @@ from core.jobs import launch
 from cspine_tui.widgets.preview import ImagePreview, resolved_protocol
 from cspine_tui.widgets.halfcell import (ZOOMS, HalfcellView, RenderCache, TextPanel, crop_zoom, decode,
                                          render_strips)
-from cspine_tui.widgets.screening_parts import (DEFAULT_KEYS, FACTS_HEIGHT, KEY_LABELS, NoteModal, Thumb,
-                                                facts_text, queue_text, keymap, reasons_text, table_s1_renderable)
+from cspine_tui.widgets.screening_parts import (DEFAULT_KEYS, FACTS_HEIGHT, KEY_LABELS, NoteModal, PreviewReady,
+                                                Thumb, WriteFailed, Written, facts_text, queue_text, keymap,
+                                                reasons_text, table_s1_renderable)
 from cspine_tui.screens.screening_summary import ScreeningSummaryScreen
 
 PREFETCH_AHEAD = 6
 PAGE = 9
-
-
-@dataclass
-class PreviewReady(Message):
-    key: tuple
-
-
-@dataclass
-class Written(Message):
-    applied: list[decisions.Applied]
-
-
-@dataclass
-class WriteFailed(Message):
-    error: BaseException
 
 
 class ScreeningScreen(Screen):

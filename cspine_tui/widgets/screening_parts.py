@@ -1,7 +1,9 @@
-"""Pieces of the screening screen: the key map, the facts panel, reasons, Table S1, thumbnails, the note prompt."""
+"""Pieces of the screening screen: the key map, the facts panel, reasons, Table S1, thumbnails, the note prompt,
+and the messages its background threads post back."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rich.table import Table
@@ -9,12 +11,33 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from core.screening import decisions
 from core.errors import CspineError
 from cspine_tui.widgets.halfcell import HalfcellView
+
+
+
+@dataclass
+class PreviewReady(Message):
+    """A preview rendered on the prefetch thread is ready to paint."""
+    key: tuple
+
+
+@dataclass
+class Written(Message):
+    """The writer thread stored these decisions."""
+    applied: list[decisions.Applied]
+
+
+@dataclass
+class WriteFailed(Message):
+    """The writer thread could not store decisions (shown to the reviewer; the journal keeps them)."""
+    error: BaseException
+
 
 # action -> default key; study.toml [keys] overrides any of them (e.g. accept = "y").
 DEFAULT_KEYS: dict[str, str] = {

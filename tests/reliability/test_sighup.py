@@ -63,8 +63,9 @@ async def test_jobs_survive_the_tui_hung_up_and_a_new_tui_shows_them(tmp_path: P
     study = Study.create(tmp_path / "study", preset="tiny")
     add_real_images(study, n=12)
     make_checkpoint(study)
-    train = stress.start_train(study, steps=6, every=3)
-    sample = stress.start_sample(study, 16, run="hup", batch=2, steps=10)
+    # Long enough that neither can end before it is seen running and stopped, on an idle machine.
+    train = stress.start_train(study, steps=120, every=60)
+    sample = stress.start_sample(study, 48, run="hup", batch=2, steps=10)
     groups = [os.getpgid(stress.running_pid(study, j)) for j in (train, sample)]
     for group in groups:  # held mid-run: a stopped process is alive, so the job stays "running"
         os.killpg(group, signal.SIGSTOP)
@@ -82,9 +83,9 @@ async def test_jobs_survive_the_tui_hung_up_and_a_new_tui_shows_them(tmp_path: P
         tmux("kill-server")
         for group in groups:
             os.killpg(group, signal.SIGCONT)
-    ends = {j: stress.wait_end(study, j, timeout=240) for j in (train, sample)}
+    ends = {j: stress.wait_end(study, j, timeout=900) for j in (train, sample)}  # a hang detector only
     assert all(r["state"] == "succeeded" for r in ends.values()), stress.dump(ends)
-    assert len(stress.assert_synthetic_complete(study, "hup")) == 16
+    assert len(stress.assert_synthetic_complete(study, "hup")) == 48
 
     app = CspineApp(study, reviewer="hup", image_protocol="halfcell")
     async with app.run_test(size=(160, 40)) as pilot:

@@ -47,6 +47,7 @@ class JobsScreen(PolledScreen):
         self.rows: list[dict[str, Any]] = []
         self.selected: str | None = None
         self._tails: dict[str, runview.MetricsTail] = {}
+        self.loaded = False  # the first poll has been shown (tests/factories/waiting.py waits on it)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -76,7 +77,7 @@ class JobsScreen(PolledScreen):
         self.show_from_thread(self._show, rows, selected, log)
 
     def _show(self, rows: list[dict[str, Any]], selected: str | None, log: list[str]) -> None:
-        self.rows, self.selected = rows, selected
+        self.rows, self.selected, self.loaded = rows, selected, True
         cells = []
         for r in rows:
             st = r["status"]

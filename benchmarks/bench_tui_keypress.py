@@ -13,7 +13,7 @@ CSPINE_TRACE_PAINT set, opens the screening screen (key 5) and presses keys with
 - start: launch to the dashboard's first frame in the pane, and to its figures being loaded.
 
 The same key loop then drives a REFERENCE app in the same run: a minimal Textual app with textual-image's
-HalfcellImage widget of the same size, whose `image` is set to the next path on each key (reference/tui.md
+HalfcellImage widget of the same size, whose `image` is set to the next path on each key (docs/reference/tui.md
 measured 48-120 ms per image that way). Every latency includes spawning the `tmux send-keys` client,
 reported separately as `tmux_client_ms`. Prints one JSON line.
 """

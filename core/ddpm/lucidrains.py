@@ -1,7 +1,7 @@
 """The study's own network: lucidrains' denoising-diffusion-pytorch ``Unet``, called as a diffusers UNet is.
 
 The study trained ``Unet(dim=64, dim_mults=(1, 2, 4, 8), channels=1, flash_attn=True)`` (35,705,089
-parameters; reference/ddpm.md section 0). ``StudyUnet`` *is* that class (a subclass, so its state dict has
+parameters; docs/reference/ddpm.md section 0). ``StudyUnet`` *is* that class (a subclass, so its state dict has
 exactly lucidrains' keys and loads into a plain ``Unet``); it only changes the calling convention to the one
 the rest of the engine uses for diffusers' ``UNet2DModel``: ``net(x, t).sample``, where ``t`` may be one
 timestep (a 0-d tensor or a number, as the samplers pass it) or one per image.

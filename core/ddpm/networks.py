@@ -3,7 +3,7 @@
 Two network families, called the same way (``net(x, t).sample``) by training, samplers and evaluation:
 ``lucidrains`` is the study's own network, denoising-diffusion-pytorch's ``Unet`` (core/ddpm/lucidrains.py);
 ``diffusers`` is diffusers' ``UNet2DModel``. `paper` is the study's network and diffusion. The study used
-lucidrains' denoising-diffusion-pytorch through I-SynMed with library defaults (reference/ddpm.md sections 0-1):
+lucidrains' denoising-diffusion-pytorch through I-SynMed with library defaults (docs/reference/ddpm.md sections 0-1):
 v-prediction, lucidrains' sigmoid beta schedule, 1000 steps, Adam(0.9, 0.99) at a constant 5e-5, batch 8 with
 2 accumulation steps, gradient clip 1.0, EMA 0.995 updated every 10 steps after a warm-up, random horizontal
 flips, loss weighted by SNR/(SNR+1). Each preset lists how it differs from that reference in `differences`.

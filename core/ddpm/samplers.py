@@ -2,7 +2,7 @@
 
 Four samplers, all diffusers schedulers built on the trained schedule and prediction type
 (``core.ddpm.networks.scheduler_config``) with ``timestep_spacing='trailing'``, so sampling starts at t = 999 where the
-lucidrains sigmoid schedule has alpha_bar ~ 3e-7 (reference/ddpm.md section 2):
+lucidrains sigmoid schedule has alpha_bar ~ 3e-7 (docs/reference/ddpm.md section 2):
 
     ddpm   ancestral sampling (the paper: 1000 steps, posterior "fixed small" variance, x0 clipped to [-1, 1])
     ddim   DDIM, eta = 0, x0 clipped and the noise re-derived from the clipped x0 (diffusers
@@ -35,7 +35,7 @@ SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpmpp", "unipc")
 # The step count each sampler gets when none is asked for. ddpm's 1000 is the paper's ancestral sampler; the
 # others are each sampler's fewest steps within 10% of the ancestral-1000 FID in
 # benchmarks/bench_sampler_quality.py (first measured with a proxy extractor; re-measured with the real
-# Inception, docs/incoming/fid.md, where every fast configuration scored better than ancestral-1000).
+# Inception, docs/benchmarks.md, where every fast configuration scored better than ancestral-1000).
 DEFAULT_STEPS: dict[str, int] = {"ddpm": 1000, "ddim": 50, "dpmpp": 20, "unipc": 10}
 
 # The fast sampler used when a user asks for none (sampling jobs, the demo, in-training FID of presets without

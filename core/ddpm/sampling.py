@@ -170,7 +170,7 @@ class _Group:
             return cls(device=torch.device("cuda" if cuda else "cpu"))
         from accelerate import PartialState
 
-        state = PartialState(cpu=not cuda)  # gloo on CPUs (reference/cluster.md), NCCL on GPUs
+        state = PartialState(cpu=not cuda)  # gloo on CPUs (docs/reference/cluster.md), NCCL on GPUs
         if state.num_processes != world:
             raise CspineError(f"expected {world} sampling processes but accelerate set up {state.num_processes}")
         return cls(world=world, rank=state.process_index, device=state.device)
@@ -191,7 +191,7 @@ class _Group:
 
         if dist.is_initialized():
             if clean:
-                dist.barrier()  # without it, ranks sometimes abort at exit (reference/cluster.md)
+                dist.barrier()  # without it, ranks sometimes abort at exit (docs/reference/cluster.md)
             dist.destroy_process_group()
 
 

@@ -1,7 +1,7 @@
 """Procedural lateral cervical-spine radiographs ("phantoms") for the demo and the tests.
 
 Every image is deterministic from its seed: the same seed and the same parameters give bit-identical
-pixels and files. The anatomy (reference/anatomy.md) is laid out in millimetres on a curve (the posterior
+pixels and files. The anatomy (docs/reference/anatomy.md) is laid out in millimetres on a curve (the posterior
 vertebral line) with a random lordosis, drawn at a working resolution as soft-edged shapes into three
 density layers (soft tissue, textured bone, cortex), turned into a positive film (bone bright, air dark)
 through an exposure curve, upsampled to the target size and finished there (collimation, side marker,

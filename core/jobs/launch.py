@@ -8,7 +8,7 @@ job's kind (``core.jobs.registry``):
   session, surviving the terminal and the TUI) or, in the foreground, in this very process.
 * N processes (a multiprocess kind whose params ask for more than one) run the same module under
   ``accelerate launch --multi_gpu --num_processes N`` (DDP: NCCL on GPUs, gloo on CPUs where the runner passes
-  ``cpu=True`` and ``ACCELERATE_USE_CPU`` is set, see reference/cluster.md). Rank 0 does the bookkeeping;
+  ``cpu=True`` and ``ACCELERATE_USE_CPU`` is set, see docs/reference/cluster.md). Rank 0 does the bookkeeping;
   every rank agrees on stopping. The rendezvous port is picked free at each (re)launch, so two runs on one
   machine do not collide. In the foreground the launcher is a subprocess followed through status.json.
 * ``sbatch=SbatchOptions(...)`` writes ``runs/<job>/<kind>.sbatch`` instead of running anything: it requests

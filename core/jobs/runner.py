@@ -9,7 +9,7 @@ A job is a row in the ``jobs`` table plus files the job owns (it never holds the
     cancel         present when a user asked to cancel
     pause          present when a user or a batch-scheduler script asked the job to pause at a safe point
 
-A job runs in the foreground (``run_foreground``) or detached (``start_detached``: new session, stdin from
+A job runs in the foreground (``run_job``) or detached (``start_detached``: new session, stdin from
 /dev/null, output to log.txt) so it survives SSH drops and the TUI closing. SIGTERM/SIGUSR1/SIGINT (a user,
 or a batch scheduler's pre-timeout signal) and ``--time-limit`` ask the runner to stop at its next safe point;
 it saves its state and the job ends ``paused``, resumable with ``resume``. A job whose process died is

@@ -12,7 +12,7 @@ defined on:
 Inputs are float images in [0, 1]: resized bilinearly to 299x299 (``align_corners=False``) and mapped to
 [-1, 1], exactly as pytorch-fid's ``InceptionV3(resize_input=True, normalize_input=True)`` (the study's
 FID). ``input_range="tf"`` maps to [-1, 127/128] instead, what TensorFlow's graph computes from 8-bit pixels
-((x - 128) / 128); docs/incoming/fid.md gives the measured difference.
+((x - 128) / 128); docs/guide/training.md (FID and KID) gives the measured difference.
 
 Two weight sources load into the same module:
 

@@ -1,6 +1,6 @@
 """The files of a quartet pack: Qualtrics QSF and Advanced Format TXT, answer key, manifest, preview, README.
 
-QSF structure follows real exports (reference/study.md section 1): ``SurveyEntry`` + ``SurveyElements`` with
+QSF structure follows real exports (docs/reference/study.md section 1): ``SurveyEntry`` + ``SurveyElements`` with
 BL (blocks), FL (flow), SO (options), SCO, PROJ, STAT, QC, RS and one SQ per question. Each quartet is its own
 block, so Qualtrics shows it on its own page; the flow lists the blocks in order, or inside a
 BlockRandomizer (``--shuffle-pages``) that presents all of them in a random order per rater.

@@ -1,4 +1,4 @@
-"""Import Qualtrics response exports (CSV) of a pack's survey into ratings (reference/study.md section 4).
+"""Import Qualtrics response exports (CSV) of a pack's survey into ratings (docs/reference/study.md section 4).
 
 Formats: the current export with three header rows (export tags; localised question text; ``{"ImportId":..}``)
 and the legacy export with two (``V1..V10`` + tags; metadata names + text). Columns are matched by export tag

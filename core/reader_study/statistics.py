@@ -1,4 +1,4 @@
-"""Statistics of the reader study: pure functions, no database (reference/study.md section 6).
+"""Statistics of the reader study: pure functions, no database (docs/reference/study.md section 6).
 
 - identification accuracy with a Wilson 95% interval and an exact two-sided binomial test against chance;
 - Fleiss' kappa (with irr's z statistic) for any categorical coding of the raters' answers;

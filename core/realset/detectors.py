@@ -1,6 +1,6 @@
 """Polarity (negative film?) and orientation (facing left or right?) of a lateral c-spine radiograph.
 
-Both detectors read anatomy, never the side-marker letter (reference/anatomy.md):
+Both detectors read anatomy, never the side-marker letter (docs/reference/anatomy.md):
 
 * the vertebral column is found without knowing the polarity, as the vertical band with the most horizontal
   edges (end plates and discs alternate down the column);

@@ -18,7 +18,7 @@ class Reason:
     label: str
 
 
-# The paper's two named abnormalities first, then the ones reference/anatomy.md lists; 9 asks for a note.
+# The paper's two named abnormalities first, then the ones docs/reference/anatomy.md lists; 9 asks for a note.
 REASONS: tuple[Reason, ...] = (
     Reason("1", "airway_posterior", "airway/pharynx posterior to the spine"),
     Reason("2", "elements_inverted", "anterior/posterior elements inverted"),

@@ -1,6 +1,6 @@
 """The project database: the ONLY module that imports duckdb.
 
-DuckDB allows one read-write process or many readers, never both (reference/tui.md section 4). So nobody
+DuckDB allows one read-write process or many readers, never both (docs/reference/tui.md section 4). So nobody
 holds the database open: every operation takes a study-level inter-process lock (``flock`` on
 ``study.duckdb.lock``), opens a short-lived connection, runs one transaction and closes. The TUI, CLI
 commands and jobs queue for milliseconds instead of failing, and no user ever sees a lock error.

@@ -1,6 +1,6 @@
 """Helpers every subcommand shares: the --study option, JSON output, and running long work as a job.
 
-Output conventions (docs/incoming/cli.md):
+Output conventions (docs/guide/cli.md):
 - `--json` prints exactly one JSON document on stdout and nothing else there. A job's document carries its id
   as `"job"` and its end state as `"state"`; every path in a document is absolute.
 - Without `--json` a job's id is the last line of stdout.

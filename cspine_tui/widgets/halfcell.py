@@ -2,7 +2,7 @@
 
 A half-cell preview shows two pixels per terminal cell (``▀`` with a foreground and a background colour).
 textual-image's HalfcellImage builds its segments in the render path, on the UI thread, at every paint
-(25-39 ms for a 64-cell wide image, reference/tui.md section 2). Here the segments are built once, off the
+(25-39 ms for a 64-cell wide image, docs/reference/tui.md section 2). Here the segments are built once, off the
 UI thread, for the widget's exact size, with one shared Style object per colour pair (so Rich's per-style
 ANSI cache is hit across images) and runs of equal cells merged into one segment. Showing an image that
 was prefetched is then a dictionary lookup and a repaint.

@@ -1,7 +1,7 @@
 """Image previews in the terminal through textual-image: Kitty graphics, Sixel, half-cell blocks or shades.
 
 textual-image probes the terminal when `textual_image.widget` is imported, which must happen before the App
-starts (reference/tui.md section 2): `run_app` imports this module first. `--image-protocol` picks the
+starts (docs/reference/tui.md section 2): `run_app` imports this module first. `--image-protocol` picks the
 widget class; `auto` keeps textual-image's own choice (Unicode shades when stdout is not a terminal).
 """
 

@@ -163,7 +163,7 @@ def test_two_processes_in_one_allocation_have_distinct_ranks(slurm, slurm_study)
     assert record["state"] == "succeeded" and record["result"]["processes"] == 2, show()
     out = slurm_out(study, job, sid)
     # Both processes report their own rank: a world of 2 with ranks 0 and 1, not two processes that both
-    # believe they are rank 0 (reference/cluster.md).
+    # believe they are rank 0 (docs/reference/cluster.md).
     assert f"{job}: process 0 of 2" in out and f"{job}: process 1 of 2" in out, out
     # Only rank 0 kept the books: one line per step, one checkpoint row.
     lines = (runner.run_dir(study, job) / "metrics.jsonl").read_text().splitlines()

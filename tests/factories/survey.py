@@ -2,7 +2,7 @@
 
 `paper_ratings()` builds a complete 8 raters x 50 quartets data set that reproduces every published number of
 the paper except kappa (29.0 % of 400; means 3.323 / 3.228 / 3.258 / 3.320 half-up; p 0.128 / 0.236 / 1.000;
-Holm 0.383 / 0.471 / 1.000). The per-rater differences come from reference/study.md section 6: comparison 1
+Holm 0.383 / 0.471 / 1.000). The per-rater differences come from docs/reference/study.md section 6: comparison 1
 has 7 non-zero differences with one tied pair (V = 23.5), comparison 2 six with one 4-way tie (V = 16.5);
 comparison 3 was found by search (sum of differences 1, V at the null mean -> p = 1).
 

@@ -1,5 +1,5 @@
 """core/reader_study/statistics.py against published tables, R results and the paper's numbers
-(reference/study.md section 6)."""
+(docs/reference/study.md section 6)."""
 
 from __future__ import annotations
 

@@ -45,6 +45,9 @@ class SyntheticImage:
     flipped: bool = False
     orientation_confidence: float | None = None
     source_path: str | None = None
+    # The condition it was generated for: {"attributes": {name: value}, "keypoints": {point: [x, y]}} in the
+    # image's own canonical coordinates (after any mirroring); None for unconditional and external images.
+    condition: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -155,11 +158,22 @@ def add_images(study: Study, run_id: str, rows: Sequence[SyntheticImage]) -> int
         before = tx.scalar("SELECT count(*) FROM synthetic_images WHERE run_id = ?", [run_id])
         tx.executemany(
             "INSERT INTO synthetic_images (id, run_id, idx, seed, path, sha256, flipped, orientation_confidence, "
-            "source_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "source_path, condition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [[image_id(run_id, r.idx), run_id, int(r.idx), r.seed, r.path, r.sha256, bool(r.flipped),
-              r.orientation_confidence, r.source_path] for r in rows])
+              r.orientation_confidence, r.source_path, None if r.condition is None else json.dumps(r.condition)]
+             for r in rows])
         after = tx.scalar("SELECT count(*) FROM synthetic_images WHERE run_id = ?", [run_id])
     return int(after - before)
+
+
+def conditions_for(study: Study, image_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """{image_id: condition} for the given synthetic images that were generated for one."""
+    ids = list(image_ids)
+    if not ids:
+        return {}
+    rows = study.store.query("SELECT id, condition FROM synthetic_images WHERE condition IS NOT NULL "
+                             "AND id IN (SELECT unnest(?))", [ids])
+    return {r["id"]: json.loads(r["condition"]) for r in rows}
 
 
 def standardise_orientation(arr: np.ndarray) -> tuple[np.ndarray, bool, float | None]:

@@ -223,6 +223,31 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0010_labels_and_conditions",
+        """
+        -- Labels on the real set (core/realset/labels.py): one row per import, the keypoints in canonical pixel
+        -- coordinates (origin at the top-left corner; pixel i spans [i, i+1), so its centre is i + 0.5) and the
+        -- per-image attributes (value as text; numeric is its number when the column is numeric).
+        CREATE TABLE label_imports (
+            id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL,    -- keypoints | attributes
+            file VARCHAR, file_sha256 VARCHAR, summary JSON, imported_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE real_keypoints (
+            image_id VARCHAR NOT NULL, point VARCHAR NOT NULL,  -- e.g. C3_body, C3_spinous
+            x DOUBLE NOT NULL, y DOUBLE NOT NULL, import_id VARCHAR,
+            PRIMARY KEY (image_id, point)
+        );
+        CREATE TABLE real_attributes (
+            image_id VARCHAR NOT NULL, name VARCHAR NOT NULL,
+            value VARCHAR NOT NULL, numeric DOUBLE, import_id VARCHAR,
+            PRIMARY KEY (image_id, name)
+        );
+        -- The condition a synthetic image was generated for (attributes and/or keypoints, in the image's own
+        -- canonical coordinates, after any mirroring); NULL for unconditional and external images.
+        ALTER TABLE synthetic_images ADD COLUMN condition JSON;
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

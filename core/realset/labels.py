@@ -1,0 +1,96 @@
+"""Labels on the real set, as stored: vertebral keypoints in canonical pixel coordinates and per-image attributes.
+
+Keypoints are named points (``C3_body``, ``C3_spinous``, ...) with (x, y) in the canonical image's continuous
+pixel coordinates: origin at the top-left corner, pixel column i spans [i, i+1), so its centre is x = i + 0.5.
+Attributes are named per-image values kept as text, with their number when the column is numeric.
+
+This module is the one place that reads and writes the label tables; importing a file (matching rows to
+images, carrying coordinates through the canonical resampling) is core/realset/label_import.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping, Sequence
+
+from core.study import Study
+
+KINDS = ("keypoints", "attributes")
+
+
+def replace_labels(study: Study, import_id: str, kind: str, *, file: str | None, file_sha256: str | None,
+                   summary: Mapping[str, Any], keypoints: Sequence[tuple[str, str, float, float]] = (),
+                   attributes: Sequence[tuple[str, str, str, float | None]] = ()) -> None:
+    """Record one import and its labels in one transaction (all or nothing).
+
+    keypoints: (image_id, point, x, y); attributes: (image_id, name, value, numeric). A label already stored
+    for the same image and point (or attribute name) is replaced: the newest import wins.
+    """
+    with study.store.connect() as tx:
+        tx.execute("INSERT INTO label_imports (id, kind, file, file_sha256, summary) VALUES (?, ?, ?, ?, ?)",
+                   [import_id, kind, file, file_sha256, json.dumps(dict(summary))])
+        tx.executemany(
+            "INSERT OR REPLACE INTO real_keypoints (image_id, point, x, y, import_id) VALUES (?, ?, ?, ?, ?)",
+            [[i, p, float(x), float(y), import_id] for i, p, x, y in keypoints])
+        tx.executemany(
+            "INSERT OR REPLACE INTO real_attributes (image_id, name, value, numeric, import_id) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [[i, n, str(v), None if num is None else float(num), import_id] for i, n, v, num in attributes])
+
+
+def keypoints_for(study: Study, image_ids: Iterable[str] | None = None) -> dict[str, dict[str, tuple[float, float]]]:
+    """{image_id: {point: (x, y)}} for the given images (all labelled images when None)."""
+    rows = _rows(study, "SELECT image_id, point, x, y FROM real_keypoints", image_ids)
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for r in rows:
+        out.setdefault(r["image_id"], {})[r["point"]] = (float(r["x"]), float(r["y"]))
+    return out
+
+
+def point_names(study: Study) -> list[str]:
+    """Every keypoint name stored, in a stable order (by level, then name)."""
+    return sorted(study.store.column("SELECT DISTINCT point FROM real_keypoints"))
+
+
+def attributes_for(study: Study, name: str, image_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """{image_id: value} of one attribute for the given images (all labelled images when None)."""
+    rows = _rows(study, "SELECT image_id, value FROM real_attributes WHERE name = ?", image_ids, [name])
+    return {r["image_id"]: r["value"] for r in rows}
+
+
+def attribute_names(study: Study) -> list[str]:
+    return sorted(study.store.column("SELECT DISTINCT name FROM real_attributes"))
+
+
+def attribute_counts(study: Study) -> dict[str, dict[str, int]]:
+    """{attribute: {value: number of real images}} (the dataset screen's table)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in study.store.query("SELECT name, value, count(*) AS n FROM real_attributes "
+                               "GROUP BY name, value ORDER BY name, value"):
+        out.setdefault(r["name"], {})[r["value"]] = int(r["n"])
+    return out
+
+
+def label_summary(study: Study) -> dict[str, Any]:
+    """How many real images carry keypoints and attributes, and the imports so far (newest first)."""
+    with study.store.connect() as tx:
+        return {
+            "keypoint_images": int(tx.scalar("SELECT count(DISTINCT image_id) FROM real_keypoints")),
+            "points": sorted(tx.column("SELECT DISTINCT point FROM real_keypoints")),
+            "attribute_images": int(tx.scalar("SELECT count(DISTINCT image_id) FROM real_attributes")),
+            "attributes": sorted(tx.column("SELECT DISTINCT name FROM real_attributes")),
+            "imports": tx.query("SELECT id, kind, file, summary, imported_at FROM label_imports "
+                                "ORDER BY imported_at DESC"),
+        }
+
+
+def _rows(study: Study, sql: str, image_ids: Iterable[str] | None, params: list[Any] | None = None
+          ) -> list[dict[str, Any]]:
+    params = list(params or [])
+    if image_ids is None:
+        return study.store.query(sql, params)
+    ids = list(image_ids)
+    if not ids:
+        return []
+    joiner = " AND " if " WHERE " in sql else " WHERE "
+    return study.store.query(f"{sql}{joiner}image_id IN (SELECT unnest(?))", params + [ids])

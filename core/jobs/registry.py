@@ -33,6 +33,8 @@ KINDS: dict[str, JobKind] = {
     "sample": JobKind("core.ddpm.sampling:run", multiprocess=True),
     "add_synthetic": JobKind("core.ddpm.synthetic:run_add_synthetic"),
     "fid": JobKind("core.ddpm.run_fid:run"),
+    "utility": JobKind("core.utility.benchmark:run"),
+    "condition_check": JobKind("core.utility.check:run"),
 }
 
 

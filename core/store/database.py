@@ -248,6 +248,33 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE synthetic_images ADD COLUMN condition JSON;
         """,
     ),
+    (
+        "0012_utility",
+        """
+        -- The utility benchmark (core/utility): one row per metric of each trained model (an arm at a real
+        -- fraction) with its 95% bootstrap interval, and the paired comparisons of two arms on the same test
+        -- images (DeLong for a binary AUROC, paired bootstrap otherwise); difference = a - b.
+        CREATE TABLE utility_results (
+            job_id VARCHAR NOT NULL, unit VARCHAR NOT NULL, arm VARCHAR NOT NULL, real_fraction DOUBLE NOT NULL,
+            metric VARCHAR NOT NULL, value DOUBLE, lo DOUBLE, hi DOUBLE,
+            n_real INTEGER, n_synthetic INTEGER, n_test INTEGER,
+            PRIMARY KEY (job_id, unit, metric)
+        );
+        CREATE TABLE utility_comparisons (
+            job_id VARCHAR NOT NULL, real_fraction DOUBLE NOT NULL, metric VARCHAR NOT NULL,
+            unit_a VARCHAR NOT NULL, unit_b VARCHAR NOT NULL, value_a DOUBLE, value_b DOUBLE,
+            diff DOUBLE, lo DOUBLE, hi DOUBLE, p DOUBLE, method VARCHAR,
+            PRIMARY KEY (job_id, metric, unit_a, unit_b)
+        );
+        -- The condition check: per synthetic image, what a model trained on real images sees in it against the
+        -- condition it was generated for (task = landmarks or an attribute name).
+        CREATE TABLE condition_checks (
+            job_id VARCHAR NOT NULL, image_id VARCHAR NOT NULL, task VARCHAR NOT NULL, run_id VARCHAR,
+            requested VARCHAR, predicted VARCHAR, agree BOOLEAN, error_px DOUBLE,
+            PRIMARY KEY (job_id, image_id, task)
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

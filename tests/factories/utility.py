@@ -1,0 +1,120 @@
+"""Phantom studies with labels for the utility tests: real films whose anatomy is known, synthetic runs whose
+condition is the truth (or a shuffled lie), a training job on record for each run.
+
+Keypoints are the phantoms' vertebral body centres (core/demo/phantom.landmarks), the attribute ``curve`` is
+"straight" below a 10 degree C2-C7 angle and "lordotic" above (a difference a small CNN can see at 32 px);
+seeds are picked so that both classes are equally common.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from core.ddpm import synthetic
+from core.demo import phantom
+from core.demo.phantom_params import PhantomParams
+from core.jobs import runner
+from core.realset import labels
+from core.study import Study
+
+LEVELS = ("C2", "C3", "C4", "C5", "C6", "C7")
+
+
+def truth(seed: int, size: int) -> dict[str, Any]:
+    """The condition a phantom shows: {"attributes": {"curve": ...}, "keypoints": {"C3_body": [x, y], ...}}."""
+    p = PhantomParams.random(seed, facing="left", height=max(16, size))
+    lm = phantom.landmarks(p, shape=(size, size))
+    return {"attributes": {"curve": "straight" if p.cobb_deg < 10 else "lordotic"},
+            "keypoints": {f"{lvl}_body": [float(lm["bodies"][lvl][0]), float(lm["bodies"][lvl][1])]
+                          for lvl in LEVELS}}
+
+
+def balanced_seeds(n: int, start: int, size: int) -> list[int]:
+    """n phantom seeds from `start` on, half straight and half lordotic (alternating)."""
+    want = {"straight": n // 2, "lordotic": n - n // 2}
+    out, s = [], start
+    while len(out) < n:
+        c = truth(s, size)["attributes"]["curve"]
+        if want[c] > 0:
+            want[c] -= 1
+            out.append(s)
+        s += 1
+    return out
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, "L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def add_real_phantoms(study: Study, seeds: list[int], split: str, size: int) -> list[str]:
+    rows, splits, kps, attrs = [], [], [], []
+    for s in seeds:
+        data = _png(phantom.render_canonical(s, size))
+        digest = hashlib.sha256(data).hexdigest()
+        path = study.real_dir / f"{digest}.png"
+        path.write_bytes(data)
+        image_id = hashlib.sha256(f"phantom-{s}".encode()).hexdigest()
+        rows.append([image_id, study.rel(path), digest, f"/src/{s}.png", "png", False, False, "stretch"])
+        splits.append([image_id, split, 0])
+        t = truth(s, size)
+        kps += [(image_id, p, x, y) for p, (x, y) in t["keypoints"].items()]
+        attrs += [(image_id, n, v, None) for n, v in t["attributes"].items()]
+    with study.store.connect() as tx:
+        tx.executemany("INSERT INTO real_images (id, path, canonical_sha256, source_path, source_format, inverted, "
+                       "flipped, resize_mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        tx.executemany("INSERT INTO splits (image_id, split, seed) VALUES (?, ?, ?)", splits)
+    labels.replace_labels(study, f"kp-{split}-{seeds[0]}", "keypoints", file=None, file_sha256=None,
+                          summary={"rows": len(kps)}, keypoints=kps)
+    labels.replace_labels(study, f"at-{split}-{seeds[0]}", "attributes", file=None, file_sha256=None,
+                          summary={"rows": len(attrs)}, attributes=attrs)
+    return [r[0] for r in rows]
+
+
+def train_job(study: Study, data: str = "train") -> str:
+    """A training job on record (its params say which images it saw); nothing runs."""
+    return runner.create_job(study, "train", {"data": data, "config": {"name": "tiny"}})
+
+
+def add_phantom_run(study: Study, name: str, seeds: list[int], size: int, *, job: str, step: int = 100,
+                    shuffle: int | None = None, accept: bool = True) -> list[str]:
+    """A sampled run of phantoms conditioned on their own truth (or, with `shuffle`, on a permutation of the
+    run's conditions drawn with that seed); every image accepted by one reviewer unless told."""
+    synthetic.create_run(study, name, "sampled", train_job=job, checkpoint_step=step, sampler="ddim", steps=10,
+                         seed=0, weights="ema")
+    conds = [truth(s, size) for s in seeds]
+    if shuffle is not None:
+        order = np.random.default_rng(shuffle).permutation(len(conds))
+        conds = [conds[i] for i in order]
+    rows = []
+    for i, (s, c) in enumerate(zip(seeds, conds)):
+        row = synthetic.save_image(study, name, i, phantom.render_canonical(s, size), seed=s, orient=False)
+        row.condition = c
+        rows.append(row)
+    synthetic.add_images(study, name, rows)
+    ids = [synthetic.image_id(name, i) for i in range(len(seeds))]
+    if accept:
+        study.store.executemany("INSERT OR REPLACE INTO reviews (image_id, reviewer, decision) VALUES (?, ?, ?)",
+                                [[i, "screener", "accept"] for i in ids])
+    return ids
+
+
+def phantom_study(study: Study, *, n_train: int = 24, n_val: int = 16, n_syn: int = 24, size: int = 32,
+                  data: str = "train") -> dict[str, Any]:
+    """Real train/val phantoms with labels and one accepted conditional run ("syn") from a train job."""
+    train = balanced_seeds(n_train, 0, size)
+    val = balanced_seeds(n_val, train[-1] + 1, size)
+    syn = balanced_seeds(n_syn, val[-1] + 1, size)
+    add_real_phantoms(study, train, "train", size)
+    add_real_phantoms(study, val, "val", size)
+    job = train_job(study, data)
+    add_phantom_run(study, "syn", syn, size, job=job)
+    seeds = train + val + syn
+    study.set("ingest", "size", size)
+    return {"job": job, "seeds": seeds}

@@ -75,7 +75,9 @@ def batch_rows(n: int, step: int, batch: int, seed: int, unit: str) -> np.ndarra
 def loss_fn(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if mask is None:
         return nn.functional.cross_entropy(out, target)
-    per = nn.functional.smooth_l1_loss(out.view_as(target), target, reduction="none", beta=0.02).sum(-1)
+    b = out.shape[0]
+    per = nn.functional.smooth_l1_loss(out.view(b, -1, 2), target.view(b, -1, 2), reduction="none",
+                                       beta=0.02).sum(-1)  # (B, P): one loss per keypoint
     return (per * mask).sum() / mask.sum().clamp(min=1)
 
 

@@ -25,11 +25,12 @@ from core.study import Study
 LEVELS = ("C2", "C3", "C4", "C5", "C6", "C7")
 
 
-def truth(seed: int, size: int) -> dict[str, Any]:
-    """The condition a phantom shows: {"attributes": {"curve": ...}, "keypoints": {"C3_body": [x, y], ...}}."""
-    p = PhantomParams.random(seed, facing="left", height=max(16, size))
+def truth(seed: int, size: int, facing: str = "left") -> dict[str, Any]:
+    """The condition a phantom shows: {"attributes": {"curve": ..., "facing": ...}, "keypoints": {"C3_body":
+    [x, y], ...}}. A right-facing one is the exact mirror of the left-facing film (render_canonical)."""
+    p = PhantomParams.random(seed, facing=facing, height=max(16, size))
     lm = phantom.landmarks(p, shape=(size, size))
-    return {"attributes": {"curve": "straight" if p.cobb_deg < 10 else "lordotic"},
+    return {"attributes": {"curve": "straight" if p.cobb_deg < 10 else "lordotic", "facing": facing},
             "keypoints": {f"{lvl}_body": [float(lm["bodies"][lvl][0]), float(lm["bodies"][lvl][1])]
                           for lvl in LEVELS}}
 
@@ -53,17 +54,23 @@ def _png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def add_real_phantoms(study: Study, seeds: list[int], split: str, size: int) -> list[str]:
+def facing_of(k: int, mirror: bool) -> str:
+    """With `mirror`, every second phantom faces right (an attribute any CNN learns in a few steps)."""
+    return "right" if mirror and k % 2 else "left"
+
+
+def add_real_phantoms(study: Study, seeds: list[int], split: str, size: int, *, mirror: bool = False) -> list[str]:
     rows, splits, kps, attrs = [], [], [], []
-    for s in seeds:
-        data = _png(phantom.render_canonical(s, size))
+    for k, s in enumerate(seeds):
+        facing = facing_of(k, mirror)
+        data = _png(phantom.render_canonical(s, size, facing=facing))
         digest = hashlib.sha256(data).hexdigest()
         path = study.real_dir / f"{digest}.png"
         path.write_bytes(data)
         image_id = hashlib.sha256(f"phantom-{s}".encode()).hexdigest()
         rows.append([image_id, study.rel(path), digest, f"/src/{s}.png", "png", False, False, "stretch"])
         splits.append([image_id, split, 0])
-        t = truth(s, size)
+        t = truth(s, size, facing)
         kps += [(image_id, p, x, y) for p, (x, y) in t["keypoints"].items()]
         attrs += [(image_id, n, v, None) for n, v in t["attributes"].items()]
     with study.store.connect() as tx:
@@ -83,18 +90,23 @@ def train_job(study: Study, data: str = "train") -> str:
 
 
 def add_phantom_run(study: Study, name: str, seeds: list[int], size: int, *, job: str, step: int = 100,
-                    shuffle: int | None = None, accept: bool = True) -> list[str]:
-    """A sampled run of phantoms conditioned on their own truth (or, with `shuffle`, on a permutation of the
-    run's conditions drawn with that seed); every image accepted by one reviewer unless told."""
+                    shuffle: int | None = None, displace: float = 0.0, accept: bool = True,
+                    mirror: bool = False) -> list[str]:
+    """A sampled run of phantoms conditioned on their own truth, or on a lie: with `shuffle`, a permutation of
+    the run's conditions drawn with that seed; with `displace`, keypoints moved down by that many pixels.
+    Every image is accepted by one reviewer unless told."""
     synthetic.create_run(study, name, "sampled", train_job=job, checkpoint_step=step, sampler="ddim", steps=10,
                          seed=0, weights="ema")
-    conds = [truth(s, size) for s in seeds]
+    conds = [truth(s, size, facing_of(k, mirror)) for k, s in enumerate(seeds)]
     if shuffle is not None:
         order = np.random.default_rng(shuffle).permutation(len(conds))
         conds = [conds[i] for i in order]
+    for c in conds:
+        c["keypoints"] = {p: [x, y + displace] for p, (x, y) in c["keypoints"].items()}
     rows = []
     for i, (s, c) in enumerate(zip(seeds, conds)):
-        row = synthetic.save_image(study, name, i, phantom.render_canonical(s, size), seed=s, orient=False)
+        image = phantom.render_canonical(s, size, facing=facing_of(i, mirror))
+        row = synthetic.save_image(study, name, i, image, seed=s, orient=False)
         row.condition = c
         rows.append(row)
     synthetic.add_images(study, name, rows)
@@ -106,15 +118,15 @@ def add_phantom_run(study: Study, name: str, seeds: list[int], size: int, *, job
 
 
 def phantom_study(study: Study, *, n_train: int = 24, n_val: int = 16, n_syn: int = 24, size: int = 32,
-                  data: str = "train") -> dict[str, Any]:
+                  data: str = "train", mirror: bool = False) -> dict[str, Any]:
     """Real train/val phantoms with labels and one accepted conditional run ("syn") from a train job."""
     train = balanced_seeds(n_train, 0, size)
     val = balanced_seeds(n_val, train[-1] + 1, size)
     syn = balanced_seeds(n_syn, val[-1] + 1, size)
-    add_real_phantoms(study, train, "train", size)
-    add_real_phantoms(study, val, "val", size)
+    add_real_phantoms(study, train, "train", size, mirror=mirror)
+    add_real_phantoms(study, val, "val", size, mirror=mirror)
     job = train_job(study, data)
-    add_phantom_run(study, "syn", syn, size, job=job)
+    add_phantom_run(study, "syn", syn, size, job=job, mirror=mirror)
     seeds = train + val + syn
     study.set("ingest", "size", size)
     return {"job": job, "seeds": seeds}

@@ -34,7 +34,7 @@ from core.utility import results
 from core.utility.models import ARCHS, TrainSpec, predict, softmax, train
 
 ARMS = ("real", "synthetic", "mixed")
-DEFAULTS = {"steps": 600, "batch": 32, "lr": 1e-3, "boot": 2000, "arch": "resnet18"}
+DEFAULTS = {"steps": 600, "batch": 32, "lr": 3e-4, "boot": 2000, "arch": "resnet18"}
 
 
 def parse_arm(text: str) -> tuple[str, float | None]:
@@ -238,6 +238,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
     return {**result, "output": study.rel(ctx.dir)}
 
 
+def _finite(v: float | None) -> float | None:
+    """A number, or None where there is none (an AUROC on a test set with one class): JSON has no NaN."""
+    return None if v is None or not math.isfinite(float(v)) else float(v)
+
+
 def analyse(p: dict[str, Any], test: udata.LabelledSet, preds: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Metrics of every unit with bootstrap intervals, and paired comparisons of the arms at each fraction."""
     task = p["space"]["task"]
@@ -253,7 +258,8 @@ def analyse(p: dict[str, Any], test: udata.LabelledSet, preds: dict[str, dict[st
         evals[key] = umetrics.evaluate(parts[key], idx)
         for name, e in evals[key].items():
             rows.append({"unit": key, "arm": rec["arm"], "fraction": rec["fraction"], "metric": name,
-                         "value": e["value"], "lo": e["lo"], "hi": e["hi"], "n_real": rec["n_real"],
+                         "value": _finite(e["value"]), "lo": _finite(e["lo"]), "hi": _finite(e["hi"]),
+                         "n_real": rec["n_real"],
                          "n_synthetic": rec["n_synthetic"], "n_test": len(test)})
     comparisons = []
     by_fraction: dict[float, list[str]] = {}
@@ -265,8 +271,9 @@ def analyse(p: dict[str, Any], test: udata.LabelledSet, preds: dict[str, dict[st
         for a, b in combinations(keys, 2):
             for name in evals[a]:
                 c = umetrics.compare(name, evals[a][name], evals[b][name], parts[a], parts[b])
-                comparisons.append({"fraction": fraction, "metric": name, "a": a, "b": b, "value_a": c["a"],
-                                    "value_b": c["b"], **{k: c[k] for k in ("diff", "lo", "hi", "p", "method")}})
+                comparisons.append({"fraction": fraction, "metric": name, "a": a, "b": b, "method": c["method"],
+                                    "value_a": _finite(c["a"]), "value_b": _finite(c["b"]),
+                                    **{k: _finite(c[k]) for k in ("diff", "lo", "hi", "p")}})
     thresholds = umetrics.thresholds(canonical) if task == udata.LANDMARKS else None
     return {"task": task, "n_test": len(test), "canonical": canonical, "thresholds_px": thresholds,
             "results": rows, "comparisons": comparisons, "boot": p["boot"], "seed": p["seed"]}

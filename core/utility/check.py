@@ -31,7 +31,7 @@ from core.utility import data as udata
 from core.utility.metrics import landmark_errors
 from core.utility.models import ARCHS, TrainSpec, predict, softmax, train
 
-DEFAULTS = {"steps": 600, "batch": 32, "lr": 1e-3, "arch": "resnet18"}
+DEFAULTS = {"steps": 600, "batch": 32, "lr": 3e-4, "arch": "resnet18"}
 
 
 def conditioned_images(study: Study, runs: list[str]) -> dict[str, list[str]]:

@@ -11,7 +11,8 @@ per stage, for the demo and the tests on CPU.
 Landmarks are regressed as coordinates: the head outputs (x, y) per keypoint as fractions of the image
 width, trained with a smooth-L1 loss over the keypoints an image has. Heatmaps are more precise at 256 px but
 need an upsampling decoder the torchvision backbone does not have; a coordinate head keeps the model the
-library's own. Attributes get a softmax head trained with cross-entropy.
+library's own. The coordinate head starts at the training set's mean layout (``start_at_mean_layout``).
+Attributes get a softmax head trained with cross-entropy.
 
 Training is a fixed number of optimizer steps (equal compute for every training set, so a mixed set is not
 favoured by more updates), Adam, batches drawn from a per-epoch permutation seeded by (seed, unit, epoch):
@@ -87,6 +88,8 @@ def train(pixels: np.ndarray, target: np.ndarray, mask: np.ndarray | None, n_out
     """Train one model; returns it, or None when stopped (its state saved in `state_path` to resume from)."""
     torch.manual_seed(mix_seed(spec.seed, unit, "init"))
     model = build_model(spec.arch, n_outputs)
+    if mask is not None:
+        start_at_mean_layout(model, target, mask)
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
     step = 0
     if state_path.exists():
@@ -113,6 +116,17 @@ def train(pixels: np.ndarray, target: np.ndarray, mask: np.ndarray | None, n_out
         if step % save_every == 0 and step < spec.steps:
             _save(state_path, model, opt, step)
     return model
+
+
+def start_at_mean_layout(model: nn.Module, target: np.ndarray, mask: np.ndarray) -> None:
+    """Start the coordinate head at the training set's mean keypoint layout (bias) with small weights, so a
+    short training refines a plausible layout instead of first walking from random outputs to the anatomy."""
+    pts = target.reshape(len(target), -1, 2)
+    m = mask[..., None].astype(np.float64)
+    mean = (pts * m).sum(0) / np.maximum(m.sum(0), 1)
+    with torch.no_grad():
+        model.fc.bias.copy_(torch.from_numpy(mean.reshape(-1)).float())
+        model.fc.weight.mul_(0.01)
 
 
 def _save(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int) -> None:

@@ -90,11 +90,11 @@ def train_job(study: Study, data: str = "train") -> str:
 
 
 def add_phantom_run(study: Study, name: str, seeds: list[int], size: int, *, job: str, step: int = 100,
-                    shuffle: int | None = None, displace: float = 0.0, accept: bool = True,
-                    mirror: bool = False) -> list[str]:
+                    shuffle: int | None = None, displace: float = 0.0, swap_facing: bool = False,
+                    accept: bool = True, mirror: bool = False) -> list[str]:
     """A sampled run of phantoms conditioned on their own truth, or on a lie: with `shuffle`, a permutation of
-    the run's conditions drawn with that seed; with `displace`, keypoints moved down by that many pixels.
-    Every image is accepted by one reviewer unless told."""
+    the run's conditions drawn with that seed; with `displace`, keypoints moved down by that many pixels; with
+    `swap_facing`, the other facing. Every image is accepted by one reviewer unless told."""
     synthetic.create_run(study, name, "sampled", train_job=job, checkpoint_step=step, sampler="ddim", steps=10,
                          seed=0, weights="ema")
     conds = [truth(s, size, facing_of(k, mirror)) for k, s in enumerate(seeds)]
@@ -103,6 +103,8 @@ def add_phantom_run(study: Study, name: str, seeds: list[int], size: int, *, job
         conds = [conds[i] for i in order]
     for c in conds:
         c["keypoints"] = {p: [x, y + displace] for p, (x, y) in c["keypoints"].items()}
+        if swap_facing:
+            c["attributes"]["facing"] = {"left": "right", "right": "left"}[c["attributes"]["facing"]]
     rows = []
     for i, (s, c) in enumerate(zip(seeds, conds)):
         image = phantom.render_canonical(s, size, facing=facing_of(i, mirror))

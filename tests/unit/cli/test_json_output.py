@@ -48,10 +48,15 @@ STEPS: list[tuple[str, list[str]]] = [
                   "--out", "{pack}"]),
     ("import-ratings", ["{ratings_csv}"]),
     ("analyze", ["--report", "{report}"]),
+    ("utility", ["--task", "side", "--train", "real", "synthetic", "--run", "sampled", "--model", "resnet10",
+                 "--size", "32", "--steps", "2", "--batch", "2", "--boot", "50"]),
+    ("condition-check", ["--run", "sampled", "--task", "side", "--model", "resnet10", "--size", "32", "--steps", "2",
+                         "--batch", "2"]),
     ("status", []),
     ("jobs", []),
 ]
-JOB_COMMANDS = {"ingest", "train", "sample", "fid", "add-synthetic", "release", "audit", "prescreen"}
+JOB_COMMANDS = {"ingest", "train", "sample", "fid", "add-synthetic", "release", "audit", "prescreen", "utility",
+                "condition-check"}
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:
@@ -103,6 +108,20 @@ def _before(name: str, study, tmp: Path, values: dict[str, str]) -> None:
 
         spec = load_pack(study, None)
         write_qualtrics_csv(values["ratings_csv"], spec, simulate_raters(spec, 3, seed=1))
+    elif name == "utility":  # labels on the real images and conditions on the sampled ones; 2 of 4 in val
+        from core.realset import labels
+
+        first = study.store.scalar("SELECT image_id FROM splits WHERE split = 'train' ORDER BY image_id LIMIT 1")
+        study.store.execute("UPDATE splits SET split = 'val' WHERE image_id = ?", [first])
+        attrs = []
+        for split in ("train", "val"):
+            ids = study.store.column("SELECT image_id FROM splits WHERE split = ? ORDER BY image_id", [split])
+            attrs += [(i, "side", "ab"[k % 2], None) for k, i in enumerate(ids)]
+        labels.replace_labels(study, "json-test", "attributes", file=None, file_sha256=None, summary={},
+                              attributes=attrs)
+        for k, i in enumerate(study.store.column("SELECT id FROM synthetic_images WHERE run_id = 'sampled'")):
+            study.store.execute("UPDATE synthetic_images SET condition = ? WHERE id = ?",
+                                [json.dumps({"attributes": {"side": "ab"[k % 2]}}), i])
     elif name == "audit-verdicts":
         assert main(["audit-verdict", "--study", str(study.root), "--rank", "1", "--verdict", "not",
                      "--reviewer", "ann"]) == 0

@@ -43,4 +43,6 @@ SCREENS: list[ScreenEntry] = [
                 "import Qualtrics ratings; accuracy, kappa, Wilcoxon, violin plot, report"),
     ScreenEntry("jobs", "cspine_tui.screens.jobs:JobsScreen", "8", "Jobs",
                 "every job with state, progress, trend and log tail; pause, cancel, resume"),
+    ScreenEntry("utility", "cspine_tui.screens.utility:UtilityScreen", "9", "Utility",
+                "real vs synthetic vs mixed training sets: learning curves, comparisons; condition checks"),
 ]

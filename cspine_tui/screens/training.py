@@ -258,7 +258,8 @@ class TrainingScreen(PolledScreen):
     def on_mount(self) -> None:
         self.query_one("#runs", LiveTable).add_columns("run", "state", "step", "loss")
         evals = self.query_one("#evals", DataTable)
-        evals.add_columns("step", "train loss", "val loss", "val loss (EMA)", "FID", "KID", "FID details")
+        evals.add_columns("step", "train loss", "val loss", "val loss (EMA)", "FID", "KID", "FID details",
+                          "cond acc", "cond px")
         plot = self.query_one("#curve", PlotWidget)
         plot.set_xlabel("step")
         plot.set_x_formatter(self.x_ticks)
@@ -348,7 +349,9 @@ class TrainingScreen(PolledScreen):
         table = self.query_one("#evals", DataTable)
         table.clear()
         series = self.tail.series
-        steps = sorted(set(series.get("val_loss", {})) | set(series.get("fid", {})))
+        # cond_*: the condition check's agreement at a checkpoint (core/utility/check.py appends it here).
+        steps = sorted(set(series.get("val_loss", {})) | set(series.get("fid", {}))
+                       | set(series.get("cond_accuracy", {})) | set(series.get("cond_landmark_px", {})))
         train_steps, train_vals = self.tail.points("train_loss")
 
         def fmt(name: str, step: int, spec: str = ".4f") -> str:
@@ -364,7 +367,8 @@ class TrainingScreen(PolledScreen):
                 if d.get("extractor") == "proxy":
                     label += " (NOT Inception)"
             table.add_row(str(step), f"{train_vals[i - 1]:.4f}" if i else "", fmt("val_loss", step),
-                          fmt("val_loss_ema", step), fmt("fid", step, ".2f"), fmt("kid", step, ".4f"), label)
+                          fmt("val_loss_ema", step), fmt("fid", step, ".2f"), fmt("kid", step, ".4f"), label,
+                          fmt("cond_accuracy", step, ".3f"), fmt("cond_landmark_px", step, ".2f"))
 
     @on(DataTable.RowHighlighted, "#runs")
     def _highlight(self, event: DataTable.RowHighlighted) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,8 @@ from core.demo.phantom_params import PhantomParams
 from core.jobs import runner
 from core.realset import labels
 from core.study import Study
+from core.utility.benchmark import analyse
+from core.utility.data import LabelledSet
 
 LEVELS = ("C2", "C3", "C4", "C5", "C6", "C7")
 
@@ -132,3 +135,36 @@ def phantom_study(study: Study, *, n_train: int = 24, n_val: int = 16, n_syn: in
     seeds = train + val + syn
     study.set("ingest", "size", size)
     return {"job": job, "seeds": seeds}
+
+
+def fake_benchmark(study) -> str:
+    """A finished utility job's folder: params and the result the real analysis makes of fixed predictions."""
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(10, int), np.ones(10, int)]
+    test = LabelledSet([f"v{i}" for i in range(20)], [""] * 20, "real", classes=y, native=[0] * 20)
+    params = {"task": "curve", "arms": ["real", "synthetic", "mixed"], "runs": ["syn"], "fractions": [0.5, 1.0],
+              "seed": 0, "size": 32, "arch": "resnet10", "steps": 10, "boot": 200, "space": {"task": "curve"}}
+    preds = {}
+    for key, arm, frac, signal in [("synthetic", "synthetic", 0.0, 0.5), ("real@0.5", "real", 0.5, 0.8),
+                                   ("mixed@0.5", "mixed", 0.5, 1.2), ("real@1", "real", 1.0, 1.5),
+                                   ("mixed@1", "mixed", 1.0, 1.8)]:
+        logits = rng.normal(size=(20, 2))
+        logits[np.arange(20), y] += signal
+        preds[key] = {"arm": arm, "fraction": frac, "n_real": int(16 * frac), "n_synthetic": 0 if arm == "real" else 12,
+                      "pred": logits.tolist()}
+    result = analyse(params, test, preds)
+    job = runner.create_job(study, "utility", params)
+    runner.write_json_atomic(runner.run_dir(study, job) / "status.json", {
+        "state": "succeeded", "done": 50, "total": 50, "progress": 1.0, "message": "done", "result": result,
+        "heartbeat": time.time()})
+    return job
+
+
+def fake_check(study) -> str:
+    job = runner.create_job(study, "condition_check", {"tasks": ["facing"], "runs": ["syn"]})
+    result = {"tasks": {"facing": {"reference": {"value": 0.9, "n": 8}, "all": {"value": 0.75, "n": 12},
+                                   "runs": {"syn": {"value": 0.75, "n": 12}}}},
+              "checkpoints": [{"train_job": "train-x", "step": 100, "cond_accuracy": 0.75}], "runs": ["syn"]}
+    runner.write_json_atomic(runner.run_dir(study, job) / "status.json", {
+        "state": "succeeded", "progress": 1.0, "result": result, "heartbeat": time.time()})
+    return job

@@ -22,6 +22,7 @@ from core.reader_study.analysis import analyze
 from cspine_tui.app import SCREENS, CspineApp
 from tests.factories.screens import screen_text
 from tests.factories.survey import tiny_study
+from tests.factories.utility import fake_benchmark
 from tests.factories.waiting import open_by_key, settle
 
 SIZES = [(80, 24), (120, 40)]
@@ -48,6 +49,8 @@ EXPECT: dict[str, tuple[list[str], dict[str, tuple[int, int]]]] = {
     "analysis": (["measure", "this study", "paper", "identification accuracy", "rater", "correct", "accuracy"],
                  {"#summary": (40, 8), "#raters": (40, 4)}),
     "jobs": (["job", "kind", "state", "progress"], {}),
+    "utility": (["job", "kind", "task", "model", "synthetic", "95% interval"],
+                {"#jobs": (25, 2), "#curves": (30, 6), "#results": (30, 3)}),
 }
 
 
@@ -76,6 +79,7 @@ def full_study(tmp_path_factory):
                                               "count": 20, "sampler": "dpmpp", "steps": 20, "weights": "ema"})
     runner.write_json_atomic(runner.run_dir(study, sjob) / "status.json", {
         "state": "succeeded", "done": 20, "total": 20, "images_per_s": 1.5, "run": name, "heartbeat": time.time()})
+    fake_benchmark(study)
     return study
 
 

@@ -1,0 +1,46 @@
+"""The Utility screen (Pilot): benchmark jobs with their learning curves, metric table and paired comparisons, and
+condition checks with their agreement, all read from the run folders."""
+
+from __future__ import annotations
+
+import pytest
+
+from cspine_tui.app import CspineApp
+from tests.factories.screens import screen_text
+from tests.factories.utility import fake_benchmark, fake_check
+from tests.factories.waiting import open_by_key, settle, until
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def test_utility_screen_shows_curves_tables_and_checks(study) -> None:
+    bench = fake_benchmark(study)
+    check = fake_check(study)
+    app = CspineApp(study, reviewer="tester", image_protocol="off")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_by_key(app, pilot, "9", "UtilityScreen")
+        await settle(app, pilot)
+        screen = app.screen
+        order = [j["id"] for j in screen.jobs]
+        assert sorted(order) == sorted([bench, check]) and screen.selected == order[0]
+        for job in order:  # the first row is shown on opening; the cursor moves down to the second
+            if screen.selected != job:
+                await pilot.press("down")
+                await until(app, pilot, lambda: screen.selected == job)
+            await settle(app, pilot)
+            if job == check:
+                text = screen_text(app)
+                assert "checker on real" in text and "0.750" in text and "0.900" in text and "train-x" in text
+                continue
+            # The benchmark: one curve per training set, the AUROC first.
+            assert screen.metric == "auroc"
+            plot = screen.query_one("#curves")
+            labels = sorted(label for label in plot._labels if label)
+            assert labels == ["mixed", "real", "synthetic"]
+            assert len(plot._datasets) == 9  # a line, the intervals and the points of each
+            assert screen.query_one("#results").row_count == 5
+            assert screen.query_one("#comparisons").row_count == 6  # 2 fractions x 3 pairs
+            assert "DeLong" in screen_text(app)
+            await pilot.press("m")
+            await settle(app, pilot)
+            assert screen.metric == "accuracy" and "paired bootstrap" in screen_text(app)

@@ -43,7 +43,10 @@ class LabelledSet:
 
     def subset(self, rows: list[int] | np.ndarray) -> "LabelledSet":
         rows = [int(r) for r in rows]
-        pick = (lambda a: None if a is None else a[rows])
+
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[rows]
+
         return LabelledSet([self.ids[r] for r in rows], [self.paths[r] for r in rows], self.kind, pick(self.points),
                            pick(self.mask), pick(self.classes), [self.native[r] for r in rows])
 

@@ -25,6 +25,7 @@ from core.errors import CspineError
 from core.study import Study
 from core.reader_study.spec import LETTERS, PackSpec
 from core.reader_study.report import write_report
+from core.utility import report as utility_report
 
 KAPPA_CODINGS = ("source", "position", "correct")
 Log = Callable[[str], None]
@@ -163,6 +164,7 @@ def analyze(study: Study, pack: str | Path | None = None, *, kappa_coding: str =
     result["study"] = str(study.root.resolve())
     result["figures"] = _figures(result, spec, out)
     log(f"figures written to {out}")
+    result["_utility_markdown"] = utility_report.markdown_section(study)  # empty without a benchmark or check
     report = write_report(result, spec, out)
     result["report"] = report
     stored = {k: v for k, v in result.items() if not k.startswith("_")}

@@ -176,6 +176,8 @@ def build_markdown(r: dict[str, Any], spec: PackSpec) -> str:
     out += ["## Quartets", "", _table(
         ["quartet", "answers", "real chosen", *[f"step {c} chosen" for c in ck]],
         [[q["quartet"], q["answers"], q["correct"], *[q["chosen"][c] for c in ck]] for q in r["per_quartet"]]), ""]
+    if r.get("_utility_markdown"):  # core/utility/report.py: the task-based utility benchmark and checks
+        out += [r["_utility_markdown"], ""]
     out += ["## Methods", "", methods_paragraph(r, spec), ""]
     if r["warnings"]:
         out += ["## Notes", ""] + [f"- {_e(w)}" for w in r["warnings"]] + [""]

@@ -246,14 +246,4 @@ def _append_metrics_line(study: Study, train_job: str, step: int, values: dict[s
         os.close(fd)
 
 
-def latest_checks(study: Study) -> list[dict[str, Any]]:
-    """The newest condition metrics per training job and step: [{train_job, step, name, value, details}]."""
-    rows = study.store.query("SELECT job_id, step, name, value, details FROM metrics "
-                             "WHERE name IN ('cond_accuracy', 'cond_landmark_px') ORDER BY job_id, step, name")
-    for r in rows:
-        r["details"] = json.loads(r["details"]) if r["details"] else {}
-    return rows
-
-
-__all__ = ["DEFAULTS", "check_params", "conditioned_images", "summarise", "run", "record_checkpoint_metrics",
-           "latest_checks"]
+__all__ = ["DEFAULTS", "check_params", "conditioned_images", "summarise", "run", "record_checkpoint_metrics"]

@@ -20,8 +20,6 @@ from core.utility import stats
 from core.utility.data import LabelledSet
 
 LOWER_IS_BETTER = {"mre_px", "mre_mm"}
-LABELS = {"mre_px": "mean radial error (px)", "mre_mm": "mean radial error (mm)", "sr2": "within 2 px @256",
-          "sr4": "within 4 px @256", "accuracy": "accuracy", "auroc": "AUROC"}
 
 
 def thresholds(canonical: int) -> tuple[float, float]:
@@ -97,4 +95,4 @@ def compare(name: str, a: dict[str, Any], b: dict[str, Any], parts_a: dict[str, 
     return {**res, "method": "paired bootstrap"}
 
 
-__all__ = ["LOWER_IS_BETTER", "LABELS", "thresholds", "landmark_errors", "case_parts", "evaluate", "compare"]
+__all__ = ["LOWER_IS_BETTER", "thresholds", "landmark_errors", "case_parts", "evaluate", "compare"]

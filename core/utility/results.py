@@ -1,4 +1,5 @@
-"""The utility benchmark's results in the store: saving a job's results and reading them back (screen, report).
+"""The utility results in the store: saving a benchmark's results and reading them and the condition checks back
+(report, CLI); no torch here, so the report imports it cheaply.
 
 A job's rows are replaced as a whole (one transaction), so re-analysing a job never leaves a mix of two runs.
 """
@@ -9,6 +10,9 @@ import json
 from typing import Any
 
 from core.study import Study
+
+LABELS = {"mre_px": "mean radial error (px)", "mre_mm": "mean radial error (mm)", "sr2": "within 2 px @256",
+          "sr4": "within 4 px @256", "accuracy": "accuracy", "auroc": "AUROC"}
 
 
 def save(study: Study, job_id: str, params: dict[str, Any], result: dict[str, Any]) -> None:
@@ -59,6 +63,15 @@ def job_results(study: Study, job_id: str) -> dict[str, Any]:
     return {"job": job_id, "results": res, "comparisons": comp}
 
 
+def latest_checks(study: Study) -> list[dict[str, Any]]:
+    """The newest condition metrics per training job and step: [{train_job, step, name, value, details}]."""
+    rows = study.store.query("SELECT job_id, step, name, value, details FROM metrics "
+                             "WHERE name IN ('cond_accuracy', 'cond_landmark_px') ORDER BY job_id, step, name")
+    for r in rows:
+        r["details"] = json.loads(r["details"]) if r["details"] else {}
+    return rows
+
+
 def learning_curves(rows: list[dict[str, Any]], metric: str) -> dict[str, list[tuple[float, float, float, float]]]:
     """{arm: [(real fraction, value, lo, hi), ...]} of one metric, by increasing fraction."""
     out: dict[str, list[tuple[float, float, float, float]]] = {}
@@ -68,4 +81,4 @@ def learning_curves(rows: list[dict[str, Any]], metric: str) -> dict[str, list[t
     return {arm: sorted(pts) for arm, pts in out.items()}
 
 
-__all__ = ["save", "benchmark_jobs", "job_results", "learning_curves"]
+__all__ = ["LABELS", "save", "benchmark_jobs", "job_results", "latest_checks", "learning_curves"]

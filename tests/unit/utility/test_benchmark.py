@@ -10,7 +10,7 @@ import pytest
 from core.errors import CspineError
 from core.jobs import runner
 from core.study import Study
-from core.utility import benchmark, results
+from core.utility import benchmark, report, results
 from tests.factories.utility import phantom_study
 
 TINY = {"arch": "resnet10", "steps": 6, "batch": 8, "boot": 200}
@@ -76,6 +76,14 @@ def test_landmarks_learning_curve_and_stored_results(pstudy: Study) -> None:
     curves = results.learning_curves(stored["results"], "mre_px")
     assert [pt[0] for pt in curves["real"]] == [0.5, 1.0]
     assert results.benchmark_jobs(pstudy)[0]["id"] == record["id"]
+    section = report.markdown_section(pstudy)
+    assert section.startswith("## Utility of the synthetic images") and f"`{record['id']}`" in section
+    assert section.count("| mixed:0.5@1 | 16 | 8 | ") == 4  # its four metrics, one row each
+    assert "paired bootstrap" in section
+
+
+def test_no_benchmark_no_report_section(tmp_path: Path) -> None:
+    assert report.markdown_section(Study.create(tmp_path / "study")) == ""
 
 
 def test_real_subsets_are_nested_and_mixing_ratio_is_kept() -> None:

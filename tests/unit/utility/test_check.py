@@ -11,7 +11,7 @@ import pytest
 from core.errors import CspineError
 from core.jobs import runner
 from core.study import Study
-from core.utility import check
+from core.utility import check, report, results
 from tests.factories.utility import add_phantom_run, balanced_seeds, phantom_study
 
 SIZE = 32
@@ -46,13 +46,15 @@ def test_truthful_images_agree_with_their_condition_and_lies_do_not(checked: dic
 
 def test_agreement_is_recorded_per_checkpoint_beside_fid(checked: dict) -> None:
     study, job = checked["study"], checked["job"]
-    rows = {(r["job_id"], r["step"], r["name"]): r for r in check.latest_checks(study)}
+    rows = {(r["job_id"], r["step"], r["name"]): r for r in results.latest_checks(study)}
     assert set(rows) == {(job, s, n) for s in (100, 200) for n in ("cond_accuracy", "cond_landmark_px")}
     assert rows[(job, 100, "cond_accuracy")]["value"] > rows[(job, 200, "cond_accuracy")]["value"]
     assert rows[(job, 200, "cond_landmark_px")]["details"]["runs"] == ["lie"]
     lines = [json.loads(x) for x in (runner.run_dir(study, job) / "metrics.jsonl").read_text().splitlines()]
     assert {ln["step"] for ln in lines} == {100, 200}
     assert all("cond_accuracy" in ln and "cond_landmark_px" in ln for ln in lines)
+    section = report.markdown_section(study)
+    assert "### Does each image show its condition?" in section and section.count(f"| {job} |") == 4
     per_image = study.store.query("SELECT task, count(*) AS n FROM condition_checks GROUP BY task ORDER BY task")
     assert per_image == [{"task": "facing", "n": 24}, {"task": "landmarks", "n": 24}]
 

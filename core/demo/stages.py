@@ -74,6 +74,14 @@ def stage_audit(study: Study, log: Log) -> None:
     demo_audit(study, log, runs=demo_run_ids(study))
 
 
+def stage_utility(study: Study, log: Log) -> None:
+    """A small utility benchmark on the labelled phantoms and the condition check of conditional runs
+    (core/utility/demo.py); skipped without labels."""
+    from core.utility.demo import demo_utility  # imported on use: loads torch (start-up cost)
+
+    demo_utility(study, log)
+
+
 # Stages run in this order; each later area appends its own.
 STAGES: list[tuple[str, Callable[[Study, Log], None]]] = [
     ("phantoms", stage_phantoms),
@@ -83,6 +91,7 @@ STAGES: list[tuple[str, Callable[[Study, Log], None]]] = [
     ("screen", stage_screen),  # after "sample": a simulated reviewer screens; writes exports/release
     ("reader-study", stage_reader_study),  # needs screened samples of 3 checkpoints: keep after them
     ("audit", stage_audit),  # after sampling and screening; no-op without synthetic images
+    ("utility", stage_utility),  # after labels and screening: tests models on the labelled validation films
 ]
 
 

@@ -56,19 +56,30 @@ def check_params(study: Study, *, runs: list[str] | None = None, tasks: list[str
     if not images:
         raise CspineError(f"no image of run(s) {', '.join(runs) or '(none)'} was generated for a condition; "
                           f"sample a conditional run first")
-    if not tasks:
+    skipped: dict[str, str] = {}
+    if tasks:
+        spaces = [udata.task_space(study, t) for t in tasks]
+    else:  # every condition the runs carry that the real set can check (categorical attributes, keypoints)
         conds = synthetic.conditions_for(study, [i for ids in images.values() for i in ids])
         found = set()
         for c in conds.values():
             if c.get("keypoints"):
                 found.add(udata.LANDMARKS)
             found.update((c.get("attributes") or {}).keys())
-        tasks = sorted(found)
-    spaces = [udata.task_space(study, t) for t in tasks]
+        spaces = []
+        for t in sorted(found):
+            try:
+                spaces.append(udata.task_space(study, t))
+            except CspineError as exc:
+                skipped[t] = str(exc)
+        if not spaces:
+            raise CspineError(f"none of the runs' conditions can be checked against the real set: "
+                              f"{'; '.join(skipped.values())}")
+        tasks = [s["task"] for s in spaces]
     arch = arch or DEFAULTS["arch"]
     if arch not in ARCHS:
         raise CspineError(f"--model must be one of {', '.join(ARCHS)}, not {arch!r}")
-    return {"runs": sorted(images), "tasks": list(tasks), "spaces": spaces, "seed": int(seed),
+    return {"runs": sorted(images), "tasks": list(tasks), "spaces": spaces, "skipped_tasks": skipped, "seed": int(seed),
             "size": int(size or study.get("ingest", "size", 256)), "arch": arch,
             "steps": int(steps or DEFAULTS["steps"]), "batch": int(batch or DEFAULTS["batch"]),
             "lr": float(lr or DEFAULTS["lr"])}

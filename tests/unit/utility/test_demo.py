@@ -1,0 +1,31 @@
+"""The demo's utility stage on a small labelled phantom study: benchmark and condition check, idempotent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.study import Study
+from core.utility.demo import demo_utility
+from tests.factories.utility import phantom_study
+
+SMALL = {"size": 32, "steps": 3, "batch": 8, "boot": 100, "fractions": [0.5, 1.0]}
+
+
+def test_demo_stage_runs_benchmark_and_check_once(tmp_path: Path) -> None:
+    study = Study.create(tmp_path / "study")
+    phantom_study(study, n_train=8, n_val=4, n_syn=6)
+    lines: list[str] = []
+    result = demo_utility(study, lines.append, **SMALL)
+    assert {r["unit"] for r in result["results"]} == {"synthetic", "real@0.5", "mixed@0.5", "real@1", "mixed@1"}
+    assert any("condition check landmarks" in x for x in lines) and any("condition check curve" in x for x in lines)
+    check = study.store.query_one("SELECT params FROM jobs WHERE kind = 'condition_check'")
+    assert '"facing"' in check["params"]  # one value on the real set: not checkable, skipped with its reason
+    jobs = study.store.scalar("SELECT count(*) FROM jobs")
+    again = demo_utility(study, lines.append, **SMALL)
+    assert study.store.scalar("SELECT count(*) FROM jobs") == jobs and again == result
+
+
+def test_demo_stage_without_labels_is_skipped(tmp_path: Path) -> None:
+    lines: list[str] = []
+    assert demo_utility(Study.create(tmp_path / "study"), lines.append) is None
+    assert "needs the labels stage" in lines[0]

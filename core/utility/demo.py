@@ -44,10 +44,14 @@ def _run(study: Study, kind: str, params: dict[str, Any], log: Callable[[str], N
 
 
 def conditioned_runs(study: Study) -> list[str]:
-    """Runs with accepted images generated for a keypoint layout, from a generator that never saw the
-    validation split (the benchmark refuses the others)."""
+    """The demo's own runs (from a demo training job; a user's runs in the demo study are left alone) with
+    accepted images generated for a keypoint layout, from a generator that never saw the validation split."""
+    demo_jobs = {r["id"] for r in study.store.query("SELECT id, params FROM jobs WHERE kind = 'train'")
+                 if json.loads(r["params"] or "{}").get("demo")}
     out = []
     for r in synthetic.list_runs(study):
+        if r["train_job"] not in demo_jobs:
+            continue
         ids = data.accepted_ids(study, [r["id"]])
         if not ids or not any(c.get("keypoints") for c in synthetic.conditions_for(study, ids).values()):
             continue

@@ -13,8 +13,12 @@ SMALL = {"size": 32, "steps": 3, "batch": 8, "boot": 100, "fractions": [0.5, 1.0
 
 def test_demo_stage_runs_benchmark_and_check_once(tmp_path: Path) -> None:
     study = Study.create(tmp_path / "study")
-    phantom_study(study, n_train=8, n_val=4, n_syn=6)
+    info = phantom_study(study, n_train=8, n_val=4, n_syn=6)
     lines: list[str] = []
+    # A user's conditional run in the demo study is not the demo's: real images only.
+    assert {r["unit"] for r in demo_utility(study, lines.append, **SMALL)["results"]} == {"real@0.5", "real@1"}
+    study.store.execute("DELETE FROM jobs WHERE kind = 'utility'")
+    study.store.execute("UPDATE jobs SET params = ? WHERE id = ?", ['{"data": "train", "demo": true}', info["job"]])
     result = demo_utility(study, lines.append, **SMALL)
     assert {r["unit"] for r in result["results"]} == {"synthetic", "real@0.5", "mixed@0.5", "real@1", "mixed@1"}
     assert any("condition check landmarks" in x for x in lines) and any("condition check curve" in x for x in lines)

@@ -31,7 +31,7 @@ from core.study import Study
 from core.utility import data as udata
 from core.utility import metrics as umetrics
 from core.utility import results
-from core.utility.models import ARCHS, TrainSpec, predict, softmax, train
+from core.utility.models import ARCHS, TrainSpec, pick_device, predict, softmax, train
 
 ARMS = ("real", "synthetic", "mixed")
 DEFAULTS = {"steps": 600, "batch": 32, "lr": 3e-4, "boot": 2000, "arch": "resnet18"}
@@ -81,7 +81,7 @@ def utility_params(study: Study, *, task: str, train: list[str] | None = None, r
                    fractions: list[float] | None = None, seed: int = 0, size: int | None = None,
                    arch: str | None = None, steps: int | None = None, batch: int | None = None,
                    lr: float | None = None, boot: int | None = None, mm_per_px: float | None = None,
-                   trust_external: bool = False) -> dict[str, Any]:
+                   trust_external: bool = False, device: str = "auto") -> dict[str, Any]:
     """Check a benchmark's settings against the study; the job's params."""
     arms = [parse_arm(a) for a in (train or ["real", "synthetic", "mixed"])]
     fractions = sorted({float(f) for f in (fractions or [1.0])})
@@ -105,7 +105,7 @@ def utility_params(study: Study, *, task: str, train: list[str] | None = None, r
               "fractions": fractions, "seed": int(seed), "size": int(size or canonical), "arch": arch,
               "steps": int(steps or DEFAULTS["steps"]), "batch": int(batch or DEFAULTS["batch"]),
               "lr": float(lr or DEFAULTS["lr"]), "boot": int(boot or DEFAULTS["boot"]),
-              "mm_per_px": mm_per_px, "trust_external": bool(trust_external), "space": space}
+              "mm_per_px": mm_per_px, "trust_external": bool(trust_external), "space": space, "device": device}
     if params["size"] < 16:
         raise CspineError("--size must be at least 16 px")
     return params
@@ -195,7 +195,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     pix = {k: udata.load_pixels(study, s.paths, size) for k, s in sets.items()}
     plan_units = units(p)
     (ctx.dir / "units").mkdir(exist_ok=True)
-    spec = TrainSpec(p["arch"], p["steps"], p["batch"], p["lr"], p["seed"])
+    spec = TrainSpec(p["arch"], p["steps"], p["batch"], p["lr"], p["seed"], pick_device(p.get("device")))
     total = len(plan_units) * spec.steps
     n_out = (len(p["space"]["points"]) * 2) if p["space"]["task"] == udata.LANDMARKS else len(p["space"]["classes"])
     preds: dict[str, dict[str, Any]] = {}

@@ -29,7 +29,7 @@ from core.jobs.runner import JobContext, JobPaused, run_dir
 from core.study import Study
 from core.utility import data as udata
 from core.utility.metrics import landmark_errors
-from core.utility.models import ARCHS, TrainSpec, predict, softmax, train
+from core.utility.models import ARCHS, TrainSpec, pick_device, predict, softmax, train
 
 DEFAULTS = {"steps": 600, "batch": 32, "lr": 3e-4, "arch": "resnet18"}
 
@@ -47,7 +47,7 @@ def conditioned_images(study: Study, runs: list[str]) -> dict[str, list[str]]:
 
 def check_params(study: Study, *, runs: list[str] | None = None, tasks: list[str] | None = None, seed: int = 0,
                  size: int | None = None, arch: str | None = None, steps: int | None = None,
-                 batch: int | None = None, lr: float | None = None) -> dict[str, Any]:
+                 batch: int | None = None, lr: float | None = None, device: str = "auto") -> dict[str, Any]:
     """Check the settings against the study; the job's params."""
     runs = list(runs or [r["id"] for r in synthetic.list_runs(study)])
     for r in runs:
@@ -82,7 +82,7 @@ def check_params(study: Study, *, runs: list[str] | None = None, tasks: list[str
     return {"runs": sorted(images), "tasks": list(tasks), "spaces": spaces, "skipped_tasks": skipped, "seed": int(seed),
             "size": int(size or study.get("ingest", "size", 256)), "arch": arch,
             "steps": int(steps or DEFAULTS["steps"]), "batch": int(batch or DEFAULTS["batch"]),
-            "lr": float(lr or DEFAULTS["lr"])}
+            "lr": float(lr or DEFAULTS["lr"]), "device": device}
 
 
 def _targets(s: udata.LabelledSet) -> tuple[np.ndarray, np.ndarray | None]:
@@ -106,7 +106,7 @@ def _unit(ctx: JobContext, k: int, space: dict[str, Any], syn: udata.LabelledSet
     x = udata.load_pixels(study, train_set.paths, p["size"])
     y, mask = _targets(train_set)
     n_out = len(space["points"]) * 2 if task == udata.LANDMARKS else len(space["classes"])
-    spec = TrainSpec(p["arch"], p["steps"], p["batch"], p["lr"], p["seed"])
+    spec = TrainSpec(p["arch"], p["steps"], p["batch"], p["lr"], p["seed"], pick_device(p.get("device")))
     total = len(p["spaces"]) * spec.steps
     ctx.log(f"checker {task}: {len(train_set)} real training images, {spec.steps} steps")
     model = train(x, y, mask, n_out, spec, f"check:{task}", ctx.dir / "units" / f"{task}.pt",

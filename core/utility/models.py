@@ -1,12 +1,11 @@
 """The task models: torchvision ResNets on the 1-channel canonical image, trained from scratch.
 
-Why torchvision's ResNet-18: it is the standard baseline of medical-image classification and landmark papers
-(the related CXR work this benchmark follows trained standard CNNs), it is maintained with torch itself (no
-extra dependency, identical code on CPU and GPU), it has no attention layers, so it trains on a few hundred
-images, and ``weights=None`` builds it without any download (hospital servers are often offline; ImageNet
-weights would also mix in a colour-photo prior the synthetic-vs-real comparison should not depend on).
-The first convolution takes one channel. ``resnet10`` is the same torchvision ResNet class with one block
-per stage, for the demo and the tests on CPU.
+Why torchvision's ResNet-18: a standard, widely reported baseline for radiograph classification and landmark
+regression, maintained with torch itself (no extra dependency, the same code on CPU and GPU), small enough
+(11 M parameters) to train from scratch on a few hundred images, and ``weights=None`` builds it without any
+download (hospital servers are often offline; ImageNet weights would also add a colour-photo prior that the
+real-vs-synthetic comparison should not depend on). The first convolution takes one channel. ``resnet10`` is
+the same torchvision ResNet class with one block per stage, for the demo and the tests on CPU.
 
 Landmarks are regressed as coordinates: the head outputs (x, y) per keypoint as fractions of the image
 width, trained with a smooth-L1 loss over the keypoints an image has. Heatmaps are more precise at 256 px but
@@ -14,9 +13,10 @@ need an upsampling decoder the torchvision backbone does not have; a coordinate 
 library's own. The coordinate head starts at the training set's mean layout (``start_at_mean_layout``).
 Attributes get a softmax head trained with cross-entropy.
 
-Training is a fixed number of optimizer steps (equal compute for every training set, so a mixed set is not
-favoured by more updates), Adam, batches drawn from a per-epoch permutation seeded by (seed, unit, epoch):
-the batch at any step is a pure function of the step, so a resumed unit continues exactly where it stopped.
+Training runs on the GPU when torch sees one (``--device``), else on the CPU. Training is a fixed number of
+optimizer steps (equal compute for every training set, so a mixed set is not favoured by more updates), Adam,
+batches drawn from a per-epoch permutation seeded by (seed, unit, epoch): the batch at any step is a pure
+function of the step, so a resumed unit continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -56,6 +56,14 @@ class TrainSpec:
     batch: int
     lr: float
     seed: int
+    device: str = "cpu"
+
+
+def pick_device(requested: str | None) -> str:
+    """'auto' (or None): the GPU when torch sees one, else the CPU."""
+    if requested in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
 
 
 def to_input(u8: np.ndarray) -> torch.Tensor:
@@ -90,10 +98,11 @@ def train(pixels: np.ndarray, target: np.ndarray, mask: np.ndarray | None, n_out
     model = build_model(spec.arch, n_outputs)
     if mask is not None:
         start_at_mean_layout(model, target, mask)
+    model.to(spec.device)
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
     step = 0
     if state_path.exists():
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        saved = torch.load(state_path, map_location=spec.device, weights_only=True)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
         step = int(saved["step"])
@@ -106,8 +115,8 @@ def train(pixels: np.ndarray, target: np.ndarray, mask: np.ndarray | None, n_out
             _save(state_path, model, opt, step)
             return None
         rows = torch.from_numpy(batch_rows(len(pixels), step, min(spec.batch, len(pixels)), spec.seed, unit))
-        out = model(x_all[rows])
-        loss = loss_fn(out, y_all[rows], None if m_all is None else m_all[rows])
+        out = model(x_all[rows].to(spec.device))
+        loss = loss_fn(out, y_all[rows].to(spec.device), None if m_all is None else m_all[rows].to(spec.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -139,9 +148,10 @@ def _save(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int) -
 def predict(model: nn.Module, pixels: np.ndarray, batch: int = 64) -> np.ndarray:
     """Raw outputs: (N, 2P) keypoint fractions, or (N, C) class logits (see softmax)."""
     model.eval()
+    device = next(model.parameters()).device
     outs = []
     for i in range(0, len(pixels), batch):
-        outs.append(model(to_input(pixels[i:i + batch])))
+        outs.append(model(to_input(pixels[i:i + batch]).to(device)).cpu())
     out = torch.cat(outs) if outs else torch.zeros((0, 0))
     return out.numpy().astype(np.float64)
 

@@ -30,6 +30,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps per model (default 600)")
     p.add_argument("--batch", type=positive_int, default=None, help="batch size (default 32)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 3e-4)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the models train (default auto: the GPU when there is one)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -85,7 +87,7 @@ def cmd_utility(args: argparse.Namespace) -> int:
     params = utility_params(study, task=args.task, train=args.train, runs=args.run, fractions=args.real_fraction,
                             seed=args.seed, size=args.size, arch=args.model, steps=args.steps, batch=args.batch,
                             lr=args.lr, boot=args.boot, mm_per_px=args.mm_per_px,
-                            trust_external=args.trust_external)
+                            trust_external=args.trust_external, device=args.device)
     record = run_as_job(args, study, "utility", params)
     if record is not None and record["state"] == "succeeded" and not args.json:
         _print_benchmark(record["result"])
@@ -121,7 +123,7 @@ def cmd_condition_check(args: argparse.Namespace) -> int:
 
     study = open_study(args)
     params = check_params(study, runs=args.run, tasks=args.task, seed=args.seed, size=args.size, arch=args.model,
-                          steps=args.steps, batch=args.batch, lr=args.lr)
+                          steps=args.steps, batch=args.batch, lr=args.lr, device=args.device)
     record = run_as_job(args, study, "condition_check", params)
     if record is not None and record["state"] == "succeeded" and not args.json:
         for task, t in record["result"]["tasks"].items():

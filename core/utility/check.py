@@ -3,9 +3,10 @@
 A task model (core/utility/models.py) is trained on the real train split for each checked task: the keypoint
 layout ("landmarks") and each attribute the runs were conditioned on. It then looks at every conditioned
 image of the chosen runs: the attribute it predicts against the one requested, the keypoints it finds against
-the requested layout (radial error in the image's own pixels). The same model's score on the real validation
-images is recorded beside as the reference: a checker that is right on 80% of real films cannot confirm more
-than about that share of the synthetic ones, so agreement is read against it.
+the requested layout (radial error in the study's canonical pixels, whatever size the run was sampled at).
+The same model's score on the real validation images is recorded beside as the reference: a checker that is
+right on 80% of real films cannot confirm more than about that share of the synthetic ones, so agreement is
+read against it.
 
 Results: one row per image and task in ``condition_checks``; per checkpoint (train job and step of the runs)
 ``cond_accuracy`` (share of (image, attribute) pairs whose predicted attribute is the requested one) and
@@ -125,11 +126,12 @@ def _unit(ctx: JobContext, k: int, space: dict[str, Any], syn: udata.LabelledSet
     return rec
 
 
-def _verdicts(space: dict[str, Any], s: udata.LabelledSet, out: np.ndarray) -> list[dict[str, Any]]:
-    """Per image: requested, predicted, agree (attributes) or mean radial error and per-point errors."""
+def _verdicts(space: dict[str, Any], s: udata.LabelledSet, out: np.ndarray, canonical: int) -> list[dict[str, Any]]:
+    """Per image: requested, predicted, agree (attributes) or mean radial error and per-point errors in the
+    study's canonical pixels (a 64 px run's errors are scaled to 256 px: comparable with real films')."""
     rows = []
     if space["task"] == udata.LANDMARKS:
-        err = landmark_errors(out, s)
+        err = landmark_errors(out, s) * (canonical / np.asarray(s.native, float))[:, None]
         for i, image in enumerate(s.ids):
             have = s.mask[i]
             rows.append({"image": image, "error_px": float(np.nanmean(err[i])) if have.any() else None,
@@ -176,8 +178,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
         rec = _unit(ctx, k, space, syn)
         syn = _ordered(syn, rec["syn_ids"])
         val = _ordered(udata.real_set(study, "val", space), rec["val_ids"])
-        ref = _verdicts(space, val, np.asarray(rec["val"], float))
-        verdicts = _verdicts(space, syn, np.asarray(rec["syn"], float))
+        canonical = int(study.get("ingest", "size", 256))
+        ref = _verdicts(space, val, np.asarray(rec["val"], float), canonical)
+        verdicts = _verdicts(space, syn, np.asarray(rec["syn"], float), canonical)
         by_run: dict[str, list[dict[str, Any]]] = {}
         for v in verdicts:
             by_run.setdefault(run_of[v["image"]], []).append(v)

@@ -66,3 +66,17 @@ def test_unconditional_runs_are_refused(tmp_path: Path) -> None:
     with pytest.raises(CspineError, match="generated for a condition"):
         check.check_params(study)
     assert info["job"]
+
+
+def test_landmark_errors_are_in_canonical_pixels_whatever_the_run_size() -> None:
+    """A 32 px image 1.5 px off (3-4-5 triangle, scaled) is 3 px off at a 64 px canonical size."""
+    import numpy as np
+
+    from core.utility.data import LabelledSet
+
+    pts = np.array([[[0.5, 0.5]]], np.float32)
+    s = LabelledSet(["i"], [""], "synthetic", points=pts, mask=np.ones((1, 1), bool), native=[32])
+    out = (pts + np.array([0.9, 1.2]) / 32).reshape(1, -1)
+    space = {"task": "landmarks", "points": ["C3_body"]}
+    assert check._verdicts(space, s, out, 64)[0]["error_px"] == pytest.approx(3.0, abs=1e-4)
+    assert check._verdicts(space, s, out, 32)[0]["error_px"] == pytest.approx(1.5, abs=1e-4)

@@ -120,12 +120,17 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, floa
 
 def paired_summary(a: np.ndarray, b: np.ndarray, point_a: float, point_b: float) -> dict[str, float]:
     """A paired bootstrap comparison from the two models' metric on the same resamples: the difference a - b,
-    its percentile interval, and a two-sided p value (twice the smaller share of resampled differences on one
-    side of zero: the interval excludes zero exactly when p < 0.05, up to resampling noise)."""
+    its percentile interval, and a two-sided p value: twice the smaller share of resampled differences on one
+    side of zero, counted as (1 + k) / (1 + B) (Davison & Hinkley 1997, eq. 4.11) so that B resamples never
+    claim p = 0; the smallest p is 2 / (1 + B). The interval excludes zero about when p < 0.05."""
     d = np.asarray(a, float) - np.asarray(b, float)
     d = d[np.isfinite(d)]
     lo, hi = percentile_ci(d)
-    p = float(min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0)))) if d.size else float("nan")
+    if d.size:
+        side = min(int(np.sum(d <= 0)), int(np.sum(d >= 0)))
+        p = float(min(1.0, 2 * (1 + side) / (1 + d.size)))
+    else:
+        p = float("nan")
     return {"a": point_a, "b": point_b, "diff": point_a - point_b, "lo": lo, "hi": hi, "p": p}
 
 

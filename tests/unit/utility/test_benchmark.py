@@ -124,3 +124,14 @@ def test_unknown_task_and_unscreened_runs_are_refused(pstudy: Study) -> None:
     pstudy.store.execute("DELETE FROM reviews")
     with pytest.raises(CspineError, match="no accepted images"):
         benchmark.utility_params(pstudy, task="curve")
+
+
+def test_cli_refuses_a_leaking_generator_in_one_line(tmp_path: Path, capsys) -> None:
+    from cspine_tui.cli.main import main
+
+    study = Study.create(tmp_path / "study")
+    phantom_study(study, n_train=6, n_val=4, n_syn=4, data="all")
+    assert main(["utility", "--study", str(study.root), "--task", "curve", "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: run 'syn' comes from train-")
+    assert study.store.scalar("SELECT count(*) FROM jobs WHERE kind = 'utility'") == 0

@@ -166,3 +166,12 @@ def test_attribute_comparison_uses_delong_for_two_classes_and_bootstrap_for_more
     assert evaluate(p3, idx)["auroc"]["value"] == pytest.approx(macro, abs=1e-12)
     assert compare("auroc", evaluate(p3, idx)["auroc"], evaluate(p3, idx)["auroc"], p3, p3)["method"] == \
         "paired bootstrap"
+
+
+def test_paired_bootstrap_p_is_never_zero_and_symmetric() -> None:
+    far = stats.paired_summary(np.full(999, 1.0), np.zeros(999), 1.0, 0.0)
+    assert far["p"] == pytest.approx(2 / 1000) and far["lo"] == far["hi"] == 1.0
+    rng = np.random.default_rng(10)
+    a, b = rng.normal(size=999), rng.normal(size=999)
+    assert stats.paired_summary(a, b, 0, 0)["p"] == pytest.approx(stats.paired_summary(b, a, 0, 0)["p"])
+    assert stats.paired_summary(a, b, 0, 0)["p"] > 0.5  # no difference: most resamples on both sides

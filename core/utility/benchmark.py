@@ -31,7 +31,7 @@ from core.study import Study
 from core.utility import data as udata
 from core.utility import metrics as umetrics
 from core.utility import results
-from core.utility.models import ARCHS, TrainSpec, pick_device, predict, softmax, train
+from core.utility.models import ARCHS, TrainSpec, deterministic, pick_device, predict, softmax, train
 
 ARMS = ("real", "synthetic", "mixed")
 DEFAULTS = {"steps": 600, "batch": 32, "lr": 3e-4, "boot": 2000, "arch": "resnet18"}
@@ -185,10 +185,12 @@ def _targets(s: udata.LabelledSet) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
-    p, study = ctx.params, ctx.study
-    import torch  # imported on use: torch start-up cost stays out of listing jobs
+    with deterministic():
+        return _run(ctx)
 
-    torch.use_deterministic_algorithms(True, warn_only=True)
+
+def _run(ctx: JobContext) -> dict[str, Any]:
+    p, study = ctx.params, ctx.study
     plan = _plan(ctx)
     sets = _sets(study, plan, p["space"])
     size = p["size"]

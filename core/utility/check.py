@@ -30,7 +30,7 @@ from core.jobs.runner import JobContext, JobPaused, run_dir
 from core.study import Study
 from core.utility import data as udata
 from core.utility.metrics import landmark_errors
-from core.utility.models import ARCHS, TrainSpec, pick_device, predict, softmax, train
+from core.utility.models import ARCHS, TrainSpec, deterministic, pick_device, predict, softmax, train
 
 DEFAULTS = {"steps": 600, "batch": 32, "lr": 3e-4, "arch": "resnet18"}
 
@@ -165,10 +165,12 @@ def summarise(space: dict[str, Any], verdicts: list[dict[str, Any]]) -> dict[str
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
-    p, study = ctx.params, ctx.study
-    import torch  # imported on use: torch start-up cost stays out of listing jobs
+    with deterministic():
+        return _run(ctx)
 
-    torch.use_deterministic_algorithms(True, warn_only=True)
+
+def _run(ctx: JobContext) -> dict[str, Any]:
+    p, study = ctx.params, ctx.study
     (ctx.dir / "units").mkdir(exist_ok=True)
     images = conditioned_images(study, p["runs"])
     run_of = {i: r for r, ids in images.items() for i in ids}

@@ -21,9 +21,10 @@ function of the step, so a resumed unit continues exactly where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -32,6 +33,18 @@ from torch import nn
 from core.ddpm.data import mix_seed
 
 ARCHS = ("resnet18", "resnet10")
+
+
+@contextlib.contextmanager
+def deterministic() -> Iterator[None]:
+    """torch's deterministic algorithms for the duration (a warning where an op has none), then as before: the
+    setting is process-wide and other work in the process (tests, the demo) must not inherit it."""
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def build_model(arch: str, n_outputs: int) -> nn.Module:

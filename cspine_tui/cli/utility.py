@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_utility(args: argparse.Namespace) -> int:
-    from core.utility.benchmark import utility_params  # imported on use: loads numpy, PIL (start-up cost)
+    from core.utility.benchmark import utility_params  # imported on use: loads torch (start-up cost)
 
     study = open_study(args)
     params = utility_params(study, task=args.task, train=args.train, runs=args.run, fractions=args.real_fraction,
@@ -119,7 +119,7 @@ def _print_benchmark(r: dict[str, Any]) -> None:
 
 
 def cmd_condition_check(args: argparse.Namespace) -> int:
-    from core.utility.check import check_params  # imported on use: loads numpy, PIL (start-up cost)
+    from core.utility.check import check_params  # imported on use: loads torch (start-up cost)
 
     study = open_study(args)
     params = check_params(study, runs=args.run, tasks=args.task, seed=args.seed, size=args.size, arch=args.model,

@@ -13,14 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 from textual_plot import HiResMode, PlotWidget
 
-from core.jobs import runview
+from core.errors import CspineError
+from core.jobs import launch, runview
 from cspine_tui.widgets.live import LiveTable, PolledScreen, state_text
 
 KINDS = ("utility", "condition_check")
@@ -31,8 +33,91 @@ def _fmt(v: Any, spec: str = ".3f") -> str:
     return "–" if v is None else format(v, spec)
 
 
+def task_choices(study: Any) -> list[tuple[str, str]]:
+    """The tasks the real set's labels allow: landmarks with keypoints, and each attribute."""
+    from core.realset import labels  # imported on use: the dialog's worker pays for it, not the UI
+
+    out = [("landmarks (keypoints)", "landmarks")] if labels.point_names(study) else []
+    return out + [(f"attribute {name}", name) for name in labels.attribute_names(study)]
+
+
+class NewBenchmarkScreen(ModalScreen[dict | None]):
+    """The utility command's main options; the rest keep their defaults (docs/guide/utility.md)."""
+
+    DEFAULT_CSS = """
+    NewBenchmarkScreen { align: center middle; }
+    NewBenchmarkScreen > VerticalScroll { width: 72; height: auto; max-height: 90%; border: round $accent;
+                                          padding: 1 2; background: $surface; }
+    NewBenchmarkScreen #buttons { height: auto; margin-top: 1; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.choices: list[tuple[str, str]] | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Label("New utility benchmark (runs in the background)", classes="panel-title")
+            yield Label("Task")
+            yield Select([], id="task", prompt="reading the labels…")
+            yield Label("Training sets (real, synthetic, mixed, mixed:RATIO)")
+            yield Input(value="real synthetic mixed", id="sets")
+            yield Label("Shares of the real train split (a learning curve)")
+            yield Input(value="0.25 0.5 1", id="fractions")
+            yield Label("Steps per model")
+            yield Input(value="600", id="steps", type="integer")
+            yield Label("Seed")
+            yield Input(value="0", id="seed", type="integer")
+            with Horizontal(id="buttons"):
+                yield Button("Start", variant="primary", id="start")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self._load()
+
+    @work(thread=True, group="new-benchmark")
+    def _load(self) -> None:
+        choices = task_choices(self.app.study)
+        self.app.call_from_thread(self._fill, choices)
+
+    def _fill(self, choices: list[tuple[str, str]]) -> None:
+        self.choices = choices
+        select = self.query_one("#task", Select)
+        select.set_options(choices)
+        if choices:
+            select.value = choices[0][1]
+        else:
+            select.prompt = "no labels: import them with `cspine-tui labels`"
+
+    @on(Button.Pressed, "#start")
+    def _start(self) -> None:
+        task = self.query_one("#task", Select).value
+        if task is Select.BLANK:
+            self.app.report_error(CspineError("choose a task (the real images need labels: `cspine-tui labels`)"))
+            return
+        try:
+            fractions = [float(x) for x in self.query_one("#fractions", Input).value.split()]
+        except ValueError:
+            self.app.report_error(CspineError("shares of the real train split are numbers in (0, 1], e.g. 0.25 1"))
+            return
+        steps, seed = self.query_one("#steps", Input).value.strip(), self.query_one("#seed", Input).value.strip()
+        self.dismiss({"task": task, "train": self.query_one("#sets", Input).value.split(), "fractions": fractions,
+                      "steps": int(steps) if steps else None, "seed": int(seed or 0)})
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class UtilityScreen(PolledScreen):
+    HELP = ("Utility benchmarks and condition checks on the left (newest first). For a benchmark: the learning "
+            "curves of one metric over the share of real training images with their 95% intervals (m: next "
+            "metric), each model's metric and the paired comparisons; for a check: the agreement per task and "
+            "run beside the checker's score on real films. n starts a benchmark in the background; p, c, r "
+            "pause, cancel and resume the selected job.")
     BINDINGS = [
+        Binding("n", "new_benchmark", "New benchmark"),
         Binding("m", "next_metric", "Metric"),
         Binding("escape", "app.pop_screen", "Back"),
     ]
@@ -214,9 +299,33 @@ class UtilityScreen(PolledScreen):
         self.metric = names[(names.index(self.metric) + 1) % len(names)] if self.metric in names else names[0]
         self._show_selected()
 
+    def action_new_benchmark(self) -> None:
+        def chosen(choice: dict | None) -> None:
+            if choice:
+                self._start_benchmark(choice)
+
+        self.app.push_screen(NewBenchmarkScreen(), chosen)
+
+    @work(thread=True, group="utility-action")
+    def _start_benchmark(self, choice: dict[str, Any]) -> None:
+        from core.utility.benchmark import utility_params  # imported on use: loads torch (start-up cost)
+
+        study = self.app.study
+        try:
+            params = utility_params(study, **choice)
+        except CspineError as exc:  # a refused generator, a task without labels: said, nothing started
+            self.app.call_from_thread(self.app.report_error, exc)
+            return
+        job_id = launch.launch(study, "utility", params, detach=True, argv=["tui", "utility"]).job_id
+        self.selected = job_id
+        self.app.call_from_thread(self.app.notify, f"started {job_id} in the background")
+        self.app.call_from_thread(self.poll_now)
+
     def selected_job(self) -> str | None:
         return self.selected
 
     def palette_commands(self):
-        return [("Utility: next metric", "show the learning curves of the next metric", self.action_next_metric),
+        return [("Utility: new benchmark", "train on real, synthetic and mixed images in the background",
+                 self.action_new_benchmark),
+                ("Utility: next metric", "show the learning curves of the next metric", self.action_next_metric),
                 *self.job_commands()]

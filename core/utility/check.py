@@ -199,7 +199,8 @@ def _run(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(1, 1, message="done", force=True)
     for t in per_task.values():
         del t["verdicts"]
-    return {"tasks": per_task, "checkpoints": checkpoints, "runs": p["runs"], "output": study.rel(ctx.dir)}
+    return {"tasks": per_task, "checkpoints": checkpoints, "runs": p["runs"],
+            "skipped_tasks": p.get("skipped_tasks", {}), "output": study.rel(ctx.dir)}
 
 
 def _ordered(s: udata.LabelledSet, ids: list[str]) -> udata.LabelledSet:

@@ -133,4 +133,6 @@ def cmd_condition_check(args: argparse.Namespace) -> int:
                   f"(checker on real validation images: {_fmt(ref)})", file=sys.stderr)
             for run, s in t["runs"].items():
                 print(f"  {run}: {_fmt(s.get('value'))} (n={s['n']})", file=sys.stderr)
+        for task, why in record["result"].get("skipped_tasks", {}).items():
+            print(f"not checked: {task} ({why})", file=sys.stderr)
     return finish(study, record, record["result"] if record else None, as_json=args.json)

@@ -404,6 +404,11 @@ def study_power(result: dict[str, Any], saved_plan: dict[str, Any] | None = None
     alpha = float(saved_plan.get("alpha", 0.05)) if planned else 0.05
     doc = plan(design, readers, trials, effect, alpha=alpha, sims=sims, seed=seed, run_search=False)
     doc["effect_source"] = "planned (plan-study --save)" if planned else "default (no plan recorded)"
+    if design == "quartets":  # the study's own group names for "group1", "group2", ... (longest first: group10)
+        names = [str(g) for g in result.get("groups", [])[1:]]
+        for t in doc["tests"].values():
+            for i in sorted(range(len(names)), reverse=True):
+                t["test"] = t["test"].replace(f"group{i + 1}", names[i])
     return doc
 
 
@@ -481,7 +486,8 @@ def plan_text(doc: dict[str, Any]) -> list[str]:
         lines.append(f"expected Fleiss' kappa {est['kappa']:.3f}")
     if doc["design"] == "single":
         lines.append(f"expected sensitivity {100 * est['sensitivity']:.1f}% (interval "
-                     f"{100 * est['sensitivity_ci_width']:.1f} points), specificity {100 * est['specificity']:.1f}% (interval "
+                     f"{100 * est['sensitivity_ci_width']:.1f} points), specificity "
+                     f"{100 * est['specificity']:.1f}% (interval "
                      f"{100 * est['specificity_ci_width']:.1f} points), mean reader AUC {est['auc']:.3f}")
     s = doc.get("search")
     if s:

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from core.reader_study import statistics
+from core.reader_study import power, statistics
 from core.reader_study.spec import PackSpec
 
 PAPER = {
@@ -176,6 +176,8 @@ def build_markdown(r: dict[str, Any], spec: PackSpec) -> str:
     out += ["## Quartets", "", _table(
         ["quartet", "answers", "real chosen", *[f"step {c} chosen" for c in ck]],
         [[q["quartet"], q["answers"], q["correct"], *[q["chosen"][c] for c in ck]] for q in r["per_quartet"]]), ""]
+    if r.get("power"):  # the power the study had (core/reader_study/power.py)
+        out += power.power_lines(r["power"])
     out += ["## Methods", "", methods_paragraph(r, spec), ""]
     if r["warnings"]:
         out += ["## Notes", ""] + [f"- {_e(w)}" for w in r["warnings"]] + [""]

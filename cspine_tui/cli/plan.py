@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.errors import CspineError
+
 from cspine_tui.cli.common import add_json, add_study, open_study, positive_int, print_json
 
 
@@ -68,10 +70,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_plan)
 
 
+# Options that belong to one design (dest -> option), refused with the other.
+ONLY = {"quartets": {"rating_shift": "--rating-shift", "groups": "--groups", "pairwise": "--pairwise"},
+        "single": {"criterion_sd": "--criterion-sd", "real_fraction": "--real-fraction",
+                   "confidence_levels": "--confidence-levels"}}
+
+
 def effect_from_args(args: argparse.Namespace):
     from core.reader_study import power  # imported on use: loads numpy and scipy (start-up cost)
 
     quartets = args.design == "quartets"
+    other = "single" if quartets else "quartets"
+    given = [opt for dest, opt in ONLY[other].items() if getattr(args, dest) is not None]
+    if given:
+        raise CspineError(f"{', '.join(given)} applies to --design {other} only; leave it out for {args.design}")
     values = {
         "identification" if quartets else "auc": args.effect,
         "rating_shift": args.rating_shift, "groups": args.groups, "pairwise": args.pairwise,

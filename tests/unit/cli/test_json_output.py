@@ -48,6 +48,7 @@ STEPS: list[tuple[str, list[str]]] = [
                   "--out", "{pack}"]),
     ("import-ratings", ["{ratings_csv}"]),
     ("analyze", ["--report", "{report}"]),
+    ("plan-study", ["--readers", "3", "--trials", "10", "--sims", "100", "--no-search"]),
     ("status", []),
     ("jobs", []),
 ]

@@ -267,3 +267,39 @@ def test_study_power_uses_the_saved_plan_and_says_so():
     assert planned["tests"]["identification"]["power"] > default["tests"]["identification"]["power"]
     text = "\n".join(power.power_lines(planned))
     assert text.startswith("## Power") and "45%" in text and "8 readers x 50 trials" in text
+
+
+def test_a_plan_saved_with_the_cli_is_the_power_the_report_states(tmp_path, capsys):
+    from core.demo import raters
+    from core.reader_study import analysis, pack, responses
+    from cspine_tui.cli.main import main
+    from tests.factories.survey import tiny_study
+
+    study = tiny_study(tmp_path, n_real=6, per_ckpt=6, reject_every=1000)
+    assert main(["plan-study", "--study", str(study.root), "--readers", "4", "--trials", "6", "--effect", "0.5",
+                 "--sims", "100", "--no-search", "--save", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["saved_to"] == str(study.settings_path.resolve())
+    spec = pack.build_pack(study, tmp_path / "pack", checkpoints=["2000", "4000", "6000"], count=6, seed=1, size=32)
+    responses.import_ratings(study, raters.write_qualtrics_csv(tmp_path / "sim.csv", spec,
+                                                               raters.simulate_raters(spec, 4, seed=2)))
+    from core.study import Study
+
+    res = analysis.analyze(Study.open(study.root))
+    got = res["power"]
+    assert (got["readers"], got["trials"], got["effect"]["identification"]) == (4, 6, 0.5)
+    assert got["effect_source"].startswith("planned") and "realism real vs 2000" in "\n".join(
+        t["test"] for t in got["tests"].values())
+    md = open(res["report"]["markdown"]).read()
+    assert "## Power" in md and "true identification rate of 50%" in md
+    assert md.index("## Power") < md.index("## Methods")
+
+
+def test_plan_study_cli_prints_the_plan_and_refuses_options_of_the_other_design(capsys):
+    from cspine_tui.cli.main import main
+
+    assert main(["plan-study", "--design", "single", "--readers", "3", "--trials", "20", "--sims", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "single design: 3 readers x 20 images" in out and "for 80% power" in out
+    assert main(["plan-study", "--design", "single", "--readers", "3", "--trials", "20",
+                 "--rating-shift", "0.3"]) == 2
+    assert "error: --rating-shift applies to --design quartets only" in capsys.readouterr().err

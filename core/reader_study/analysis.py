@@ -20,10 +20,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
-from core.reader_study import power, statistics
+from core.reader_study import statistics
 from core.errors import CspineError
 from core.study import Study
 from core.reader_study.spec import LETTERS, PackSpec
+from core.reader_study.power import study_power
 from core.reader_study.report import write_report
 
 KAPPA_CODINGS = ("source", "position", "correct")
@@ -161,7 +162,7 @@ def analyze(study: Study, pack: str | Path | None = None, *, kappa_coding: str =
     result["analysis_id"] = analysis_id
     result["created_at"] = datetime.now().isoformat(timespec="seconds")
     result["study"] = str(study.root.resolve())
-    result["power"] = power.study_power(result, study.settings.get("plan"))  # docs/guide/planning.md
+    result["power"] = study_power(result, study.settings.get("plan"))  # docs/guide/planning.md
     result["figures"] = _figures(result, spec, out)
     log(f"figures written to {out}")
     report = write_report(result, spec, out)

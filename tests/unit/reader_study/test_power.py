@@ -291,7 +291,7 @@ def test_a_plan_saved_with_the_cli_is_the_power_the_report_states(tmp_path, caps
         t["test"] for t in got["tests"].values())
     md = open(res["report"]["markdown"]).read()
     assert "## Power" in md and "true identification rate of 50%" in md
-    assert md.index("## Power") < md.index("## Methods")
+    assert md.index("## Methods") < md.index("## Power")
 
 
 def test_plan_study_cli_prints_the_plan_and_refuses_options_of_the_other_design(capsys):

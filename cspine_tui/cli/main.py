@@ -33,8 +33,8 @@ COMMAND_MODULES = [
     "cspine_tui.cli.ingest",
     "cspine_tui.cli.audit",
     "cspine_tui.cli.survey",
-    "cspine_tui.cli.plan",
     "cspine_tui.cli.screening",
+    "cspine_tui.cli.plan",
 ]
 
 

@@ -48,9 +48,9 @@ STEPS: list[tuple[str, list[str]]] = [
                   "--out", "{pack}"]),
     ("import-ratings", ["{ratings_csv}"]),
     ("analyze", ["--report", "{report}"]),
-    ("plan-study", ["--readers", "3", "--trials", "10", "--sims", "100", "--no-search"]),
     ("status", []),
     ("jobs", []),
+    ("plan-study", ["--readers", "3", "--trials", "10", "--sims", "100", "--no-search"]),
 ]
 JOB_COMMANDS = {"ingest", "train", "sample", "fid", "add-synthetic", "release", "audit", "prescreen"}
 

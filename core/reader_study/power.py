@@ -82,7 +82,7 @@ TESTS = {  # name -> (design, what it is)
     "kappa": ("both", "Fleiss' kappa vs 0 (irr z-test)"),
     "accuracy": ("single", "accuracy vs 50%, pooled exact binomial"),
     "accuracy_per_reader": ("single", "one reader's accuracy vs 50%, exact binomial"),
-    "auc": ("single", "mean reader AUC vs 0.5, one-sample t-test over readers"),
+    "auc": ("single", "mean reader AUC vs 0.5, readers and images random (two-way)"),
 }
 
 
@@ -215,14 +215,15 @@ def _single(e: SingleEffect, readers: int, trials: int, alpha: float, n: int, rn
     per_reader = correct.sum(axis=2)
     k = per_reader.sum(axis=1)
     out.add("values", "correct", k)
-    out.add("values", "sensitivity_hits", call_real[:, :, truth].sum(axis=(1, 2)))
-    out.add("values", "specificity_hits", (~call_real[:, :, ~truth]).sum(axis=(1, 2)))
+    # "positive" is synthetic, as in the single-image analysis
+    out.add("values", "sensitivity_hits", (~call_real[:, :, ~truth]).sum(axis=(1, 2)))
+    out.add("values", "specificity_hits", call_real[:, :, truth].sum(axis=(1, 2)))
     out.add("rejects", "accuracy", ps.binomial_rejects(readers * trials, 0.5, alpha)[k])
     out.add("rejects", "accuracy_per_reader", ps.binomial_rejects(trials, 0.5, alpha)[per_reader].mean(axis=1))
-    auc = ps.auc_from_scores(score, truth, 2 * levels)
-    out.add("values", "auc", auc.mean(axis=1))
+    auc, auc_p = ps.auc_two_way(score, truth, 2 * levels)
+    out.add("values", "auc", auc)
+    out.add("rejects", "auc", auc_p < alpha)  # NaN (no spread at all) never rejects
     if readers >= 2:
-        out.add("rejects", "auc", ps.one_sample_t_p(auc, 0.5) < alpha)
         counts = np.stack([(~call_real).sum(axis=1), call_real.sum(axis=1)], axis=2)
         kappa, kp = ps.fleiss(counts)
         out.add("values", "kappa", kappa)
@@ -268,10 +269,10 @@ def simulate(effect: Effect, readers: int, trials: int, *, alpha: float = 0.05, 
         n_syn = n_trials - n_real
         estimates.update({
             "auc": float(values["auc"].mean()),
-            "sensitivity": float(values["sensitivity_hits"].mean() / n_real),
-            "specificity": float(values["specificity_hits"].mean() / n_syn),
-            "sensitivity_ci_width": float(ps.wilson_width(values["sensitivity_hits"], n_real).mean()),
-            "specificity_ci_width": float(ps.wilson_width(values["specificity_hits"], n_syn).mean()),
+            "sensitivity": float(values["sensitivity_hits"].mean() / n_syn),
+            "specificity": float(values["specificity_hits"].mean() / n_real),
+            "sensitivity_ci_width": float(ps.wilson_width(values["sensitivity_hits"], n_syn).mean()),
+            "specificity_ci_width": float(ps.wilson_width(values["specificity_hits"], n_real).mean()),
         })
     else:
         estimates["realism_real"] = float(values["realism_real"].mean())
@@ -362,8 +363,7 @@ def plan(design: str, readers: int, trials: int, effect: Effect | None = None, *
                          f"{_pct(alpha)}) because readers and trials differ; it speaks for these readers and "
                          "images, not for readers and images in general")
     if readers < 2:
-        notes.append("Fleiss' kappa" + (" and the AUC test need" if design == "single" else " needs")
-                     + " at least two readers")
+        notes.append("Fleiss' kappa needs at least two readers")
     doc = {
         "design": design, "readers": readers, "trials": trials, "total_trials": readers * trials,
         "alpha": alpha, "sims": sims, "seed": seed, "effect": {"kind": type(effect).__name__, **asdict(effect)},
@@ -392,12 +392,13 @@ def effect_from_settings(saved: dict[str, Any] | None, design: str, groups: int 
     return effect_for(design, **values)
 
 
-def study_power(result: dict[str, Any], saved_plan: dict[str, Any] | None = None, *, design: str = "quartets",
-                sims: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """The power a finished analysis (its readers, trials and groups) had to detect the planned effect (the one
-    recorded with `plan-study --save`, else the default)."""
+def study_power(result: dict[str, Any], saved_plan: dict[str, Any] | None = None, *, sims: int = 1000,
+                seed: int = 0) -> dict[str, Any]:
+    """The power a finished analysis (its design, readers, trials and groups) had to detect the planned effect
+    (the one recorded with `plan-study --save` for that design, else the default)."""
+    design = result.get("design", "quartets")
     readers = int(result["n_raters"])
-    trials = int(result.get("n_quartets") or result.get("n_trials_per_reader") or 0)
+    trials = int(result["n_quartets"] if design == "quartets" else result["n_images"])
     groups = max(1, len(result.get("groups", [])) - 1) if design == "quartets" else None
     effect = effect_from_settings(saved_plan, design, groups)
     planned = bool(saved_plan) and saved_plan.get("design") == design
@@ -435,7 +436,7 @@ def power_lines(doc: dict[str, Any]) -> list[str]:
         rows.append(f"- accuracy vs 50% (pooled binomial): power {_pct(tests['accuracy']['power'])} at an average "
                     f"reader AUC of {e['auc']};")
         if "auc" in tests:
-            rows.append(f"- mean reader AUC vs 0.5 (t-test over readers): power {_pct(tests['auc']['power'])};")
+            rows.append(f"- mean reader AUC vs 0.5 (readers and images random): power {_pct(tests['auc']['power'])};")
     rows.append(f"- expected width of the accuracy 95% interval: {100 * doc['estimates']['accuracy_ci_width']:.1f} "
                 "percentage points.")
     rows += [f"- note: {n}" for n in doc["notes"]]
@@ -485,7 +486,7 @@ def plan_text(doc: dict[str, Any]) -> list[str]:
     if "kappa" in est:
         lines.append(f"expected Fleiss' kappa {est['kappa']:.3f}")
     if doc["design"] == "single":
-        lines.append(f"expected sensitivity {100 * est['sensitivity']:.1f}% (interval "
+        lines.append(f"expected sensitivity (synthetic called synthetic) {100 * est['sensitivity']:.1f}% (interval "
                      f"{100 * est['sensitivity_ci_width']:.1f} points), specificity "
                      f"{100 * est['specificity']:.1f}% (interval "
                      f"{100 * est['specificity_ci_width']:.1f} points), mean reader AUC {est['auc']:.3f}")

@@ -12,7 +12,8 @@ is a rejection the real analysis would make:
   approximation with the tie correction), from integer differences so ties are exact;
 - Holm's step-down adjustment over a family of tests (NaN p-values are outside the family);
 - Fleiss' kappa with irr's z test against kappa = 0;
-- the empirical ROC AUC (Mann-Whitney, ties counted one half) from an ordinal confidence scale.
+- the empirical ROC AUC (Mann-Whitney, ties counted one half) from an ordinal confidence scale, and the
+  readers' mean AUC against 0.5 with readers and images random.
 """
 
 from __future__ import annotations
@@ -147,13 +148,28 @@ def auc_from_scores(scores: np.ndarray, truth: np.ndarray, levels: int) -> np.nd
     return wins / (truth.sum() * (~truth).sum())
 
 
-def one_sample_t_p(x: np.ndarray, mu: float) -> np.ndarray:
-    """Two-sided one-sample t-test p per row (studies x readers) against `mu`; NaN with < 2 values or no spread."""
-    k = x.shape[1]
-    if k < 2:
-        return np.full(x.shape[0], np.nan)
-    sd = x.std(axis=1, ddof=1)
+def auc_two_way(scores: np.ndarray, truth: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Readers' mean AUC and its two-sided p against 0.5 per study, readers and images both random.
+
+    The variance is the sum of the readers' part, var(reader AUCs) / R (0 with one reader), and the images'
+    part, DeLong's structural components averaged over readers: var(V10) / n_real + var(V01) / n_synthetic,
+    where V10 of a real image is the share of synthetic images it outscores (ties one half) and V01 of a
+    synthetic image the share of real images that outscore it. A normal approximation to the two-way
+    (readers x images) bootstrap interval the single-image analysis reports.
+    """
+    onehot = scores[..., None] == np.arange(levels)
+    real_hist = onehot[:, :, truth].sum(axis=2).astype(float)
+    syn_hist = onehot[:, :, ~truth].sum(axis=2).astype(float)
+    n1, n0 = int(truth.sum()), int((~truth).sum())
+    syn_below = (np.cumsum(syn_hist, axis=2) - syn_hist + 0.5 * syn_hist) / n0
+    real_above = (real_hist.sum(axis=2, keepdims=True) - np.cumsum(real_hist, axis=2) + 0.5 * real_hist) / n1
+    v10 = np.take_along_axis(syn_below, scores[:, :, truth], axis=2)    # studies x readers x real images
+    v01 = np.take_along_axis(real_above, scores[:, :, ~truth], axis=2)  # studies x readers x synthetic
+    per_reader = v10.mean(axis=2)
+    readers = scores.shape[1]
+    var = (per_reader.var(axis=1, ddof=1) / readers if readers > 1 else 0.0) \
+        + v10.mean(axis=1).var(axis=1, ddof=1) / n1 + v01.mean(axis=1).var(axis=1, ddof=1) / n0
+    auc = per_reader.mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = (x.mean(axis=1) - mu) / (sd / np.sqrt(k))
-    p = 2 * _st.t.sf(np.abs(t), k - 1)
-    return np.where(sd > 0, p, np.nan)
+        z = (auc - 0.5) / np.sqrt(var)
+    return auc, np.where(var > 0, 2 * _st.norm.sf(np.abs(z)), np.nan)

@@ -400,11 +400,21 @@ def study_power(result: dict[str, Any], saved_plan: dict[str, Any] | None = None
     readers = int(result["n_raters"])
     trials = int(result["n_quartets"] if design == "quartets" else result["n_images"])
     groups = max(1, len(result.get("groups", [])) - 1) if design == "quartets" else None
-    effect = effect_from_settings(saved_plan, design, groups)
     planned = bool(saved_plan) and saved_plan.get("design") == design
-    alpha = float(saved_plan.get("alpha", 0.05)) if planned else 0.05
+    problem = None
+    try:  # a plan edited by hand into nonsense must not cost the user the analysis
+        effect = effect_from_settings(saved_plan, design, groups)
+        alpha = float(saved_plan.get("alpha", 0.05)) if planned else 0.05
+        if not 0 < alpha < 1:
+            raise CspineError(f"alpha {alpha} must be between 0 and 1")
+    except (CspineError, TypeError, ValueError) as exc:
+        problem = f"the plan in study.toml [plan] was not used ({exc}); run `plan-study --save` again"
+        effect, alpha, planned = effect_from_settings(None, design, groups), 0.05, False
     doc = plan(design, readers, trials, effect, alpha=alpha, sims=sims, seed=seed, run_search=False)
     doc["effect_source"] = "planned (plan-study --save)" if planned else "default (no plan recorded)"
+    if problem:
+        doc["effect_source"] = "default (the saved plan is not valid)"
+        doc["notes"].append(problem)
     if design == "quartets":  # the study's own group names for "group1", "group2", ... (longest first: group10)
         names = [str(g) for g in result.get("groups", [])[1:]]
         for t in doc["tests"].values():

@@ -290,6 +290,8 @@ def test_study_power_uses_the_saved_plan_and_says_so():
     assert planned["tests"]["identification"]["power"] > default["tests"]["identification"]["power"]
     text = "\n".join(power.power_lines(planned))
     assert text.startswith("## Power") and "45%" in text and "8 readers x 50 trials" in text
+    broken = power.study_power(result, {**saved, "effect": {**saved["effect"], "identification": 2}}, sims=100)
+    assert broken["effect"]["identification"] == 0.35 and "was not used" in broken["notes"][-1]
     # a single-image analysis (its result names the design and counts images); the quartet plan does not apply
     single = power.study_power({"design": "single", "n_raters": 3, "n_images": 40, "groups": ["gan"]}, saved,
                                sims=300)

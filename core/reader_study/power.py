@@ -430,7 +430,8 @@ def _pct(x: float) -> str:
 def power_lines(doc: dict[str, Any]) -> list[str]:
     """The report's "Power" section (Markdown lines) for a study_power() document."""
     e, tests = doc["effect"], doc["tests"]
-    head = (f"With {doc['readers']} readers x {doc['trials']} trials, {doc['sims']} studies simulated under the "
+    unit = "quartets" if doc["design"] == "quartets" else "images"
+    head = (f"With {doc['readers']} readers x {doc['trials']} {unit}, {doc['sims']} studies simulated under the "
             f"{doc['effect_source']} effect (seed {doc['seed']}, alpha {doc['alpha']}; docs/guide/planning.md):")
     rows = []
     if doc["design"] == "quartets":

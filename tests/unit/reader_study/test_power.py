@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -251,6 +252,21 @@ def test_too_few_readers_cannot_show_a_realism_difference():
     assert any("no realism difference can be found" in n for n in doc["notes"])
 
 
+def test_pairwise_comparisons_widen_the_holm_family():
+    # All pairs of real + 3 groups: 6 comparisons, so the first Holm step needs p <= 0.05/6. 8 readers reach it
+    # only with 8 distinct differences of one sign (exact p = 2/2^8; one tied pair gives p = 0.014), so the power
+    # drops far below that of real vs each group (family of 3); 7 readers never reach it (2/2^7 > 0.05/6).
+    e = power.effect_for("quartets", rating_shift=[0.4], pairwise=True)
+    res = power.simulate(e, 8, 50, sims=300)
+    assert set(res["tests"]) >= {"realism_real_vs_group1", "realism_group1_vs_group2", "realism_group2_vs_group3"}
+    assert "Holm over all 6 pairs" in res["tests"]["realism_real_vs_group1"]["test"]
+    each = power.simulate(replace(e, pairwise=False), 8, 50, sims=300)["tests"]["realism_real_vs_group1"]["power"]
+    for name in ("realism_real_vs_group1", "realism_group1_vs_group2"):  # group 1 differs from both alike
+        assert 0.05 < res["tests"][name]["power"] < each - 0.3
+    assert power.simulate(e, 7, 50, sims=300)["tests"]["realism_real_vs_group1"]["power"] == 0.0
+    assert any("Holm over 6" in n for n in power.plan("quartets", 7, 50, e, sims=100, run_search=False)["notes"])
+
+
 def test_search_returns_the_first_grid_value_reaching_the_target():
     e = power.effect_for("quartets", identification=0.35)
     s = power.search(e, 8, 50, sims=300, seed=2)
@@ -289,7 +305,7 @@ def test_study_power_uses_the_saved_plan_and_says_so():
     assert planned["effect_source"].startswith("planned") and planned["effect"]["identification"] == 0.45
     assert planned["tests"]["identification"]["power"] > default["tests"]["identification"]["power"]
     text = "\n".join(power.power_lines(planned))
-    assert text.startswith("## Power") and "45%" in text and "8 readers x 50 trials" in text
+    assert text.startswith("## Power") and "45%" in text and "8 readers x 50 quartets" in text
     broken = power.study_power(result, {**saved, "effect": {**saved["effect"], "identification": 2}}, sims=100)
     assert broken["effect"]["identification"] == 0.35 and "was not used" in broken["notes"][-1]
     # a single-image analysis (its result names the design and counts images); the quartet plan does not apply

@@ -2,7 +2,7 @@
 
 It needs no study: planning comes before the images exist. `--save` records the plan's effect in a study's
 study.toml ([plan]) so the report of the finished study states the power it had to detect that effect.
-Runs in about a second (vectorised simulation), so it is not a job.
+Runs in a few seconds (vectorised simulation), so it is not a job.
 """
 
 from __future__ import annotations

@@ -26,16 +26,24 @@ def replace_labels(study: Study, import_id: str, kind: str, *, file: str | None,
     keypoints: (image_id, point, x, y); attributes: (image_id, name, value, numeric). A label already stored
     for the same image and point (or attribute name) is replaced: the newest import wins.
     """
+    # Converted here, before the transaction, so a bad value raises with nothing written. Keyed by the
+    # primary key: a label given twice in one call keeps its last value, as row-by-row inserts did.
+    points = {(str(i), str(p)): (float(x), float(y)) for i, p, x, y in keypoints}
+    values = {(str(i), str(n)): (str(v), None if num is None else float(num)) for i, n, v, num in attributes}
     with study.store.connect() as tx:
         tx.execute("INSERT INTO label_imports (id, kind, file, file_sha256, summary) VALUES (?, ?, ?, ?, ?)",
                    [import_id, kind, file, file_sha256, json.dumps(dict(summary))])
-        tx.executemany(
-            "INSERT OR REPLACE INTO real_keypoints (image_id, point, x, y, import_id) VALUES (?, ?, ?, ?, ?)",
-            [[i, p, float(x), float(y), import_id] for i, p, x, y in keypoints])
-        tx.executemany(
-            "INSERT OR REPLACE INTO real_attributes (image_id, name, value, numeric, import_id) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [[i, n, str(v), None if num is None else float(num), import_id] for i, n, v, num in attributes])
+        # Through a registered frame, not executemany: ~2 ms a row that way (10 s for 5,000 keypoints).
+        if points:
+            tx.register("cspine_keypoints", _frame(
+                ["image_id", "point", "x", "y"], [[i, p, x, y] for (i, p), (x, y) in points.items()]))
+            tx.execute("INSERT OR REPLACE INTO real_keypoints (image_id, point, x, y, import_id) "
+                       "SELECT image_id, point, x, y, ? FROM cspine_keypoints", [import_id])
+        if values:
+            tx.register("cspine_attributes", _frame(
+                ["image_id", "name", "value", "numeric"], [[i, n, v, num] for (i, n), (v, num) in values.items()]))
+            tx.execute("INSERT OR REPLACE INTO real_attributes (image_id, name, value, numeric, import_id) "
+                       "SELECT image_id, name, value, numeric, ? FROM cspine_attributes", [import_id])
 
 
 def keypoints_for(study: Study, image_ids: Iterable[str] | None = None) -> dict[str, dict[str, tuple[float, float]]]:
@@ -82,6 +90,15 @@ def label_summary(study: Study) -> dict[str, Any]:
             "imports": tx.query("SELECT id, kind, file, summary, imported_at FROM label_imports "
                                 "ORDER BY imported_at DESC"),
         }
+
+
+def _frame(columns: list[str], rows: list[list[Any]]) -> Any:
+    import pandas as pd  # imported on use: pandas costs start-up time for every caller of this module
+
+    frame = pd.DataFrame(rows, columns=columns)
+    if "numeric" in frame:  # all None would otherwise be an object column, which duckdb types as NULL
+        frame["numeric"] = frame["numeric"].astype("float64")
+    return frame
 
 
 def _rows(study: Study, sql: str, image_ids: Iterable[str] | None, params: list[Any] | None = None

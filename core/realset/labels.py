@@ -46,6 +46,12 @@ def replace_labels(study: Study, import_id: str, kind: str, *, file: str | None,
                        "SELECT image_id, name, value, numeric, ? FROM cspine_attributes", [import_id])
 
 
+def mirror_keypoints(tx: Any, image_id: str, x0: float, width: float) -> None:
+    """Mirror one image's keypoints inside its content box [x0, x0 + width] (x -> 2 x0 + width - x), in the
+    caller's transaction (core/realset/catalog.py: an orientation override mirrors the canonical image)."""
+    tx.execute("UPDATE real_keypoints SET x = ? - x WHERE image_id = ?", [2.0 * x0 + width, image_id])
+
+
 def keypoints_for(study: Study, image_ids: Iterable[str] | None = None) -> dict[str, dict[str, tuple[float, float]]]:
     """{image_id: {point: (x, y)}} for the given images (all labelled images when None)."""
     rows = _rows(study, "SELECT image_id, point, x, y FROM real_keypoints", image_ids)

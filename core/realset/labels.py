@@ -85,6 +85,27 @@ def attribute_counts(study: Study) -> dict[str, dict[str, int]]:
     return out
 
 
+def attribute_overview(study: Study) -> dict[str, dict[str, Any]]:
+    """Per attribute: numeric ones as {"type": "numeric", "n", "min", "mean", "max"}, the others as
+    {"type": "categorical", "n", "counts": {value: images}} (a numeric column's counts would be one row per
+    value). Numeric: every stored value of the attribute has its number."""
+    with study.store.connect() as tx:
+        numeric = tx.query("SELECT name, count(*) AS n, min(numeric) AS lo, avg(numeric) AS mean, "
+                           "max(numeric) AS hi FROM real_attributes GROUP BY name "
+                           "HAVING count(numeric) = count(*) ORDER BY name")
+        counts = tx.query("SELECT name, value, count(*) AS n FROM real_attributes GROUP BY name, value "
+                          "ORDER BY name, n DESC, value")
+    out: dict[str, dict[str, Any]] = {
+        r["name"]: {"type": "numeric", "n": int(r["n"]), "min": float(r["lo"]), "mean": float(r["mean"]),
+                    "max": float(r["hi"])} for r in numeric}
+    for r in counts:
+        if r["name"] not in out or out[r["name"]]["type"] == "categorical":
+            entry = out.setdefault(r["name"], {"type": "categorical", "n": 0, "counts": {}})
+            entry["counts"][r["value"]] = int(r["n"])
+            entry["n"] += int(r["n"])
+    return dict(sorted(out.items()))
+
+
 def label_summary(study: Study) -> dict[str, Any]:
     """How many real images carry keypoints and attributes, and the imports so far (newest first)."""
     with study.store.connect() as tx:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Mapping, Sequence
 
+from core.realset.canonical import content_box
 from core.study import Study
 
 KINDS = ("keypoints", "attributes")
@@ -58,6 +59,22 @@ def keypoints_for(study: Study, image_ids: Iterable[str] | None = None) -> dict[
     out: dict[str, dict[str, tuple[float, float]]] = {}
     for r in rows:
         out.setdefault(r["image_id"], {})[r["point"]] = (float(r["x"]), float(r["y"]))
+    return out
+
+
+def canonical_spacing(study: Study, image_ids: Iterable[str] | None = None) -> dict[str, tuple[float, float]]:
+    """{image_id: (mm per canonical pixel in x, in y)} for the images whose source gave a pixel spacing.
+
+    The ingest resamples the source's W x H pixels onto the w x h content box (core/realset/canonical.py),
+    so a canonical pixel is W / w source pixels wide and H / h tall; mirroring changes no distance."""
+    size = int(study.get("ingest", "size", 256))
+    rows = _rows(study, "SELECT * FROM (SELECT id AS image_id, orig_width, orig_height, resize_mode, spacing_x_mm, "
+                        "spacing_y_mm FROM real_images) WHERE spacing_x_mm IS NOT NULL", image_ids)
+    out: dict[str, tuple[float, float]] = {}
+    for r in rows:
+        _, _, w, h = content_box(int(r["orig_width"]), int(r["orig_height"]), size, r["resize_mode"])
+        out[r["image_id"]] = (float(r["spacing_x_mm"]) * r["orig_width"] / w,
+                              float(r["spacing_y_mm"]) * r["orig_height"] / h)
     return out
 
 

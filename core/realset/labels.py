@@ -123,6 +123,12 @@ def attribute_overview(study: Study) -> dict[str, dict[str, Any]]:
     return dict(sorted(out.items()))
 
 
+def find_import(study: Study, file_sha256: str) -> dict[str, Any] | None:
+    """The newest import of a file with these bytes, if any (lets the demo import its files once)."""
+    return study.store.query_one("SELECT id, kind, file, summary, imported_at FROM label_imports "
+                                 "WHERE file_sha256 = ? ORDER BY imported_at DESC LIMIT 1", [file_sha256])
+
+
 def label_summary(study: Study) -> dict[str, Any]:
     """How many real images carry keypoints and attributes, and the imports so far (newest first)."""
     with study.store.connect() as tx:

@@ -78,6 +78,15 @@ def canonical_spacing(study: Study, image_ids: Iterable[str] | None = None) -> d
     return out
 
 
+def image_labels(study: Study, image_id: str) -> dict[str, Any]:
+    """One image's labels: {"keypoints": {point: (x, y)}, "attributes": {name: value}} (the dataset screen)."""
+    with study.store.connect() as tx:
+        points = tx.query("SELECT point, x, y FROM real_keypoints WHERE image_id = ? ORDER BY point", [image_id])
+        values = tx.query("SELECT name, value FROM real_attributes WHERE image_id = ? ORDER BY name", [image_id])
+    return {"keypoints": {r["point"]: (float(r["x"]), float(r["y"])) for r in points},
+            "attributes": {r["name"]: r["value"] for r in values}}
+
+
 def point_names(study: Study) -> list[str]:
     """Every keypoint name stored, in a stable order (by level, then name)."""
     return sorted(study.store.column("SELECT DISTINCT point FROM real_keypoints"))

@@ -39,7 +39,7 @@ def stage_ingest(study: Study, log: Log) -> None:
 
 def stage_labels(study: Study, log: Log) -> None:
     """The phantoms' keypoints.csv and attributes.csv through the label import (each file once)."""
-    import csv
+    import csv  # imported on use, like the stages' other imports
     import hashlib
 
     from core.demo import phantom_files  # imported on use: loads scipy, numpy, PIL (start-up cost)

@@ -59,7 +59,7 @@ OTHER_MARKER = (255, 240, 0)
 def draw_keypoints(img: PILImage.Image, points: dict[str, tuple[float, float]], size: int) -> PILImage.Image:
     """A colour copy of a canonical image with a dot at each keypoint (canonical coordinates of a size x size
     image, pixel i spanning [i, i+1)); dots about 1/64 of the image across."""
-    from PIL import ImageDraw
+    from PIL import ImageDraw  # imported on use: only the dataset screen draws markers
 
     out = img.convert("RGB")
     scale = out.width / size

@@ -255,3 +255,46 @@ def test_files_that_are_not_label_files_are_one_line_errors(tmp_path) -> None:
         import_labels(study, tmp_path / "missing.csv")
     with pytest.raises(CspineError, match="no real images yet"):
         import_labels(Study.create(tmp_path / "empty"), tmp_path / "nokp.csv")
+
+
+@pytest.mark.parametrize("tags,expected", [
+    ({"PixelSpacing": ["0.2", "0.15"], "ImagerPixelSpacing": ["0.25", "0.25"]}, ((0.15, 0.2), "PixelSpacing")),
+    ({"ImagerPixelSpacing": ["0.3", "0.1"]}, ((0.1, 0.3), "ImagerPixelSpacing")),
+    ({"PixelSpacing": ["0", "0.1"], "ImagerPixelSpacing": ["0.3", "0.1"]}, ((0.1, 0.3), "ImagerPixelSpacing")),
+    ({"PixelSpacing": ["0.2"]}, (None, None)),       # one value: malformed, no spacing (the file still reads)
+    ({}, (None, None)),
+])
+def test_dicom_pixel_spacing_is_read_as_x_then_y(tmp_path, tags, expected) -> None:
+    """DICOM spacing is [row spacing, column spacing] = [y, x]; PixelSpacing first, a bad one is skipped."""
+    import pydicom
+
+    from tests.factories.ingest import save_dicom
+
+    path = save_dicom(draw_film(160, 128), tmp_path / "f.dcm", identifying=False)
+    ds = pydicom.dcmread(path)
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path, enforce_file_format=True)
+    dec = decode_bytes(path.read_bytes(), ".dcm")
+    assert (dec.pixel_spacing, dec.spacing_source) == expected
+
+
+def test_canonical_spacing_follows_the_resize(tmp_path) -> None:
+    import pydicom
+
+    from tests.factories.ingest import save_dicom
+
+    study = Study.create(tmp_path / "s")
+    study.set("ingest", "size", 64)
+    src = tmp_path / "src"
+    src.mkdir()
+    path = save_dicom(draw_film(160, 128), src / "f.dcm", identifying=False)
+    ds = pydicom.dcmread(path)
+    ds.PixelSpacing = ["0.2", "0.15"]
+    ds.save_as(path, enforce_file_format=True)
+    save_pil(draw_film(160, 128, seed=2), src / "g.png")
+    ingest.ingest(study, [src], resize="pad", workers=0)
+    ids = _ids(study)
+    # pad: a 128 x 160 film fills a 51 x 64 box of the 64 px square (round(128 x 64 / 160) = 51).
+    assert labels.canonical_spacing(study) == {ids["f.dcm"]: (0.15 * 128 / 51, 0.2 * 160 / 64)}
+    assert labels.canonical_spacing(study, [ids["g.png"]]) == {}

@@ -248,6 +248,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE synthetic_images ADD COLUMN condition JSON;
         """,
     ),
+    (
+        "0011_real_pixel_spacing",
+        """
+        -- Millimetres per SOURCE pixel when the source says (DICOM PixelSpacing, else ImagerPixelSpacing; a
+        -- technical field, not identifying): x along a row (column spacing), y down a column. NULL otherwise.
+        -- The canonical spacing follows from the resize (core/realset/labels.py canonical_spacing).
+        ALTER TABLE real_images ADD COLUMN spacing_x_mm DOUBLE;
+        ALTER TABLE real_images ADD COLUMN spacing_y_mm DOUBLE;
+        ALTER TABLE real_images ADD COLUMN spacing_source VARCHAR;  -- PixelSpacing | ImagerPixelSpacing
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "cspine_tui.cli.sample",
     "cspine_tui.cli.fid",
     "cspine_tui.cli.ingest",
+    "cspine_tui.cli.labels",
     "cspine_tui.cli.audit",
     "cspine_tui.cli.survey",
     "cspine_tui.cli.screening",

@@ -146,3 +146,12 @@ def test_minus_99_answers_are_counted_not_refused_and_never_scored(env):
     assert study.store.scalar("SELECT min(rating) FROM ratings") >= 1
     flags = json.loads(study.store.scalar("SELECT flags FROM raters WHERE id = ?", [rid]))
     assert flags["seen_unanswered"] == 3
+
+
+def test_a_minus_99_rater_code_is_no_code(env):
+    study, spec, tmp = env
+    sims = simulate_raters(spec, 2, seed=7)
+    sims[1].rater_code = "-99"  # the code box left empty with the -99 recode on: the response id labels the rater
+    import_ratings(study, write_qualtrics_csv(tmp / "c.csv", spec, sims, seen_unanswered=True), spec.pack_id)
+    labels = set(study.store.column("SELECT label FROM raters"))
+    assert labels == {sims[0].rater_code, sims[1].response_id}

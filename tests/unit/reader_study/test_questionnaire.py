@@ -175,3 +175,13 @@ def test_strata_and_covariate_add_up_by_hand():
     assert [s["stratum"] for s in out["by_experience"]] == ["0-4 years", "10-19 years", "20+ years", "not given"]
     cov = out["experience_vs_accuracy"]
     assert cov["n"] == 3 and cov["rho"] == pytest.approx(1.0)  # years and accuracy in the same order
+
+
+def test_methods_paragraph_names_the_panel():
+    from core.reader_study.report import _panel_sentence
+
+    r = {"per_rater": [{"specialty": "Neuroradiology", "years": 4}, {"specialty": "Neuroradiology", "years": 9},
+                       {"specialty": "Spine surgery", "years": 20}, {"specialty": None, "years": None}]}
+    assert _panel_sentence(r) == ("Raters reported specialties Neuroradiology 2, Spine surgery 1; years of "
+                                  "experience median 9.0 (range 4 to 20, 3 raters). ")
+    assert _panel_sentence({"per_rater": [{"specialty": None, "years": None}]}) == ""

@@ -259,6 +259,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE real_images ADD COLUMN spacing_source VARCHAR;  -- PixelSpacing | ImagerPixelSpacing
         """,
     ),
+    (
+        "0012_reader_raters_groups",
+        """
+        -- The rater questionnaire (core/reader_study/questionnaire.py): specialty (one of its choices, or NULL),
+        -- the text given with "Other", years of experience. NULL when not asked or not answered.
+        ALTER TABLE raters ADD COLUMN specialty VARCHAR;
+        ALTER TABLE raters ADD COLUMN specialty_other VARCHAR;
+        ALTER TABLE raters ADD COLUMN years_experience INTEGER;
+        -- The optional per-trial free text ("what gave it away?"), verbatim, for any design.
+        CREATE TABLE trial_comments (
+            pack_id VARCHAR NOT NULL, rater_id VARCHAR NOT NULL, trial INTEGER NOT NULL, text VARCHAR NOT NULL,
+            PRIMARY KEY (pack_id, rater_id, trial)
+        );
+        -- Questions a rater saw and left unanswered (Qualtrics' "-99" recode): counted, never a rating.
+        -- question: pick | rate_<position> | rater_specialty | rater_years | a design's own names.
+        CREATE TABLE seen_unanswered (
+            pack_id VARCHAR NOT NULL, rater_id VARCHAR NOT NULL, trial INTEGER NOT NULL, question VARCHAR NOT NULL,
+            PRIMARY KEY (pack_id, rater_id, trial, question)
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

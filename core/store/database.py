@@ -249,7 +249,39 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
-        "0012_utility",
+        "0011_real_pixel_spacing",
+        """
+        -- Millimetres per SOURCE pixel when the source says (DICOM PixelSpacing, else ImagerPixelSpacing; a
+        -- technical field, not identifying): x along a row (column spacing), y down a column. NULL otherwise.
+        -- The canonical spacing follows from the resize (core/realset/labels.py canonical_spacing).
+        ALTER TABLE real_images ADD COLUMN spacing_x_mm DOUBLE;
+        ALTER TABLE real_images ADD COLUMN spacing_y_mm DOUBLE;
+        ALTER TABLE real_images ADD COLUMN spacing_source VARCHAR;  -- PixelSpacing | ImagerPixelSpacing
+        """,
+    ),
+    (
+        "0012_reader_raters_groups",
+        """
+        -- The rater questionnaire (core/reader_study/questionnaire.py): specialty (one of its choices, or NULL),
+        -- the text given with "Other", years of experience. NULL when not asked or not answered.
+        ALTER TABLE raters ADD COLUMN specialty VARCHAR;
+        ALTER TABLE raters ADD COLUMN specialty_other VARCHAR;
+        ALTER TABLE raters ADD COLUMN years_experience INTEGER;
+        -- The optional per-trial free text ("what gave it away?"), verbatim, for any design.
+        CREATE TABLE trial_comments (
+            pack_id VARCHAR NOT NULL, rater_id VARCHAR NOT NULL, trial INTEGER NOT NULL, text VARCHAR NOT NULL,
+            PRIMARY KEY (pack_id, rater_id, trial)
+        );
+        -- Questions a rater saw and left unanswered (Qualtrics' "-99" recode): counted, never a rating.
+        -- question: pick | rate_<position> | rater_specialty | rater_years | a design's own names.
+        CREATE TABLE seen_unanswered (
+            pack_id VARCHAR NOT NULL, rater_id VARCHAR NOT NULL, trial INTEGER NOT NULL, question VARCHAR NOT NULL,
+            PRIMARY KEY (pack_id, rater_id, trial, question)
+        );
+        """,
+    ),
+    (
+        "0013_utility",
         """
         -- The utility benchmark (core/utility): one row per metric of each trained model (an arm at a real
         -- fraction) with its 95% bootstrap interval, and the paired comparisons of two arms on the same test

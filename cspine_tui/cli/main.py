@@ -31,9 +31,11 @@ COMMAND_MODULES = [
     "cspine_tui.cli.sample",
     "cspine_tui.cli.fid",
     "cspine_tui.cli.ingest",
+    "cspine_tui.cli.labels",
     "cspine_tui.cli.audit",
     "cspine_tui.cli.survey",
     "cspine_tui.cli.screening",
+    "cspine_tui.cli.plan",
     "cspine_tui.cli.utility",
 ]
 

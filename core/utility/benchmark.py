@@ -27,6 +27,7 @@ from core.ddpm import synthetic
 from core.ddpm.data import mix_seed
 from core.errors import CspineError
 from core.jobs.runner import JobContext, JobPaused, job_record
+from core.realset import labels
 from core.study import Study
 from core.utility import data as udata
 from core.utility import metrics as umetrics
@@ -234,7 +235,7 @@ def _run(ctx: JobContext) -> dict[str, Any]:
         tmp.replace(done_path)
         (ctx.dir / "units" / f"{key}.pt").unlink(missing_ok=True)
         preds[key] = record
-    result = analyse(p, sets["test"], preds)
+    result = analyse(p, sets["test"], preds, labels.canonical_spacing(study, sets["test"].ids))
     results.save(study, ctx.job_id, p, result)
     ctx.progress(total, total, step=total, message="done", force=True)
     return {**result, "output": study.rel(ctx.dir)}
@@ -245,9 +246,13 @@ def _finite(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(float(v)) else float(v)
 
 
-def analyse(p: dict[str, Any], test: udata.LabelledSet, preds: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Metrics of every unit with bootstrap intervals, and paired comparisons of the arms at each fraction."""
+def analyse(p: dict[str, Any], test: udata.LabelledSet, preds: dict[str, dict[str, Any]],
+            spacing: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+    """Metrics of every unit with bootstrap intervals, and paired comparisons of the arms at each fraction.
+    spacing: {test image: (x, y) mm per canonical pixel} for the images whose source gave one."""
     task = p["space"]["task"]
+    spacing = spacing or {}
+    mm = np.array([spacing.get(i, (np.nan, np.nan)) for i in test.ids], float).reshape(len(test), 2)
     canonical = int(np.median(test.native)) if test.native and test.native[0] else int(p["size"])
     idx = np.random.default_rng(mix_seed(p["seed"], "bootstrap")).integers(0, len(test), (p["boot"], len(test)))
     parts, evals, rows = {}, {}, []
@@ -256,7 +261,7 @@ def analyse(p: dict[str, Any], test: udata.LabelledSet, preds: dict[str, dict[st
         if task != udata.LANDMARKS:
             out = softmax(out)
         parts[key] = umetrics.case_parts("landmarks" if task == udata.LANDMARKS else "attribute", out, test,
-                                         canonical, p.get("mm_per_px"))
+                                         canonical, p.get("mm_per_px"), mm)
         evals[key] = umetrics.evaluate(parts[key], idx)
         for name, e in evals[key].items():
             rows.append({"unit": key, "arm": rec["arm"], "fraction": rec["fraction"], "metric": name,
@@ -277,7 +282,10 @@ def analyse(p: dict[str, Any], test: udata.LabelledSet, preds: dict[str, dict[st
                                     "value_a": _finite(c["a"]), "value_b": _finite(c["b"]),
                                     **{k: _finite(c[k]) for k in ("diff", "lo", "hi", "p")}})
     thresholds = umetrics.thresholds(canonical) if task == udata.LANDMARKS else None
+    mm_source = ("--mm-per-px" if p.get("mm_per_px") else
+                 f"source pixel spacing of {len(spacing)} of {len(test)} test images" if spacing else None)
     return {"task": task, "n_test": len(test), "canonical": canonical, "thresholds_px": thresholds,
+            "mm_source": mm_source if task == udata.LANDMARKS else None,
             "results": rows, "comparisons": comparisons, "boot": p["boot"], "seed": p["seed"]}
 
 

@@ -2,9 +2,10 @@
 
 Landmarks (errors in the test image's canonical pixels): ``mre_px`` the mean radial error over every (image,
 keypoint) pair; ``sr2`` and ``sr4`` the share of pairs within 2 and 4 px at 256 px (the thresholds scale with
-the canonical size: 1 and 2 px at 128); ``mre_mm`` the mean radial error in mm when the user gives the size of
-a canonical pixel. Attributes: ``accuracy`` (the most probable class) and ``auroc`` (binary: the probability
-of the second class in sorted order; more classes: the mean of the one-vs-rest AUROCs).
+the canonical size: 1 and 2 px at 128); ``mre_mm`` the mean radial error in mm when the user gives the size
+of a canonical pixel, or else over the test images whose source gave a pixel spacing (DICOM). Attributes:
+``accuracy`` (the most probable class) and ``auroc`` (binary: the probability of the second class in sorted
+order; more classes: the mean of the one-vs-rest AUROCs).
 
 Every interval resamples test images (the keypoints of one image stay together). Comparisons: DeLong's test
 for a binary AUROC, the paired bootstrap (core/utility/stats.py) for everything else.
@@ -33,9 +34,20 @@ def landmark_errors(pred: np.ndarray, test: LabelledSet) -> np.ndarray:
     return np.where(test.mask, err, np.nan)
 
 
+def mm_errors(pred: np.ndarray, test: LabelledSet, spacing: np.ndarray) -> np.ndarray:
+    """(N, P) radial errors in mm from each image's (x, y) mm per canonical pixel (N, 2; nan where unknown):
+    a stretched film's pixels are not square, so x and y are scaled apart before the distance."""
+    d = (pred.reshape(test.points.shape) - test.points) * np.asarray(test.native, float)[:, None, None]
+    err = np.sqrt(((d * spacing[:, None, :]) ** 2).sum(-1))
+    return np.where(test.mask, err, np.nan)
+
+
 def case_parts(task: str, pred: np.ndarray, test: LabelledSet, canonical: int,
-               mm_per_px: float | None = None) -> dict[str, Any]:
-    """Per-image numerators and denominators of each ratio metric; scores and labels for AUROC."""
+               mm_per_px: float | None = None, spacing: np.ndarray | None = None) -> dict[str, Any]:
+    """Per-image numerators and denominators of each ratio metric; scores and labels for AUROC.
+
+    ``mre_mm``: with ``mm_per_px`` (the user's, the same for every image) or ``spacing`` (per image, from the
+    sources' pixel spacing; images without one are left out of this metric)."""
     if task == "landmarks":
         err = landmark_errors(pred, test)
         have = test.mask.astype(float)
@@ -46,6 +58,10 @@ def case_parts(task: str, pred: np.ndarray, test: LabelledSet, canonical: int,
                                  "sr4": (((e0 <= t4) & test.mask).sum(1).astype(float), have.sum(1))}
         if mm_per_px:
             parts["mre_mm"] = (e0.sum(1) * float(mm_per_px), have.sum(1))
+        elif spacing is not None and np.isfinite(spacing).all(axis=1).any():
+            known = np.isfinite(spacing).all(axis=1)
+            mm = np.nan_to_num(mm_errors(pred, test, np.where(known[:, None], spacing, 0.0)), nan=0.0)
+            parts["mre_mm"] = (np.where(known, mm.sum(1), 0.0), np.where(known, have.sum(1), 0.0))
         return parts
     probs = pred
     correct = (probs.argmax(1) == test.classes).astype(float)

@@ -175,3 +175,18 @@ def test_paired_bootstrap_p_is_never_zero_and_symmetric() -> None:
     a, b = rng.normal(size=999), rng.normal(size=999)
     assert stats.paired_summary(a, b, 0, 0)["p"] == pytest.approx(stats.paired_summary(b, a, 0, 0)["p"])
     assert stats.paired_summary(a, b, 0, 0)["p"] > 0.5  # no difference: most resamples on both sides
+
+
+def test_mm_error_uses_each_images_x_and_y_spacing() -> None:
+    """(3, 4) px off with 0.5 mm x 1.0 mm pixels is sqrt(1.5^2 + 4^2) mm; an image without a spacing is left
+    out of the mm metric (its pixel error still counts in mre_px)."""
+    n, w = 3, 64
+    pts = np.full((n, 1, 2), 0.5, np.float32)
+    test = LabelledSet(["a", "b", "c"], [""] * n, "real", points=pts, mask=np.ones((n, 1), bool), native=[w] * n)
+    pred = (pts + np.array([3, 4]) / w).reshape(n, -1)
+    spacing = np.array([[0.5, 1.0], [0.5, 1.0], [np.nan, np.nan]])
+    ev = evaluate(case_parts("landmarks", pred, test, w, spacing=spacing), stats.bootstrap_indices(n, 50, seed=0))
+    assert ev["mre_mm"]["value"] == pytest.approx(math.hypot(1.5, 4.0), abs=1e-4)
+    assert ev["mre_px"]["value"] == pytest.approx(5.0, abs=1e-4)
+    none = case_parts("landmarks", pred, test, w, spacing=np.full((n, 2), np.nan))
+    assert "mre_mm" not in none

@@ -30,8 +30,8 @@ import numpy as np
 from core.errors import CspineError
 from core.realset.labels import attributes_for
 from core.reader_study import single_formats
-from core.reader_study.pack import _remove_killed_builds, blind_encode
-from core.reader_study.pack_check import fingerprint, verify_pack
+from core.reader_study.pack import _read_url_csv, _remove_killed_builds, blind_encode
+from core.reader_study.pack_check import fingerprint, record, verify_pack
 from core.reader_study.single_spec import REAL_SHARE, SingleItem, SinglePackSpec, is_single_manifest
 from core.screening.rules import accepted_image_ids
 from core.study import Study
@@ -298,3 +298,26 @@ def _from_db(study: Study, row: dict[str, Any]) -> SinglePackSpec:
                           created_at=str(params.get("created_at") or row["created_at"]),
                           condition_attribute=params.get("condition_attribute"),
                           free_text=bool(params.get("free_text")), items=items, study=str(study.root.resolve()))
+
+
+def set_single_image_urls(study: Study | None, folder: Path | str, *, base_url: str | None = None,
+                          url_csv: Path | str | None = None) -> SinglePackSpec:
+    """`survey-urls` for a single-image pack: point the survey at the hosted images and rewrite its files."""
+    folder = Path(folder).expanduser()
+    spec = read_single_dir(folder)
+    registered = study is not None and bool(study.store.scalar("SELECT count(*) FROM single_packs WHERE id = ?",
+                                                               [spec.pack_id]))
+    if registered:
+        verify_pack(study, spec.pack_id, folder)  # never re-bless a pack edited by hand
+    if base_url:
+        if not base_url.startswith(("https://", "http://")):
+            raise CspineError(f"--image-base-url {base_url!r} must start with https:// (or http://)")
+        spec.image_base_url = base_url
+    if url_csv:
+        spec.image_urls.update(_read_url_csv(Path(url_csv), {i.image_file for i in spec.items}))
+    single_formats.write_pack_files(folder, spec)
+    if study is not None and registered:
+        study.store.execute("UPDATE single_packs SET image_base_url = ? WHERE id = ?",
+                            [spec.image_base_url, spec.pack_id])
+        record(study, spec.pack_id, folder)  # the rewritten survey files are the new reference
+    return spec

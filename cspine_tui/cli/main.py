@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "cspine_tui.cli.ingest",
     "cspine_tui.cli.audit",
     "cspine_tui.cli.survey",
+    "cspine_tui.cli.single",
     "cspine_tui.cli.screening",
 ]
 

@@ -20,7 +20,7 @@ from typing import Any
 from core.errors import CspineError
 from core.reader_study.responses import (EXCLUSION_REASONS, META, Header, _cell, _column_name, _is_simulated,
                                          _read_rows, _row_status, parse_header, rater_id)
-from core.reader_study.single_spec import CONDITION_CHOICES, CONFIDENCE, SinglePackSpec
+from core.reader_study.single_spec import CONDITION_CHOICES, SinglePackSpec
 from core.reader_study.spec import RATER_CODE_TAG
 from core.study import Study
 

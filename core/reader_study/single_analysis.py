@@ -205,7 +205,7 @@ def analyze_single(study: Study, pack: str | Path | None = None, *, report_dir: 
 def _figures(result: dict[str, Any], out: Path) -> dict[str, str]:
     conf, truth, group = result["_conf"], result["_truth"], result["_group"]
     sim = " (SIMULATED readers)" if result["simulated_raters"] else ""
-    notes = {g["group"]: f"AUC {statistics.fmt(g['auc_vs_real']['estimate'])}" for g in result["per_group"]
+    notes = {g["group"]: f"AUC vs real {statistics.fmt(g['auc_vs_real']['estimate'])}" for g in result["per_group"]
              if g.get("auc_vs_real") and g["auc_vs_real"]["estimate"] is not None}
     data = {g: conf[:, group == g][~np.isnan(conf[:, group == g])].tolist() for g in result["sources"]}
     png, svg = statistics.violin_plot(data, out / "confidence_violins", ylim=(0.5, 6.9), annotations=notes,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from core.demo.reviewer import demo_run_ids
+from core.reader_study import questionnaire
 from core.reader_study.spec import LETTERS, RATER_CODE_TAG, SCALE, PackSpec
 from core.reader_study.formats import QUESTION, RATE, RATER_CODE_TEXT
 from core.reader_study.pack import available_checkpoints, build_pack, list_packs, load_pack
@@ -37,11 +38,16 @@ class SimulatedResponse:
     status: str = "0"            # Qualtrics response type: 0 = IP address (a normal response), 1 = preview
     channel: str = "anonymous"   # DistributionChannel: anonymous | preview | test | email ...
     recorded: str = "2025-01-01 12:00:00"
+    specialty: int | None = None  # questionnaire recode value (1-based index into SPECIALTIES)
+    specialty_other: str = ""
+    years: int | None = None
+    comments: dict[int, str] = field(default_factory=dict)             # quartet -> free text
 
 
 def simulate_raters(spec: PackSpec, n_raters: int = 8, seed: int = 0, *,
                     levels: dict[str, float] | None = None) -> list[SimulatedResponse]:
     rng = np.random.default_rng(seed)
+    about = np.random.default_rng([seed, 1])  # questionnaire and free text: the ratings' stream stays as it was
     steps = spec.checkpoints
     levels = levels or {"real": 3.35, **{s: 3.2 + 0.05 * i for i, s in enumerate(steps)}}
     image_effect = {(i.quartet, i.position): rng.normal(0.0, 0.15) for i in spec.items}
@@ -50,15 +56,24 @@ def simulate_raters(spec: PackSpec, n_raters: int = 8, seed: int = 0, *,
     for r in range(n_raters):
         bias = rng.normal(0.0, 0.15)
         resp = SimulatedResponse(rater_code=f"simulated-rater-{r + 1}", response_id=_rid(rng),
-                                 recorded=(start + timedelta(hours=3 * r)).strftime("%Y-%m-%d %H:%M:%S"))
+                                 recorded=(start + timedelta(hours=3 * r)).strftime("%Y-%m-%d %H:%M:%S"),
+                                 specialty=SIM_SPECIALTIES[r % len(SIM_SPECIALTIES)], years=int(about.integers(2, 31)))
         for q in range(1, spec.count + 1):
             latent = {}
             for item in spec.quartet(q):
                 latent[item.position] = levels[item.source] + image_effect[(q, item.position)] + rng.normal(0, 0.45)
                 resp.ratings[(q, item.position)] = int(np.clip(np.rint(latent[item.position] + bias), 1, 4))
             resp.picks[q] = max(latent, key=latent.get)
+            if spec.free_text and about.random() < 0.2:
+                resp.comments[q] = SIM_CUES[int(about.integers(len(SIM_CUES)))]
         out.append(resp)
     return out
+
+
+# The paper's panel: mostly neuroradiologists, some spine surgeons (recode values of questionnaire.SPECIALTIES).
+SIM_SPECIALTIES = (1, 1, 1, 4, 1, 1, 4, 1)
+SIM_CUES = ("vertebral endplates too smooth", "soft tissue looks painted", "trabecular pattern repeats",
+            "spinous process shapes odd", "noise texture too uniform")
 
 
 def _rid(rng: np.random.Generator) -> str:
@@ -109,28 +124,50 @@ STATUS_TEXT = {"0": "IP Address", "1": "Survey Preview", "2": "Survey Test", "8"
 
 
 def _question_columns(spec: PackSpec) -> list[tuple[str, str, str, tuple]]:
-    """(export tag, row-2 text, ImportId, what) for the rater code and every quartet's questions."""
+    """(export tag, row-2 text, ImportId, what) for the rater code, the questionnaire and every quartet's questions."""
     cols = [(RATER_CODE_TAG, RATER_CODE_TEXT, f"{spec.rater_code_qid}_TEXT", ("code",))]
+    if spec.questionnaire:
+        first = spec.questionnaire_qid
+        other = questionnaire.OTHER
+        cols += [(questionnaire.SPECIALTY_TAG, questionnaire.SPECIALTY_TEXT, f"QID{first}", ("specialty",)),
+                 (f"{questionnaire.SPECIALTY_TAG}_{other}_TEXT", f"{questionnaire.SPECIALTY_TEXT} - Other - Text",
+                  f"QID{first}_{other}_TEXT", ("specialty_other",)),
+                 (questionnaire.YEARS_TAG, questionnaire.YEARS_TEXT, f"QID{first + 1}_TEXT", ("years",))]
     for q in range(1, spec.count + 1):
         cols.append((spec.mc_tag(q), f"Quartet {q} of {spec.count}. {QUESTION}", spec.mc_qid(q), ("pick", q)))
         for p, letter in enumerate(LETTERS, 1):
             cols.append((f"{spec.matrix_tag(q)}_{p}", f"{RATE} - Image {letter}", f"{spec.matrix_qid(q)}_{p}",
                          ("rate", q, p)))
+        if spec.free_text:
+            cols.append((questionnaire.free_text_tag(q), questionnaire.FREE_TEXT, f"{spec.cue_qid(q)}_TEXT",
+                         ("cue", q)))
     return cols
 
 
-def _answer(resp: SimulatedResponse, what: tuple, choice_text: bool) -> str:
+def _answer(resp: SimulatedResponse, what: tuple, choice_text: bool, seen_unanswered: bool) -> str:
+    """One cell; with `seen_unanswered` a forced question left empty is exported as -99 (Qualtrics' recode)."""
+    unanswered = questionnaire.SEEN_UNANSWERED if seen_unanswered and resp.finished else ""
     if what[0] == "code":
         return resp.rater_code
+    if what[0] == "specialty":
+        v = resp.specialty
+        return unanswered if v is None else (questionnaire.SPECIALTIES[v - 1] if choice_text else str(v))
+    if what[0] == "specialty_other":
+        return resp.specialty_other
+    if what[0] == "years":
+        return unanswered if resp.years is None else str(resp.years)
+    if what[0] == "cue":
+        return resp.comments.get(what[1], "")
     if what[0] == "pick":
         v = resp.picks.get(what[1])
-        return "" if v is None else (LETTERS[v - 1] if choice_text else str(v))
+        return unanswered if v is None else (LETTERS[v - 1] if choice_text else str(v))
     v = resp.ratings.get((what[1], what[2]))
-    return "" if v is None else (SCALE[v] if choice_text else str(v))
+    return unanswered if v is None else (SCALE[v] if choice_text else str(v))
 
 
 def write_qualtrics_csv(path: Path | str, spec: PackSpec, responses: list[SimulatedResponse], *,
-                        legacy: bool = False, choice_text: bool = False) -> Path:
+                        legacy: bool = False, choice_text: bool = False, seen_unanswered: bool = False) -> Path:
+    """`seen_unanswered`: the export option "recode seen but unanswered questions as -99"."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     qcols = _question_columns(spec)
@@ -143,7 +180,7 @@ def write_qualtrics_csv(path: Path | str, spec: PackSpec, responses: list[Simula
             status = STATUS_TEXT.get(r.status, r.status) if choice_text else r.status
             meta = [r.response_id, "Default Response Set", "Anonymous", "", "", "", status, r.recorded,
                     r.recorded, ("True" if r.finished else "False") if choice_text else str(int(r.finished))]
-            rows.append(meta + [_answer(r, c[3], choice_text) for c in qcols] + ["", "", ""])
+            rows.append(meta + [_answer(r, c[3], choice_text, seen_unanswered) for c in qcols] + ["", "", ""])
     else:
         rows.append([m[0] for m in CURRENT_META] + [c[0] for c in qcols])
         rows.append([m[1] for m in CURRENT_META] + [c[1] for c in qcols])
@@ -155,7 +192,7 @@ def write_qualtrics_csv(path: Path | str, spec: PackSpec, responses: list[Simula
             progress = "100" if r.finished else "9"
             meta = [r.recorded, r.recorded, status, "", progress, "1800", finished, r.recorded, r.response_id,
                     "", "", "", "", "", "", r.channel, "EN"]
-            rows.append(meta + [_answer(r, c[3], choice_text) for c in qcols])
+            rows.append(meta + [_answer(r, c[3], choice_text, seen_unanswered) for c in qcols])
     with open(path, "w", newline="", encoding="utf-8-sig") as fh:
         csv.writer(fh).writerows(rows)
     return path

@@ -18,9 +18,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from core.reader_study import questionnaire
 from core.reader_study.preview import build_preview
-from core.reader_study.spec import (IMAGE_URL_PLACEHOLDER, INSTRUCTIONS, LETTERS, QUESTION, RATE, RATER_CODE_TAG,
-                                   RATER_CODE_TEXT, SCALE, PackSpec)
+from core.reader_study.spec import (IMAGE_URL_PLACEHOLDER, LETTERS, QUESTION, RATE, RATER_CODE_TAG, RATER_CODE_TEXT,
+                                   SCALE, PackSpec, instructions_html)
 
 
 def _sid(prefix: str, *parts: Any, length: int = 15) -> str:
@@ -63,7 +64,7 @@ def _forced() -> dict[str, Any]:
 
 def build_qsf(spec: PackSpec) -> dict[str, Any]:
     questions: list[dict[str, Any]] = [
-        _sq(spec, "QID1", {"QuestionText": INSTRUCTIONS.format(n=spec.count), "DataExportTag": "instructions",
+        _sq(spec, "QID1", {"QuestionText": instructions_html(spec), "DataExportTag": "instructions",
                            "QuestionType": "DB", "Selector": "TB", "Configuration": {
                                "QuestionDescriptionOption": "UseText"},
                            "QuestionDescription": "Instructions", "ChoiceOrder": [],
@@ -74,9 +75,13 @@ def build_qsf(spec: PackSpec) -> dict[str, Any]:
             "QuestionDescription": "Rater code", "Validation": _forced(), "NextChoiceId": 4, "NextAnswerId": 1,
             "SearchSource": {"AllowFreeResponse": "false"}}),
     ]
+    intro = ["QID1", spec.rater_code_qid]
+    if spec.questionnaire:
+        for payload in questionnaire.qsf_questions(spec.questionnaire_qid):
+            questions.append(_sq(spec, payload["QuestionID"], payload))
+            intro.append(payload["QuestionID"])
     blocks = [{"Type": "Default", "Description": "Instructions", "ID": _sid("BL", spec.pack_id, "intro"),
-               "BlockElements": [{"Type": "Question", "QuestionID": "QID1"},
-                                 {"Type": "Question", "QuestionID": spec.rater_code_qid}],
+               "BlockElements": [{"Type": "Question", "QuestionID": qid} for qid in intro],
                "Options": {"BlockLocking": "false", "RandomizeQuestions": "false", "BlockVisibility": "Expanded"}},
               {"Type": "Trash", "Description": "Trash / Unused Questions", "ID": _sid("BL", spec.pack_id, "trash"),
                "BlockElements": []}]
@@ -101,10 +106,13 @@ def build_qsf(spec: PackSpec) -> dict[str, Any]:
             "Answers": {str(k): {"Display": v} for k, v in SCALE.items()},
             "AnswerOrder": [str(k) for k in SCALE], "RecodeValues": {str(k): str(k) for k in SCALE},
             "ChoiceDataExportTags": False, "Validation": _forced(), "NextChoiceId": 5, "NextAnswerId": 5}))
+        page = [spec.mc_qid(q), spec.matrix_qid(q)]
+        if spec.free_text:
+            questions.append(_sq(spec, spec.cue_qid(q), questionnaire.free_text_qsf(q, spec.cue_qid(q))))
+            page.append(spec.cue_qid(q))
         blocks.append({"Type": "Standard", "SubType": "", "Description": f"Quartet {q:02d}",
                        "ID": _sid("BL", spec.pack_id, q),
-                       "BlockElements": [{"Type": "Question", "QuestionID": spec.mc_qid(q)},
-                                         {"Type": "Question", "QuestionID": spec.matrix_qid(q)}],
+                       "BlockElements": [{"Type": "Question", "QuestionID": qid} for qid in page],
                        "Options": {"BlockLocking": "false", "RandomizeQuestions": "false",
                                    "BlockVisibility": "Collapsed"}})
     return assemble_qsf(spec, questions, blocks)
@@ -170,19 +178,21 @@ def assemble_qsf(spec: Any, questions: list[dict[str, Any]], blocks: list[dict[s
 
 
 def build_txt(spec: PackSpec) -> str:
+    """The survey in Advanced Format TXT. The pick question's choices are the images themselves, as in the QSF.
+
+    TXT cannot express forced response, the Back button setting or a block randomizer (docs/reference/study.md
+    section 2); `txt_limits` says what to set by hand after importing, and the pack README repeats it.
+    """
     lines = ["[[AdvancedFormat]]", "", "[[Block:Instructions]]", "", "[[Question:DB]]", "[[ID:instructions]]",
-             INSTRUCTIONS.format(n=spec.count), "", "[[Question:TE:SingleLine]]", f"[[ID:{RATER_CODE_TAG}]]",
-             RATER_CODE_TEXT, ""]
+             instructions_html(spec), "", "[[Question:TE:SingleLine]]", f"[[ID:{RATER_CODE_TAG}]]", RATER_CODE_TEXT, ""]
+    if spec.questionnaire:
+        lines += questionnaire.txt_block()
     for q in range(1, spec.count + 1):
-        members = spec.quartet(q)
-        cells = "".join(f'<td style="padding:4px;text-align:center">{_img(spec, i.image_file, i.letter)}'
-                        f"<br><b>{i.letter}</b></td>" for i in members)
         lines += [f"[[Block:Quartet {q:02d}]]", "", "[[Question:MC:SingleAnswer:Horizontal]]",
-                  f"[[ID:{spec.mc_tag(q)}]]",
-                  f"<p><b>Quartet {q} of {spec.count}.</b> {QUESTION}</p><table><tr>{cells}</tr></table>",
+                  f"[[ID:{spec.mc_tag(q)}]]", f"<p><b>Quartet {q} of {spec.count}.</b> {QUESTION}</p>",
                   "[[AdvancedChoices]]"]
-        for i in members:
-            lines += [f"[[Choice:{i.position}]]", i.letter]
+        for i in spec.quartet(q):
+            lines += [f"[[Choice:{i.position}]]", pick_choice_html(spec, i.image_file, i.letter)]
         lines += ["", "[[Question:Matrix]]", f"[[ID:{spec.matrix_tag(q)}]]", RATE, "[[AdvancedChoices]]"]
         for p, letter in enumerate(LETTERS, 1):
             lines += [f"[[Choice:{p}]]", f"Image {letter}"]
@@ -190,7 +200,28 @@ def build_txt(spec: PackSpec) -> str:
         for k, v in SCALE.items():
             lines += [f"[[Answer:{k}]]", v]
         lines.append("")
+        if spec.free_text:
+            lines += questionnaire.free_text_txt(q)
     return "\n".join(lines)
+
+
+def txt_limits(spec: PackSpec) -> list[str]:
+    """What survey.txt cannot carry and how to set it in Qualtrics by hand (README and command output)."""
+    out = ["forced response: in each quartet block select the pick question and the matrix -> Response "
+           "requirements -> Force response; the same for the rater code, specialty and years questions "
+           "(not for the optional free-text boxes)",
+           "Back button: Survey options -> Responses -> uncheck 'Back button'",
+           "the number check on years of experience: select the question -> Validation type -> Content type -> "
+           f"Number, 0 to {questionnaire.YEARS_MAX}" if spec.questionnaire else ""]
+    if spec.shuffle_pages:
+        out.append(f"page randomisation (--shuffle-pages): Survey flow -> Add a new element here -> Randomizer; "
+                   f"drag the {spec.count} blocks 'Quartet 01' ... 'Quartet {spec.count:02d}' into it; set "
+                   f"'Randomly present {spec.count} of the following elements' and tick 'Evenly present elements'; "
+                   "leave the Instructions block above it. Without this every rater sees the same order")
+    else:
+        out.append("page order: the blocks are in the pack's order (Quartet 01, 02, ...), the same for every rater, "
+                   "as in survey.qsf; nothing to do")
+    return [line for line in out if line]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -226,6 +257,16 @@ def write_pack_files(folder: Path, spec: PackSpec, *, images_written: bool = Tru
     _write_text(folder / "pack.json", json.dumps(spec.to_json(), indent=1))
     _write_text(folder / "preview.html", build_preview(spec))
     _write_text(folder / "README.md", build_readme(spec))
+
+
+def _questionnaire_note(spec: PackSpec) -> str:
+    if not spec.questionnaire:
+        return ""
+    note = ("The first page also asks each rater's specialty and years of experience (reported per specialty and "
+            "experience band). ")
+    if spec.free_text:
+        note += 'Each quartet page ends with an optional free-text box "what gave it away?" (reported verbatim). '
+    return note
 
 
 def build_readme(spec: PackSpec) -> str:
@@ -267,9 +308,14 @@ Import `upload/survey.qsf`. It has an instructions page with a rater-code questi
 quartet: "{QUESTION}" (one answer, images A-D) and a 4-point realism matrix (rows A-D, 1 = unrealistic ...
 4 = fully realistic). Every question has forced response; the Back button is off{
 "; the quartet pages are shown in a random order per rater (block randomizer)" if spec.shuffle_pages else
-"; all raters see the quartets in the same order"}. Do not change the export tags (`Q01_pick`, `Q01_rate`, ...)
-or the recode values: the import matches columns by them.
-If you import `survey.txt` instead, add forced response by hand (the TXT format cannot express it).
+"; all raters see the quartets in the same order"}. {_questionnaire_note(spec)}Do not change the export tags
+(`Q01_pick`, `Q01_rate`, `rater_specialty`, `rater_years`{", `cue_001`" if spec.free_text else ""}, ...) or the
+recode values: the import matches columns by them.
+
+**If you import `survey.txt` instead**: the Advanced Format TXT cannot express everything the QSF sets. After
+importing it, set by hand:
+
+{chr(10).join("* " + line for line in txt_limits(spec))}
 
 Preview the survey in Qualtrics and compare it with `preview.html`: the images must show.
 
@@ -277,7 +323,8 @@ Preview the survey in Qualtrics and compare it with `preview.html`: the images m
 
 Give each rater a code (e.g. R1 ... R8) to enter on the first page. After the study, export
 Data & Analysis -> Export & Import -> Export Data -> CSV (numeric values or choice text both work; keep
-"Export viewing order data" off or on, it is ignored). Then:
+"Export viewing order data" off or on, it is ignored; "Recode seen but unanswered questions as -99" on or off:
+a -99 is counted as seen but not answered, never as a rating). Then:
 
     cspine-tui import-ratings --study <study> --pack <this folder> responses.csv
     cspine-tui analyze --study <study>

@@ -130,8 +130,11 @@ def _resolve_checkpoint(study: Study, ref: str) -> int:
 
 def build_pack(study: Study, out: Path | str, *, checkpoints: list[str], count: int = 50, seed: int | None = None,
                image_base_url: str | None = None, size: int = 256, shuffle_pages: bool = False,
-               log: Log | None = None) -> PackSpec:
-    """Assemble `count` blinded quartets (1 real + 1 accepted image per checkpoint) and write the pack."""
+               free_text: bool = False, log: Log | None = None) -> PackSpec:
+    """Assemble `count` blinded quartets (1 real + 1 accepted image per checkpoint) and write the pack.
+
+    Every pack asks the rater questionnaire; `free_text` adds an optional "what gave it away?" box per quartet.
+    """
     log = log or (lambda _m: None)
     out = Path(out).expanduser()
     # A complete pack of this same request may be there from a build killed before its rows were committed.
@@ -188,13 +191,14 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str], count: 
             src_path[item.image_file] = study.abs(row["path"])
     if leftover:
         return _adopt_interrupted_build(study, out, items, size=size, shuffle_pages=shuffle_pages,
-                                        image_base_url=image_base_url, log=log)
+                                        image_base_url=image_base_url, free_text=free_text, log=log)
 
     now = datetime.now()
     pack_id = f"pack-{now.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     spec = PackSpec(pack_id=pack_id, seed=seed, checkpoints=[str(s) for s in steps], count=count, size=size,
                     image_base_url=image_base_url, shuffle_pages=shuffle_pages,
-                    created_at=now.isoformat(timespec="seconds"), items=items, study=str(study.root.resolve()))
+                    created_at=now.isoformat(timespec="seconds"), items=items, study=str(study.root.resolve()),
+                    questionnaire=True, free_text=free_text)
 
     # Write everything into a temporary sibling and rename at the end: a failed build leaves no half pack.
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -234,7 +238,7 @@ def _remove_killed_builds(out: Path) -> None:
 
 
 def _adopt_interrupted_build(study: Study, out: Path, items: list[QuartetItem], *, size: int, shuffle_pages: bool,
-                             image_base_url: str | None, log: Log) -> PackSpec:
+                             image_base_url: str | None, free_text: bool, log: Log) -> PackSpec:
     """Register the complete pack a killed build of the same request left in `out` (rename done, rows not)."""
     try:
         spec = read_pack_dir(out)
@@ -245,7 +249,8 @@ def _adopt_interrupted_build(study: Study, out: Path, items: list[QuartetItem], 
         return [(i.quartet, i.position, i.image_kind, i.image_id, i.source, i.image_file) for i in of]
 
     same = spec is not None and spec.study == str(study.root.resolve()) and key(spec.items) == key(items) and \
-        (spec.size, spec.shuffle_pages, spec.image_base_url) == (size, shuffle_pages, image_base_url) and \
+        (spec.size, spec.shuffle_pages, spec.image_base_url, spec.free_text) == \
+        (size, shuffle_pages, image_base_url, free_text) and \
         all((out / "upload" / "images" / i.image_file).is_file() for i in spec.items)
     if not same or study.store.scalar("SELECT count(*) FROM quartet_packs WHERE id = ?", [spec.pack_id]):
         raise CspineError(f"{out} exists and is not empty; packs are never overwritten, choose a new --out")
@@ -258,6 +263,7 @@ def _record_pack(study: Study, spec: PackSpec, out: Path, move_from: Path | None
     # "files": the hashes of the pack's key files, verified before an import or analysis
     # (core/reader_study/pack_check.py)
     params = {"count": spec.count, "size": spec.size, "shuffle_pages": spec.shuffle_pages,
+              "questionnaire": spec.questionnaire, "free_text": spec.free_text,
               "created_at": spec.created_at, "files": fingerprint(move_from or out)}
     with study.store.connect() as tx:
         tx.execute("INSERT INTO quartet_packs (id, seed, checkpoints, out_dir, image_base_url, params) "
@@ -351,7 +357,8 @@ def pack_from_db(study: Study, row: dict[str, Any]) -> PackSpec:
                     count=len({i.quartet for i in items}), size=int(params.get("size", 256)),
                     image_base_url=row["image_base_url"], shuffle_pages=bool(params.get("shuffle_pages")),
                     created_at=str(params.get("created_at") or row["created_at"]), items=items,
-                    study=str(study.root.resolve()))
+                    study=str(study.root.resolve()), questionnaire=bool(params.get("questionnaire")),
+                    free_text=bool(params.get("free_text")))
 
 
 def set_image_urls(study: Study | None, folder: Path | str, *, base_url: str | None = None,

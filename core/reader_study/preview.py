@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import html
 
-from core.reader_study.spec import INSTRUCTIONS, LETTERS, QUESTION, RATE, RATER_CODE_TEXT, SCALE, PackSpec
+from core.reader_study import questionnaire
+from core.reader_study.spec import LETTERS, QUESTION, RATE, RATER_CODE_TEXT, SCALE, PackSpec, instructions_html
 
 CSS = """
 body{margin:0;font:15px/1.45 -apple-system,'Segoe UI',Helvetica,Arial,sans-serif;background:#f3f3f3;color:#222}
@@ -45,7 +46,8 @@ function show(i){cur=Math.max(0,Math.min(i,pages.length-1));pages.forEach((p,k)=
  document.getElementById('err').textContent='';window.scrollTo(0,0);}
 function complete(p){for(const n of new Set([...p.querySelectorAll('input[type=radio]')].map(e=>e.name)))
  if(!p.querySelector(`input[name="${n}"]:checked`))return false;
- for(const t of p.querySelectorAll('input[type=text]'))if(!t.value.trim())return false;return true;}
+ for(const t of p.querySelectorAll('input[type=text]:not([data-optional]),input[type=number]'))
+ if(!t.value.trim())return false;return true;}
 document.getElementById('next').onclick=()=>{if(force.checked&&!complete(pages[cur])){
  document.getElementById('err').textContent='Please answer every question on this page.';return;}show(cur+1);};
 jump.onchange=()=>show(+jump.value);
@@ -60,8 +62,11 @@ window.addEventListener('load',()=>{const im=[...document.images];
 
 def build_preview(spec: PackSpec) -> str:
     e = html.escape
-    pages = [f'<section class="page" data-title="Instructions">{INSTRUCTIONS.format(n=spec.count)}'
-             f'<p><label>{e(RATER_CODE_TEXT)} <input type="text" name="rater_code" size="12"></label></p></section>']
+    intro = instructions_html(spec)
+    about = questionnaire.preview_html() if spec.questionnaire else ""
+    pages = [f'<section class="page" data-title="Instructions">{intro}'
+             f'<p><label>{e(RATER_CODE_TEXT)} <input type="text" name="rater_code" size="12"></label></p>{about}'
+             "</section>"]
     for q in range(1, spec.count + 1):
         choices = "".join(
             f'<label class="choice"><img src="upload/images/{e(i.image_file)}" alt="Image {i.letter}" '
@@ -74,7 +79,8 @@ def build_preview(spec: PackSpec) -> str:
             for k in SCALE) + "</tr>" for p, letter in enumerate(LETTERS, 1))
         pages.append(f'<section class="page" data-title="Quartet {q}" id="q{q}"><p><b>Quartet {q} of '
                      f"{spec.count}.</b> {QUESTION}</p><div class=\"choices\">{choices}</div><p>{RATE}</p>"
-                     f'<table class="matrix"><tr><th></th>{header}</tr>{rows}</table></section>')
+                     f'<table class="matrix"><tr><th></th>{header}</tr>{rows}</table>'
+                     f"{questionnaire.free_text_preview(q) if spec.free_text else ''}</section>")
     pages.append('<section class="page" data-title="End"><p>We thank you for your time spent taking this '
                  "survey.<br>Your response has been recorded.</p></section>")
     order = ("the quartets appear in a random order per rater in Qualtrics (block randomizer)"

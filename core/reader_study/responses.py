@@ -27,6 +27,8 @@ from typing import Any
 
 from core.errors import CspineError
 from core.study import Study
+from core.reader_study import questionnaire
+from core.reader_study.questionnaire import is_seen_unanswered
 from core.reader_study.spec import LETTERS, RATER_CODE_TAG, PackSpec
 
 EXCLUSION_REASONS = ("preview", "test", "spam", "incomplete", "already_imported", "duplicate_rater")
@@ -66,6 +68,17 @@ class Header:
             return self.labels.index(label)
         return None
 
+    def row_mapping(self, cells: list[str]) -> dict[str, str]:
+        """One data row as {export tag or ImportId: cell} (what questionnaire.read_rater_info reads)."""
+        out: dict[str, str] = {}
+        for col, cell in enumerate(cells):
+            iid = self.import_ids[col] if col < len(self.import_ids) else None
+            if iid:
+                out.setdefault(iid, cell)
+            if col < len(self.names) and self.names[col]:
+                out[self.names[col]] = cell
+        return out
+
 
 @dataclass
 class Response:
@@ -78,6 +91,9 @@ class Response:
     picks: dict[int, int] = field(default_factory=dict)               # quartet -> position
     ratings: dict[tuple[int, int], int] = field(default_factory=dict)  # (quartet, position) -> 1..4
     missing: int = 0
+    seen_unanswered: list[tuple[int, str]] = field(default_factory=list)  # (quartet or 0, question): -99
+    rater_info: dict[str, Any] = field(default_factory=dict)              # questionnaire.read_rater_info
+    comments: dict[int, str] = field(default_factory=dict)                # quartet -> free text, verbatim
 
 
 def _read_rows(path: Path) -> tuple[list[list[str]], str]:
@@ -223,6 +239,9 @@ def read_responses(path: Path | str, spec: PackSpec) -> tuple[Header, list[list[
             if not raw:
                 resp.missing += 1
                 continue
+            if is_seen_unanswered(raw):
+                resp.seen_unanswered.append((q, "pick"))
+                continue
             value = _pick_value(raw)
             if value is None:
                 if resp.status != "used":
@@ -237,6 +256,9 @@ def read_responses(path: Path | str, spec: PackSpec) -> tuple[Header, list[list[
             if not raw:
                 resp.missing += 1
                 continue
+            if is_seen_unanswered(raw):
+                resp.seen_unanswered.append((q, f"rate_{p}"))
+                continue
             value = _rating_value(raw)
             if value is None:
                 if resp.status != "used":
@@ -245,6 +267,14 @@ def read_responses(path: Path | str, spec: PackSpec) -> tuple[Header, list[list[
                                   "rating 1-4; were the matrix scale points or their recode values changed?")
             kinds.add("numeric" if raw.isdigit() else "choice text")
             resp.ratings[(q, p)] = value
+        row = header.row_mapping(cells)
+        resp.rater_info = questionnaire.read_rater_info(row, spec.questionnaire_qid if spec.questionnaire else None)
+        resp.seen_unanswered += [(0, tag) for tag in resp.rater_info["seen_unanswered"]]
+        if spec.free_text:
+            for q in range(1, spec.count + 1):
+                text = questionnaire.read_free_text(row, q, spec.cue_qid(q))
+                if text is not None:
+                    resp.comments[q] = text
         out.append(resp)
     values = "mixed" if len(kinds) > 1 else (kinds.pop() if kinds else "none")
     return header, rows, out, sha, values
@@ -290,12 +320,24 @@ def import_ratings(study: Study, path: Path | str, pack: str | Path | None = Non
         if resp.missing:
             new_flags.setdefault(rater_id(spec, resp.response_id), {})["missing_answers"] = resp.missing
             flags.append(f"rater {resp.label!r} left {resp.missing} answers empty (forced response off?)")
+        trials = [u for u in resp.seen_unanswered if u[0]]
+        if trials:
+            new_flags.setdefault(rater_id(spec, resp.response_id), {})["seen_unanswered"] = len(trials)
+            flags.append(f"rater {resp.label!r} saw {len(trials)} questions and left them unanswered (-99); they "
+                         "are counted, not scored")
+        for problem in resp.rater_info.get("problems", []):
+            new_flags.setdefault(rater_id(spec, resp.response_id), {}).setdefault("questionnaire", []).append(problem)
+            flags.append(f"rater {resp.label!r}: {problem} (stored as not given)")
 
     import_id = f"ratings-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     excluded = {reason: sum(1 for r in responses if r.status == reason) for reason in EXCLUSION_REASONS}
     summary = {"responses": len(responses), "used": len(kept), "excluded": excluded, "import_id": import_id,
                "pack_id": spec.pack_id, "file": str(path), "format": header.fmt, "values": values,
                "raters": [r.label for r in kept.values()], "flags": flags,
+               "seen_unanswered": sum(len(r.seen_unanswered) for r in kept.values()),
+               "comments": sum(len(r.comments) for r in kept.values()),
+               "questionnaire": sum(1 for r in kept.values() if r.rater_info.get("specialty")
+                                    or r.rater_info.get("years") is not None),
                "simulated_raters": sum(1 for r in kept.values() if _is_simulated(r, simulated))}
     with study.store.connect() as tx:
         tx.execute("INSERT INTO rating_imports (id, pack_id, file, file_sha256, format, summary) VALUES (?,?,?,?,?,?)",
@@ -308,10 +350,16 @@ def import_ratings(study: Study, path: Path | str, pack: str | Path | None = Non
         for resp in kept.values():
             rid = rater_id(spec, resp.response_id)
             sim = _is_simulated(resp, simulated)
-            tx.execute("INSERT INTO raters (id, pack_id, response_id, label, import_id, simulated, flags) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            info = resp.rater_info
+            tx.execute("INSERT INTO raters (id, pack_id, response_id, label, import_id, simulated, flags, specialty, "
+                       "specialty_other, years_experience) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        [rid, spec.pack_id, resp.response_id, resp.label, import_id, sim,
-                        json.dumps(new_flags.pop(rid, {}))])
+                        json.dumps(new_flags.pop(rid, {})), info.get("specialty"), info.get("specialty_other"),
+                        info.get("years")])
+            tx.executemany("INSERT INTO trial_comments (pack_id, rater_id, trial, text) VALUES (?, ?, ?, ?)",
+                           [[spec.pack_id, rid, q, text] for q, text in sorted(resp.comments.items())])
+            tx.executemany("INSERT INTO seen_unanswered (pack_id, rater_id, trial, question) VALUES (?, ?, ?, ?)",
+                           [[spec.pack_id, rid, q, what] for q, what in sorted(set(resp.seen_unanswered))])
             tx.executemany("INSERT INTO identifications (pack_id, rater_id, quartet, chosen_position) "
                            "VALUES (?, ?, ?, ?)", [[spec.pack_id, rid, q, p] for q, p in sorted(resp.picks.items())])
             tx.executemany("INSERT INTO ratings (pack_id, rater_id, quartet, position, rating) VALUES (?, ?, ?, ?, ?)",

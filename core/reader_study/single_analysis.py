@@ -9,8 +9,10 @@ real images per group; every pair of image sources (real and the groups) compare
 images' detection rates, Holm over the family. Condition consistency: the share of "yes" per group x value
 (Wilson). Agreement: Fleiss' kappa of the real/synthetic calls over the trials every reader answered, and
 Cohen's kappa when there are exactly two readers. A mixed-effects logistic model of "called synthetic" (reader
-random, group and condition fixed) where the data allow it, else a stated fallback. Answers exported as -99
-(seen, not answered) are counted and left out. The result is stored in ``single_analyses``.
+random, group and condition fixed, the readers' years of experience as a covariate when every reader gave it)
+where the data allow it, else a stated fallback. The rater questionnaire also gives strata: the figures per
+specialty and per experience band. Answers exported as -99 (seen, not answered) are counted and left out; the
+free text is listed verbatim. The result is stored in ``single_analyses``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from core.errors import CspineError
-from core.reader_study import single_stats, statistics
+from core.reader_study import questionnaire, single_stats, statistics
 from core.reader_study.single_spec import CONFIDENCE, SYNTHETIC_FROM, SinglePackSpec
 from core.study import Study
 
@@ -39,9 +41,11 @@ def _prop(k: int, n: int) -> dict[str, Any]:
             "wilson95": list(statistics.wilson_interval(k, n)) if n else [None, None]}
 
 
-def compute(spec: SinglePackSpec, raters: list[dict], answers: list[dict], *, reps: int = 2000,
-            seed: int = 0) -> dict[str, Any]:
-    """All statistics of one single-image pack's answers (pure: no database, no files)."""
+def compute(spec: SinglePackSpec, data: dict[str, list[dict]], *, reps: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """All statistics of one single-image pack's answers (pure: no database, no files).
+
+    data: single_responses.load_answers' {"raters", "answers", "seen", "comments"}."""
+    raters, answers = data["raters"], data["answers"]
     if not raters:
         raise CspineError(f"pack {spec.pack_id} has no imported ratings; import the Qualtrics export with "
                           "`cspine-tui import-ratings`")
@@ -52,27 +56,30 @@ def compute(spec: SinglePackSpec, raters: list[dict], answers: list[dict], *, re
     col = {t: k for k, t in enumerate(trials)}
     conf = np.full((len(order), len(trials)), np.nan)
     seen = defaultdict(int)
+    for u in data["seen"]:
+        seen[u["rater_id"]] += 1
+    years = {r["id"]: r.get("years_experience") for r in raters}
     cond_answers: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    free_text = []
     model_rows = []
     row = {rid: k for k, rid in enumerate(order)}
+    confidence_of = {}
     for a in answers:
         item = items.get(a["trial"])
         if item is None:
             continue
         rid = a["rater_id"]
-        seen[rid] += len(json.loads(a["seen_unanswered"])) if a["seen_unanswered"] else 0
+        confidence_of[(rid, a["trial"])] = a["confidence"]
         if a["confidence"] is not None:
             conf[row[rid], col[a["trial"]]] = a["confidence"]
             model_rows.append({"reader": label[rid], "group": item.source, "condition": item.condition,
-                               "called": int(a["confidence"] >= SYNTHETIC_FROM)})
+                               "years": years[rid], "called": int(a["confidence"] >= SYNTHETIC_FROM)})
         if a["condition_answer"] in ("yes", "no") and item.condition is not None:
             cell = cond_answers[(item.source, item.condition)]
             cell[0] += a["condition_answer"] == "yes"
             cell[1] += 1
-        if a["free_text"]:
-            free_text.append({"trial": item.trial, "source": item.source, "rater": label[rid], "text": a["free_text"],
-                              "confidence": a["confidence"]})
+    free_text = [{"trial": c["trial"], "source": items[c["trial"]].source, "rater": label[c["rater_id"]],
+                  "text": c["text"], "confidence": confidence_of.get((c["rater_id"], c["trial"]))}
+                 for c in data["comments"] if c["trial"] in items]
     truth = np.array([1 if items[t].image_kind == "synthetic" else 0 for t in trials])
     group = np.array([items[t].source for t in trials])
     valid = ~np.isnan(conf)
@@ -86,6 +93,8 @@ def compute(spec: SinglePackSpec, raters: list[dict], answers: list[dict], *, re
         syn, real = v & (truth == 1), v & (truth == 0)
         per_reader.append({
             "rater": label[rid], "simulated": bool(raters[r]["simulated"]), "answered": int(v.sum()),
+            "specialty": raters[r].get("specialty_other") if raters[r].get("specialty") == "Other"
+            else raters[r].get("specialty"), "years": years[rid],
             "seen_unanswered": seen[rid],
             "sensitivity": _prop(int((c & syn).sum()), int(syn.sum())),
             "specificity": _prop(int((~c & real).sum()), int(real.sum())),
@@ -149,7 +158,8 @@ def compute(spec: SinglePackSpec, raters: list[dict], answers: list[dict], *, re
                  "kappa": single_stats.cohen_kappa([bool(called[0, k]) for k in full],
                                                    [bool(called[1, k]) for k in full])}
 
-    model = single_stats.logistic_model(model_rows, use_condition=spec.condition_attribute is not None)
+    model = single_stats.logistic_model(model_rows, use_condition=spec.condition_attribute is not None,
+                                        use_years=all(years[rid] is not None for rid in order))
     if model["method"] == "none" or model["method"].startswith("GLM"):
         warnings.append(f"logistic model: {model['why']}")
     if sum(seen.values()):
@@ -161,6 +171,7 @@ def compute(spec: SinglePackSpec, raters: list[dict], answers: list[dict], *, re
         "sources": sources, "condition_attribute": spec.condition_attribute, "synthetic_from": SYNTHETIC_FROM,
         "scale": {str(k): v for k, v in CONFIDENCE.items()}, "pooled": pooled, "per_group": per_group,
         "group_comparisons": comparisons, "per_reader": per_reader, "conditions": conditions,
+        "strata": _strata(per_reader),
         "fleiss_kappa": fleiss, "cohen_kappa": cohen, "model": model,
         "free_text": sorted(free_text, key=lambda f: (f["trial"], f["rater"])),
         "bootstrap": {"reps": reps, "seed": seed}, "permutation": {"reps": 9999, "seed": seed},
@@ -168,6 +179,24 @@ def compute(spec: SinglePackSpec, raters: list[dict], answers: list[dict], *, re
         # for the figures; dropped before storing
         "_conf": conf, "_truth": truth, "_group": group,
     }
+
+
+def _strata(per_reader: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The readers' figures per specialty and per experience band (from the rater questionnaire)."""
+    out = []
+    for by, key in (("specialty", lambda x: x["specialty"] or "not given"),
+                    ("experience", lambda x: questionnaire.years_band(x["years"]))):
+        cells: dict[str, list[dict]] = defaultdict(list)
+        for x in per_reader:
+            cells[key(x)].append(x)
+        for value, xs in sorted(cells.items()):
+            entry = {"by": by, "value": value, "readers": len(xs)}
+            for m in ("sensitivity", "specificity", "accuracy"):
+                entry[m] = _prop(sum(x[m]["k"] for x in xs), sum(x[m]["n"] for x in xs))
+            aucs = [x["auc"]["auc"] for x in xs if x["auc"]["auc"] is not None and not math.isnan(x["auc"]["auc"])]
+            entry["mean_auc"] = float(np.mean(aucs)) if aucs else None
+            out.append(entry)
+    return out
 
 
 def analyze_single(study: Study, pack: str | Path | None = None, *, report_dir: Path | str | None = None,
@@ -181,8 +210,8 @@ def analyze_single(study: Study, pack: str | Path | None = None, *, report_dir: 
 
     log = log or (lambda _m: None)
     spec = load_single_pack(study, pack)  # a pack edited by hand since export is refused
-    raters, answers = load_answers(study, spec.pack_id, include_simulated)
-    result = _finite(compute(spec, raters, answers, reps=reps, seed=seed))
+    data = load_answers(study, spec.pack_id, include_simulated)
+    result = _finite(compute(spec, data, reps=reps, seed=seed))
     analysis_id = f"analysis-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     out = Path(report_dir).expanduser() if report_dir else study.exports_dir / f"report-{analysis_id}"
     if out.exists() and any(out.iterdir()):

@@ -16,16 +16,33 @@ from pathlib import Path
 from typing import Any
 
 from core.reader_study import preview as quartet_preview
+from core.reader_study import questionnaire
 from core.reader_study.formats import _forced, _img, _sid, _sq, _write_text, assemble_qsf
 from core.reader_study.spec import IMAGE_URL_PLACEHOLDER, RATER_CODE_TAG, RATER_CODE_TEXT
 from core.reader_study.single_spec import (CONDITION_CHOICES, CONFIDENCE, INSTRUCTIONS, INSTRUCTIONS_CONDITION,
-                                          INSTRUCTIONS_WHY, QUESTION, WHY, SingleItem, SinglePackSpec,
+                                          INSTRUCTIONS_WHY, QUESTION, SingleItem, SinglePackSpec,
                                           condition_question)
 
-TXT_LIMITS = ("survey.txt (Advanced Format TXT) cannot express forced response, the Back button setting or a "
-              "page randomizer; after importing it, turn on forced response for every question but the free "
-              "text, and for a random page order per rater add a Randomizer in the Survey Flow holding all "
-              "trial blocks (Randomly present: all of them, Evenly present). survey.qsf has all of this built in.")
+
+def txt_limits(spec: SinglePackSpec) -> list[str]:
+    """What survey.txt cannot carry and how to set it in Qualtrics by hand (README and command output)."""
+    out = ["forced response: in each 'Trial' block select the real-or-synthetic question"
+           + (" and the condition question" if spec.condition_attribute else "") + " -> Response requirements -> "
+           "Force response; the same for the rater code, specialty and years questions (not for the optional "
+           "free-text boxes)",
+           "Back button: Survey options -> Responses -> uncheck 'Back button'"]
+    if spec.questionnaire:
+        out.append("the number check on years of experience: select the question -> Validation type -> Content "
+                   f"type -> Number, 0 to {questionnaire.YEARS_MAX}")
+    if spec.shuffle_pages:
+        out.append(f"page randomisation (--shuffle-pages): Survey flow -> Add a new element here -> Randomizer; "
+                   f"drag the {spec.count} blocks 'Trial 001' ... 'Trial {spec.count:03d}' into it; set 'Randomly "
+                   f"present {spec.count} of the following elements' and tick 'Evenly present elements'; leave the "
+                   "Instructions block above it. Without this every rater sees the same order")
+    else:
+        out.append("page order: the blocks are in the pack's order (Trial 001, 002, ...), the same for every rater, "
+                   "as in survey.qsf; nothing to do")
+    return out
 
 
 def instructions(spec: SinglePackSpec) -> str:
@@ -60,9 +77,13 @@ def build_qsf(spec: SinglePackSpec) -> dict[str, Any]:
             "Validation": _forced(), "NextChoiceId": 4, "NextAnswerId": 1,
             "SearchSource": {"AllowFreeResponse": "false"}}),
     ]
+    intro = ["QID1", spec.rater_code_qid]
+    if spec.questionnaire:
+        for payload in questionnaire.qsf_questions(spec.questionnaire_qid):
+            questions.append(_sq(spec, payload["QuestionID"], payload))
+            intro.append(payload["QuestionID"])
     blocks = [{"Type": "Default", "Description": "Instructions", "ID": _sid("BL", spec.pack_id, "intro"),
-               "BlockElements": [{"Type": "Question", "QuestionID": "QID1"},
-                                 {"Type": "Question", "QuestionID": spec.rater_code_qid}],
+               "BlockElements": [{"Type": "Question", "QuestionID": qid} for qid in intro],
                "Options": {"BlockLocking": "false", "RandomizeQuestions": "false", "BlockVisibility": "Expanded"}},
               {"Type": "Trash", "Description": "Trash / Unused Questions", "ID": _sid("BL", spec.pack_id, "trash"),
                "BlockElements": []}]
@@ -75,12 +96,7 @@ def build_qsf(spec: SinglePackSpec) -> dict[str, Any]:
             page.append(_mc(spec, spec.qid(t, "cond"), spec.tag(t, "cond"), f"<p>{html.escape(text)}</p>",
                             CONDITION_CHOICES, f"Image {t}: {text}"))
         if spec.free_text:
-            page.append(_sq(spec, spec.qid(t, "why"), {
-                "QuestionText": f"<p>{WHY}</p>", "DataExportTag": spec.tag(t, "why"), "QuestionType": "TE",
-                "Selector": "ML", "Configuration": {"QuestionDescriptionOption": "UseText"},
-                "QuestionDescription": f"Image {t}: {WHY}", "NextChoiceId": 4, "NextAnswerId": 1,
-                "Validation": {"Settings": {"ForceResponse": "OFF", "Type": "None"}},
-                "SearchSource": {"AllowFreeResponse": "false"}}))
+            page.append(_sq(spec, spec.qid(t, "why"), questionnaire.free_text_qsf(t, spec.qid(t, "why"))))
         questions += page
         blocks.append({"Type": "Standard", "SubType": "", "Description": f"Trial {t:03d}",
                        "ID": _sid("BL", spec.pack_id, t),
@@ -93,6 +109,8 @@ def build_qsf(spec: SinglePackSpec) -> dict[str, Any]:
 def build_txt(spec: SinglePackSpec) -> str:
     lines = ["[[AdvancedFormat]]", "", "[[Block:Instructions]]", "", "[[Question:DB]]", "[[ID:instructions]]",
              instructions(spec), "", "[[Question:TE:SingleLine]]", f"[[ID:{RATER_CODE_TAG}]]", RATER_CODE_TEXT, ""]
+    if spec.questionnaire:
+        lines += questionnaire.txt_block()
     for item in spec.items:
         t = item.trial
         lines += [f"[[Block:Trial {t:03d}]]", "", "[[Question:MC:SingleAnswer:Horizontal]]",
@@ -104,9 +122,9 @@ def build_txt(spec: SinglePackSpec) -> str:
                       html.escape(condition_question(spec.condition_attribute, item.condition)), "[[AdvancedChoices]]"]
             for k, v in CONDITION_CHOICES.items():
                 lines += [f"[[Choice:{k}]]", v]
-        if spec.free_text:
-            lines += ["", "[[Question:TE:Essay]]", f"[[ID:{spec.tag(t, 'why')}]]", WHY]
         lines.append("")
+        if spec.free_text:
+            lines += questionnaire.free_text_txt(t)
     return "\n".join(lines)
 
 
@@ -128,8 +146,10 @@ def write_answer_key(path: Path, spec: SinglePackSpec) -> None:
 def build_preview(spec: SinglePackSpec) -> str:
     """The survey as raters will see it, offline (the quartet preview's style and page script)."""
     e = html.escape
+    about = questionnaire.preview_html() if spec.questionnaire else ""
     pages = [f'<section class="page" data-title="Instructions">{instructions(spec)}'
-             f'<p><label>{e(RATER_CODE_TEXT)} <input type="text" name="rater_code" size="12"></label></p></section>']
+             f'<p><label>{e(RATER_CODE_TEXT)} <input type="text" name="rater_code" size="12"></label></p>{about}'
+             "</section>"]
     for item in spec.items:
         t = item.trial
         scale = "".join(f'<label class="choice"><input type="radio" name="t{t}_call" value="{k}"> {e(v)}</label>'
@@ -142,8 +162,8 @@ def build_preview(spec: SinglePackSpec) -> str:
                              for k, v in CONDITION_CHOICES.items())
             body += (f"<p>{e(condition_question(spec.condition_attribute, item.condition))}</p>"
                      f'<div class="choices">{yes_no}</div>')
-        if spec.free_text:  # a textarea: the page script's forced-response check skips it, as Qualtrics does
-            body += f'<p>{WHY}</p><textarea name="t{t}_why" rows="2" cols="60"></textarea>'
+        if spec.free_text:  # optional, as in Qualtrics: the page script's forced-response check skips it
+            body += questionnaire.free_text_preview(t)
         pages.append(f'<section class="page" data-title="Image {t}" id="q{t}">{body}</section>')
     pages.append('<section class="page" data-title="End"><p>We thank you for your time spent taking this '
                  "survey.<br>Your response has been recorded.</p></section>")
@@ -174,7 +194,9 @@ def build_readme(spec: SinglePackSpec) -> str:
     shares = ", ".join(f"{g}: {sum(i.source == g for i in spec.items)}" for g in spec.groups)
     cond = (f' and "does this image show {spec.condition_attribute}: <value>?" (Yes/No) under every image that '
             "carries that attribute" if spec.condition_attribute else "")
-    why = " and an optional free text \"what made you decide?\"" if spec.free_text else ""
+    why = ' and an optional free text "what gave it away?" (reported verbatim)' if spec.free_text else ""
+    about = ("The first page also asks each rater's specialty and years of experience (reported per specialty and "
+             "experience band). " if spec.questionnaire else "")
     return f"""# Single-image reader-study pack {spec.pack_id}
 
 {spec.count} blinded images, one per page: {real} real, and synthetic from {shares}; drawn with seed
@@ -203,10 +225,14 @@ Import `upload/survey.qsf`: an instructions page with a rater-code question, the
 "{QUESTION}" on a six-point scale (1 = certainly real ... 6 = certainly synthetic){cond}{why}. Forced
 response everywhere but the free text; the Back button is off{
 "; the pages are shown in a random order per rater (block randomizer)" if spec.shuffle_pages else
-"; all raters see the images in the same order"}. Do not change the export tags (`T001_call`, ...) or the
-recode values: the import matches columns by them.
+"; all raters see the images in the same order"}. {about}Do not change the export tags (`T001_call`,
+`rater_specialty`, `rater_years`{", `cue_001`" if spec.free_text else ""}, ...) or the recode values: the import
+matches columns by them.
 
-**If you import `survey.txt` instead:** {TXT_LIMITS}
+**If you import `survey.txt` instead**: the Advanced Format TXT cannot express everything the QSF sets. After
+importing it, set by hand:
+
+{chr(10).join("* " + line for line in txt_limits(spec))}
 
 ## 3. Collect and export responses
 

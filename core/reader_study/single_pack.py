@@ -169,7 +169,7 @@ def build_single_pack(study: Study, out: Path | str, *, groups: list[str], count
                           groups=names, count=count, size=size, image_base_url=image_base_url,
                           shuffle_pages=shuffle_pages, created_at=now.isoformat(timespec="seconds"),
                           condition_attribute=condition_attribute or None, free_text=free_text, items=items,
-                          study=str(study.root.resolve()))
+                          study=str(study.root.resolve()), questionnaire=True)
     # Write into a temporary sibling and rename with the rows' commit: a failed build leaves no half pack.
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_killed_builds(out)
@@ -199,6 +199,7 @@ def build_single_pack(study: Study, out: Path | str, *, groups: list[str], count
 def _record(study: Study, spec: SinglePackSpec, out: Path, move_from: Path | None = None) -> None:
     params = {"count": spec.count, "size": spec.size, "shuffle_pages": spec.shuffle_pages, "design": spec.design,
               "condition_attribute": spec.condition_attribute, "free_text": spec.free_text,
+              "questionnaire": spec.questionnaire,
               "created_at": spec.created_at, "files": fingerprint(move_from or out)}
     with study.store.connect() as tx:
         tx.execute("INSERT INTO single_packs (id, seed, groups, out_dir, image_base_url, params) "
@@ -297,7 +298,8 @@ def _from_db(study: Study, row: dict[str, Any]) -> SinglePackSpec:
                           shuffle_pages=bool(params.get("shuffle_pages")),
                           created_at=str(params.get("created_at") or row["created_at"]),
                           condition_attribute=params.get("condition_attribute"),
-                          free_text=bool(params.get("free_text")), items=items, study=str(study.root.resolve()))
+                          free_text=bool(params.get("free_text")), items=items, study=str(study.root.resolve()),
+                          questionnaire=bool(params.get("questionnaire")))
 
 
 def set_single_image_urls(study: Study | None, folder: Path | str, *, base_url: str | None = None,

@@ -87,13 +87,22 @@ def build_markdown(r: dict[str, Any], spec: SinglePackSpec) -> str:
                  f"{_pct(c['mean_a'])} / {_pct(c['mean_b'])}", fmt(c["difference"]),
                  fmt_p(c["p"]), fmt_p(c["p_holm"])] for c in r["group_comparisons"]]), ""]
     out += ["## Readers", "", _table(
-        ["reader", "answered", "-99", "sensitivity", "specificity", "accuracy", "AUC (DeLong 95% CI)", "notes"],
-        [[x["rater"] + (" (simulated)" if x["simulated"] else ""), x["answered"], x["seen_unanswered"],
+        ["reader", "specialty", "years", "answered", "-99", "sensitivity", "specificity", "accuracy",
+         "AUC (DeLong 95% CI)", "notes"],
+        [[x["rater"] + (" (simulated)" if x["simulated"] else ""), x["specialty"] or "-",
+          "-" if x["years"] is None else x["years"], x["answered"], x["seen_unanswered"],
           f"{_pct(x['sensitivity']['estimate'])} ({_ci(x['sensitivity']['wilson95'])})",
           f"{_pct(x['specificity']['estimate'])} ({_ci(x['specificity']['wilson95'])})",
           f"{_pct(x['accuracy']['estimate'])} ({_ci(x['accuracy']['wilson95'])})",
           f"{fmt(x['auc']['auc'])} ({_ci(x['auc']['ci95'], pct=False)})",
           "; ".join(f"{k}: {v}" for k, v in x["flags"].items()) or "-"] for x in r["per_reader"]]), ""]
+    out += ["Per specialty and per experience band (the rater questionnaire; answers pooled within the stratum, "
+            "Wilson 95% intervals; the AUC is the mean of the stratum's readers):", "", _table(
+                ["stratum", "readers", "sensitivity", "specificity", "accuracy", "mean AUC"],
+                [[f"{s['by']}: {s['value']}", s["readers"],
+                  *[f"{_pct(s[m]['estimate'])} ({_ci(s[m]['wilson95'])})" for m in ("sensitivity", "specificity",
+                                                                                    "accuracy")],
+                  fmt(s["mean_auc"])] for s in r["strata"]]), ""]
     fk, ck = r["fleiss_kappa"], r["cohen_kappa"]
     out += ["## Agreement", "", _table(["measure", "value", "details"], [
         ["Fleiss' kappa (real/synthetic calls)", fmt(fk["kappa"]) if fk else "n/a",

@@ -4,8 +4,10 @@ The file is read exactly as for quartets (responses.py: current three-header and
 columns by export tag or ImportId, previews / tests / spam / unfinished rows excluded and counted, a repeated
 rater code keeps its first finished response, every row kept in raw_responses, the same file twice changes
 nothing). Values: the confidence 1-6 (or its text "4 - possibly synthetic"), the condition answer 1/2 or
-Yes/No, the free text verbatim. "-99" is Qualtrics' "seen but unanswered" recode: such an answer is stored as
-seen, not answered (``single_answers.seen_unanswered``), counted per rater, and left out of the statistics.
+Yes/No. The rater questionnaire and the free text ("cue_007") are read by core/reader_study/questionnaire.py
+and stored where the quartets' are (raters.specialty / years_experience, trial_comments). "-99" is Qualtrics'
+"seen but unanswered" recode: such an answer is stored as seen, not answered (table seen_unanswered, question
+``call`` or ``cond``; trial 0 for the questionnaire), counted per rater, and left out of the statistics.
 """
 
 from __future__ import annotations
@@ -18,25 +20,26 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CspineError
+from core.reader_study import questionnaire
 from core.reader_study.responses import (EXCLUSION_REASONS, META, Header, _cell, _column_name, _is_simulated,
                                          _read_rows, _row_status, parse_header, rater_id)
 from core.reader_study.single_spec import CONDITION_CHOICES, SinglePackSpec
 from core.reader_study.spec import RATER_CODE_TAG
 from core.study import Study
 
-SEEN_UNANSWERED = "-99"
 CONF_RE = re.compile(r"^\s*([1-6])(?:\s*[-–:.)].*)?\s*$")
-QUESTIONS = ("call", "cond", "why")
 
 
 class Answers:
-    """One response row's answers: trial -> {question: value}, and the -99 ones."""
+    """One response row's answers: trial -> {question: value}, the -99 ones, the questionnaire, the free text."""
 
     def __init__(self, row_index: int, cells: list[str], response_id: str, label: str, recorded: str, status: str):
         self.row_index, self.cells, self.response_id = row_index, cells, response_id
         self.label, self.recorded, self.status = label, recorded, status
         self.values: dict[int, dict[str, Any]] = {}
-        self.seen: dict[int, list[str]] = {}
+        self.seen: list[tuple[int, str]] = []   # (trial, question); trial 0 = the questionnaire
+        self.rater_info: dict[str, Any] = {}
+        self.comments: dict[int, str] = {}
         self.missing = 0
 
 
@@ -47,11 +50,9 @@ def _columns(header: Header, spec: SinglePackSpec, path: Path) -> tuple[dict[str
         raise CspineError(f"{path} has no ResponseId column; export all fields (including metadata) from Qualtrics")
     cols: dict[tuple[int, str], int] = {}
     missing = []
-    for item in spec.items:
-        wanted = ["call"] + (["cond"] if spec.asks_condition(item) else []) + (["why"] if spec.free_text else [])
-        for what in wanted:
-            qid = spec.qid(item.trial, what) + ("_TEXT" if what == "why" else "")
-            col = header.find(spec.tag(item.trial, what), qid)
+    for item in spec.items:  # the free text is optional and read by questionnaire.read_free_text
+        for what in ["call"] + (["cond"] if spec.asks_condition(item) else []):
+            col = header.find(spec.tag(item.trial, what), spec.qid(item.trial, what))
             if col is None:
                 missing.append(spec.tag(item.trial, what))
             else:
@@ -72,8 +73,6 @@ def _columns(header: Header, spec: SinglePackSpec, path: Path) -> tuple[dict[str
 
 
 def _value(what: str, raw: str) -> Any:
-    if what == "why":
-        return raw
     if what == "call":
         m = CONF_RE.match(raw)
         return int(m.group(1)) if m else None
@@ -97,10 +96,10 @@ def read_single_responses(path: Path | str, spec: SinglePackSpec):
         for (t, what), col in cols.items():
             raw = _cell(cells, col)
             if not raw:
-                resp.missing += what != "why"  # the free text is optional
+                resp.missing += 1
                 continue
-            if raw == SEEN_UNANSWERED:
-                resp.seen.setdefault(t, []).append(what)
+            if questionnaire.is_seen_unanswered(raw):
+                resp.seen.append((t, what))
                 continue
             value = _value(what, raw)
             if value is None:
@@ -110,9 +109,16 @@ def read_single_responses(path: Path | str, spec: SinglePackSpec):
                 raise CspineError(f"{path} line {header.n_rows + idx + 1}, column {_column_name(header, col)}: "
                                   f"{raw[:40]!r} is not {expected} (or -99, seen but unanswered); were the "
                                   "survey's choices or recode values changed after export from the pack?")
-            if what != "why":
-                kinds.add("numeric" if raw.isdigit() else "choice text")
+            kinds.add("numeric" if raw.isdigit() else "choice text")
             resp.values.setdefault(t, {})[what] = value
+        row = header.row_mapping(cells)
+        resp.rater_info = questionnaire.read_rater_info(row, spec.questionnaire_qid if spec.questionnaire else None)
+        resp.seen += [(0, tag) for tag in resp.rater_info["seen_unanswered"]]
+        if spec.free_text:
+            for item in spec.items:
+                text = questionnaire.read_free_text(row, item.trial, spec.qid(item.trial, "why"))
+                if text is not None:
+                    resp.comments[item.trial] = text
         out.append(resp)
     values = "mixed" if len(kinds) > 1 else (kinds.pop() if kinds else "none")
     return header, rows, out, sha, values
@@ -152,25 +158,29 @@ def import_single_ratings(study: Study, path: Path | str, pack: str | Path | Non
             kept[key] = resp
     if meta_missing := header.find(RATER_CODE_TAG, f"{spec.rater_code_qid}_TEXT", RATER_CODE_TAG) is None:
         flags.append("no rater_code column: each response counts as its own rater (repeat raters cannot be seen)")
-    seen_total = 0
     for resp in kept.values():
-        seen = sum(len(v) for v in resp.seen.values())
-        seen_total += seen
         f = new_flags.setdefault(rater_id(spec, resp.response_id), {})
-        if seen:
-            f["seen_unanswered"] = seen
-            flags.append(f"rater {resp.label!r}: {seen} answers seen but not answered (-99); counted, left out of "
-                         "the statistics")
+        if resp.seen:
+            f["seen_unanswered"] = len(resp.seen)
+            flags.append(f"rater {resp.label!r}: {len(resp.seen)} questions seen but not answered (-99); counted, "
+                         "left out of the statistics")
         if resp.missing:
             f["missing_answers"] = resp.missing
             flags.append(f"rater {resp.label!r} left {resp.missing} answers empty (forced response off?)")
+        for problem in resp.rater_info.get("problems", []):
+            f.setdefault("questionnaire", []).append(problem)
+            flags.append(f"rater {resp.label!r}: {problem} (stored as not given)")
 
     import_id = f"ratings-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     excluded = {reason: sum(1 for r in responses if r.status == reason) for reason in EXCLUSION_REASONS}
     summary = {"design": "single", "responses": len(responses), "used": len(kept), "excluded": excluded,
                "import_id": import_id, "pack_id": spec.pack_id, "file": str(path), "format": header.fmt,
                "values": values, "raters": [r.label for r in kept.values()], "flags": flags,
-               "seen_unanswered": seen_total, "rater_code_column": not meta_missing,
+               "seen_unanswered": sum(len(r.seen) for r in kept.values()),
+               "comments": sum(len(r.comments) for r in kept.values()),
+               "questionnaire": sum(1 for r in kept.values() if r.rater_info.get("specialty")
+                                    or r.rater_info.get("years") is not None),
+               "rater_code_column": not meta_missing,
                "simulated_raters": sum(1 for r in kept.values() if _is_simulated(r, simulated))}
     with study.store.connect() as tx:
         tx.execute("INSERT INTO rating_imports (id, pack_id, file, file_sha256, format, summary) VALUES (?,?,?,?,?,?)",
@@ -182,29 +192,35 @@ def import_single_ratings(study: Study, path: Path | str, pack: str | Path | Non
         tx.executemany("INSERT INTO raw_responses (import_id, row_index, data) VALUES (?, ?, ?)", raw)
         for resp in kept.values():
             rid = rater_id(spec, resp.response_id)
-            tx.execute("INSERT INTO raters (id, pack_id, response_id, label, import_id, simulated, flags) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            info = resp.rater_info
+            tx.execute("INSERT INTO raters (id, pack_id, response_id, label, import_id, simulated, flags, specialty, "
+                       "specialty_other, years_experience) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        [rid, spec.pack_id, resp.response_id, resp.label, import_id, _is_simulated(resp, simulated),
-                        json.dumps(new_flags.pop(rid, {}))])
-            trials = sorted(set(resp.values) | set(resp.seen))
-            tx.executemany("INSERT INTO single_answers (pack_id, rater_id, trial, confidence, condition_answer, "
-                           "seen_unanswered, free_text) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           [[spec.pack_id, rid, t, resp.values.get(t, {}).get("call"),
-                             resp.values.get(t, {}).get("cond"),
-                             json.dumps(resp.seen[t]) if t in resp.seen else None,
-                             resp.values.get(t, {}).get("why")] for t in trials])
+                        json.dumps(new_flags.pop(rid, {})), info.get("specialty"), info.get("specialty_other"),
+                        info.get("years")])
+            tx.executemany("INSERT INTO single_answers (pack_id, rater_id, trial, confidence, condition_answer) "
+                           "VALUES (?, ?, ?, ?, ?)", [[spec.pack_id, rid, t, v.get("call"), v.get("cond")]
+                                                      for t, v in sorted(resp.values.items())])
+            tx.executemany("INSERT INTO trial_comments (pack_id, rater_id, trial, text) VALUES (?, ?, ?, ?)",
+                           [[spec.pack_id, rid, t, text] for t, text in sorted(resp.comments.items())])
+            tx.executemany("INSERT INTO seen_unanswered (pack_id, rater_id, trial, question) VALUES (?, ?, ?, ?)",
+                           [[spec.pack_id, rid, t, what] for t, what in sorted(set(resp.seen))])
         for rid, f in new_flags.items():  # flags on raters kept by an earlier import
             if f:
                 tx.execute("UPDATE raters SET flags = ? WHERE id = ?", [json.dumps(f), rid])
     return summary
 
 
-def load_answers(study: Study, pack_id: str, include_simulated: bool = True) -> tuple[list[dict], list[dict]]:
-    """(raters, answers) of a single-image pack, for the analysis."""
+def load_answers(study: Study, pack_id: str, include_simulated: bool = True) -> dict[str, list[dict]]:
+    """{"raters", "answers", "seen", "comments"} of a single-image pack, for the analysis."""
     with study.store.connect() as tx:
-        raters = tx.query("SELECT id, label, simulated, flags FROM raters WHERE pack_id = ? "
-                          + ("" if include_simulated else "AND NOT simulated ") + "ORDER BY label, id", [pack_id])
-        answers = tx.query("SELECT rater_id, trial, confidence, condition_answer, seen_unanswered, free_text "
-                           "FROM single_answers WHERE pack_id = ? ORDER BY rater_id, trial", [pack_id])
+        raters = tx.query("SELECT id, label, simulated, flags, specialty, specialty_other, years_experience "
+                          "FROM raters WHERE pack_id = ? " + ("" if include_simulated else "AND NOT simulated ")
+                          + "ORDER BY label, id", [pack_id])
+        out = {"raters": raters}
+        for key, sql in (("answers", "SELECT rater_id, trial, confidence, condition_answer FROM single_answers"),
+                         ("seen", "SELECT rater_id, trial, question FROM seen_unanswered"),
+                         ("comments", "SELECT rater_id, trial, text FROM trial_comments")):
+            out[key] = tx.query(sql + " WHERE pack_id = ? ORDER BY rater_id, trial", [pack_id])
     keep = {r["id"] for r in raters}
-    return raters, [a for a in answers if a["rater_id"] in keep]
+    return {k: v if k == "raters" else [a for a in v if a["rater_id"] in keep] for k, v in out.items()}

@@ -159,10 +159,12 @@ def permutation_test(a: Sequence[float], b: Sequence[float], *, reps: int = 9999
 # Mixed-effects logistic model
 
 
-def logistic_model(rows: list[dict[str, Any]], *, use_condition: bool, min_readers: int = 3) -> dict[str, Any]:
-    """P(called synthetic) ~ group (+ condition) with a reader random intercept, or the stated fallback.
+def logistic_model(rows: list[dict[str, Any]], *, use_condition: bool, use_years: bool = False,
+                   min_readers: int = 3) -> dict[str, Any]:
+    """P(called synthetic) ~ group (+ condition) (+ years of experience / 10) with a reader random intercept, or
+    the stated fallback.
 
-    rows: {"reader", "group", "condition", "called"} per answered trial. Returns the method, why, and per fixed
+    rows: {"reader", "group", "condition", "years", "called"} per answered trial. Returns the method, why, and per fixed
     effect the log-odds estimate, its SE (posterior SD for the Bayesian model), the odds ratio and a 95% interval.
     """
     import pandas as pd  # imported on use: pandas and statsmodels are slow to import
@@ -176,8 +178,11 @@ def logistic_model(rows: list[dict[str, Any]], *, use_condition: bool, min_reade
     terms = ["C(group, Treatment('real'))"]
     if use_condition and df["condition"].notna().all() and df["condition"].nunique() > 1:
         terms.append("C(condition)")
+    if use_years and df["years"].notna().all() and df["years"].nunique() > 1:
+        df["years10"] = df["years"].astype(float) / 10  # per decade of experience: a readable odds ratio
+        terms.append("years10")
     formula = "called ~ " + " + ".join(terms)
-    for col in ("group", "condition") if len(terms) > 1 else ("group",):
+    for col in ("group", "condition") if "C(condition)" in terms else ("group",):
         rates = df.groupby(col)["called"].mean()
         extreme = [str(k) for k, v in rates.items() if v in (0.0, 1.0)]
         if extreme:
@@ -219,4 +224,6 @@ def _term(name: str) -> str:
         return f"group {name.split('[T.', 1)[1].rstrip(']')} (vs real)"
     if name.startswith("C(condition)"):
         return f"condition {name.split('[T.', 1)[1].rstrip(']')}"
+    if name == "years10":
+        return "years of experience (per 10)"
     return name

@@ -45,6 +45,8 @@ class PackSpec:
     items: list[QuartetItem] = field(default_factory=list)
     image_urls: dict[str, str] = field(default_factory=dict)  # per-file URL overrides (Qualtrics library)
     study: str = ""
+    questionnaire: bool = False  # the rater questionnaire (core/reader_study/questionnaire.py); packs since 0013
+    free_text: bool = False      # an optional "what gave it away?" box on every quartet page
 
     # Neutral export tags and question ids; QID1 is the instructions text, QID2 the rater code.
     @staticmethod
@@ -64,6 +66,15 @@ class PackSpec:
         return f"QID{2 * q + 2}"
 
     rater_code_qid = "QID2"
+
+    @property
+    def questionnaire_qid(self) -> int:
+        """The number of the questionnaire's first QID (after every quartet's two questions)."""
+        return 2 * self.count + 3
+
+    def cue_qid(self, q: int) -> str:
+        """The QID of quartet q's free-text box (after the questionnaire's two questions)."""
+        return f"QID{self.questionnaire_qid + 1 + q}"
 
     def quartet(self, q: int) -> list[QuartetItem]:
         return sorted((i for i in self.items if i.quartet == q), key=lambda i: i.position)
@@ -116,3 +127,10 @@ INSTRUCTIONS = (
     "</li></ol><p>Every question needs an answer. Please judge the images at the size shown.</p>"
 )
 RATER_CODE_TEXT = "Your rater code (given to you by the study team):"
+FREE_TEXT_NOTE = ("<p>Under each page's questions a box asks what gave an image away; it is optional, and anything "
+                  "you write there helps us improve the images.</p>")
+
+
+def instructions_html(spec: PackSpec) -> str:
+    """The instructions page's text (the QSF, the TXT and the preview show the same)."""
+    return INSTRUCTIONS.format(n=spec.count) + (FREE_TEXT_NOTE if spec.free_text else "")

@@ -249,11 +249,33 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "0013_reader_raters_groups",
+        """
+        -- The rater questionnaire (core/reader_study/questionnaire.py): specialty (one of its choices, or NULL),
+        -- the text given with "Other", years of experience. NULL when not asked or not answered.
+        ALTER TABLE raters ADD COLUMN specialty VARCHAR;
+        ALTER TABLE raters ADD COLUMN specialty_other VARCHAR;
+        ALTER TABLE raters ADD COLUMN years_experience INTEGER;
+        -- The optional per-trial free text ("what gave it away?"), verbatim, for any design.
+        CREATE TABLE trial_comments (
+            pack_id VARCHAR NOT NULL, rater_id VARCHAR NOT NULL, trial INTEGER NOT NULL, text VARCHAR NOT NULL,
+            PRIMARY KEY (pack_id, rater_id, trial)
+        );
+        -- Questions a rater saw and left unanswered (Qualtrics' "-99" recode): counted, never a rating.
+        -- question: pick | rate_<position> | rater_specialty | rater_years | a design's own names.
+        CREATE TABLE seen_unanswered (
+            pack_id VARCHAR NOT NULL, rater_id VARCHAR NOT NULL, trial INTEGER NOT NULL, question VARCHAR NOT NULL,
+            PRIMARY KEY (pack_id, rater_id, trial, question)
+        );
+        """,
+    ),
+    (
         "0014_single_image_design",
         """
         -- Reader study, single-image design (core/reader_study/single_*.py): a pack of blinded trials of one
-        -- image each; raters, imports and raw rows share the quartet tables (raters, rating_imports,
-        -- raw_responses), keyed by the pack id. A single pack's analyses are kept apart from the quartets'.
+        -- image each. Raters (and their questionnaire), imports, raw rows, free text (trial_comments) and -99
+        -- answers (seen_unanswered: question call | cond) share the quartet tables, keyed by the pack id; a
+        -- single pack's analyses are kept apart from the quartets'.
         CREATE TABLE single_packs (
             id VARCHAR PRIMARY KEY, seed BIGINT, groups JSON, out_dir VARCHAR,
             image_base_url VARCHAR, params JSON, created_at TIMESTAMP DEFAULT current_timestamp
@@ -270,8 +292,6 @@ MIGRATIONS: list[tuple[str, str]] = [
             pack_id VARCHAR NOT NULL, rater_id VARCHAR NOT NULL, trial INTEGER NOT NULL,
             confidence INTEGER,                 -- 1 certainly real .. 6 certainly synthetic; NULL unanswered
             condition_answer VARCHAR,           -- yes | no; NULL unanswered or not asked
-            seen_unanswered JSON,               -- the questions exported as -99 (seen, not answered)
-            free_text VARCHAR,
             PRIMARY KEY (pack_id, rater_id, trial)
         );
         CREATE TABLE single_analyses (

@@ -66,7 +66,7 @@ def cmd_single_images(args: argparse.Namespace) -> int:
 
     # imported on use: numpy, PIL and the synthetic-image module are slow to load for `--help`
     from core.ddpm.synthetic import conditions_for
-    from core.reader_study.single_formats import TXT_LIMITS
+    from core.reader_study.single_formats import txt_limits
     from core.reader_study.single_pack import build_single_pack, plan_trials
 
     study = open_study(args)
@@ -78,12 +78,17 @@ def cmd_single_images(args: argparse.Namespace) -> int:
     if not args.image_base_url:
         _err(f"note: image URLs are placeholders; host upload/images/ and run `cspine-tui survey-urls --pack {out} "
              "--image-base-url https://...` (see the pack's README.md)")
-    _err(f"note: {TXT_LIMITS}")
+    limits = txt_limits(spec)
+    _err("note: upload/survey.qsf carries every setting; if you import upload/survey.txt instead, set by hand "
+         "in Qualtrics (also in the pack's README.md):")
+    for line in limits:
+        _err(f"  - {line}")
     n_real, per_group = plan_trials(spec.count, len(spec.groups))
     result = {"pack_id": spec.pack_id, "design": "single", "out": str(Path(out).resolve()), "count": spec.count,
               "seed": spec.seed, "real": n_real, "groups": dict(zip(spec.groups, per_group)),
               "condition_attribute": spec.condition_attribute,
-              "condition_questions": sum(spec.asks_condition(i) for i in spec.items), "free_text": spec.free_text}
+              "condition_questions": sum(spec.asks_condition(i) for i in spec.items), "free_text": spec.free_text,
+              "questionnaire": spec.questionnaire, "txt_limits": limits}
     if args.json:
         print_json(result, study)
     else:

@@ -13,6 +13,7 @@ from pathlib import Path
 from cspine_tui.cli import single
 from cspine_tui.cli.common import add_json, add_study, open_study, print_json
 from core.errors import CspineError
+from core.reader_study.formats import txt_limits
 from core.reader_study.responses import import_ratings
 
 
@@ -34,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=256, help="image size in the pack, pixels (default 256)")
     p.add_argument("--shuffle-pages", action="store_true",
                    help="let Qualtrics show the quartet pages in a random order per rater (block randomizer)")
+    p.add_argument("--free-text", action="store_true",
+                   help="add an optional 'what gave it away?' text box to every quartet page (reported verbatim)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="pack folder (new or empty; default <study>/exports/pack-<time>)")
     p.set_defaults(func=cmd_quartets)
@@ -86,12 +89,18 @@ def cmd_quartets(args: argparse.Namespace) -> int:
     out = args.out or study.exports_dir / f"pack-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     spec = build_pack(study, out, checkpoints=args.checkpoints, count=args.count, seed=args.seed,
                       image_base_url=args.image_base_url, size=args.size, shuffle_pages=args.shuffle_pages,
-                      log=_err)
+                      free_text=args.free_text, log=_err)
     if not args.image_base_url:
         _err(f"note: image URLs are placeholders; host upload/images/ and run `cspine-tui survey-urls --pack {out} "
              "--image-base-url https://...` (see the pack's README.md)")
+    limits = txt_limits(spec)
+    _err("note: upload/survey.qsf carries every setting; if you import upload/survey.txt instead, set by hand "
+         "in Qualtrics (also in the pack's README.md):")
+    for line in limits:
+        _err(f"  - {line}")
     result = {"pack_id": spec.pack_id, "out": str(Path(out).resolve()), "count": spec.count, "seed": spec.seed,
-              "checkpoints": spec.checkpoints, "images": len(spec.items)}
+              "checkpoints": spec.checkpoints, "images": len(spec.items), "free_text": spec.free_text,
+              "txt_limits": limits}
     if args.json:
         print_json(result, study)
     else:

@@ -16,6 +16,7 @@ import pytest
 from core.demo.raters import preview_and_partial
 from core.demo.single_raters import SingleResponse, simulate_single_readers, write_single_qualtrics_csv
 from core.errors import CspineError
+from core.reader_study.questionnaire import SPECIALTIES
 from core.reader_study.pack import png_chunks
 from core.reader_study.single_analysis import analyze_single, latest_single_analysis
 from core.reader_study.single_pack import build_single_pack, design_of, load_single_pack, plan_trials
@@ -89,13 +90,18 @@ def test_qsf_pages_questions_and_recodes(env):
     questions = {e["PrimaryAttribute"]: e["Payload"] for e in qsf["SurveyElements"] if e["Element"] == "SQ"}
     blocks = next(e for e in qsf["SurveyElements"] if e["Element"] == "BL")["Payload"]
     pages = [b for b in blocks if b["Type"] == "Standard"]
-    assert len(pages) == 60 and len(questions) == 2 + 60 * 2  # intro, rater code; call + free text per image
+    sq = [e for e in qsf["SurveyElements"] if e["Element"] == "SQ"]
+    assert len(pages) == 60 and len(sq) == len(questions) == 2 + 2 + 60 * 2  # no QID twice
+    intro = next(b for b in blocks if b["Type"] == "Default")["BlockElements"]
+    assert [questions[e["QuestionID"]]["DataExportTag"] for e in intro] == \
+        ["instructions", "rater_code", "rater_specialty", "rater_years"]  # the questionnaire on the first page
     call = questions[spec.qid(7, "call")]
     assert call["DataExportTag"] == "T007_call" and call["RecodeValues"] == {str(k): str(k) for k in range(1, 7)}
     assert call["Choices"]["1"]["Display"] == "1 - certainly real" and spec.trial(7).image_file in call["QuestionText"]
     assert call["Validation"]["Settings"]["ForceResponse"] == "ON"
     why = questions[spec.qid(7, "why")]
-    assert why["QuestionType"] == "TE" and why["Validation"]["Settings"]["ForceResponse"] == "OFF"
+    assert why["DataExportTag"] == "cue_007" and why["QuestionType"] == "TE"
+    assert why["Validation"]["Settings"]["ForceResponse"] == "OFF"
     flow = next(e for e in qsf["SurveyElements"] if e["Element"] == "FL")["Payload"]["Flow"]
     assert [f["ID"] for f in flow[1:-1]] == [b["ID"] for b in pages]  # fixed order without --shuffle-pages
 
@@ -103,7 +109,8 @@ def test_qsf_pages_questions_and_recodes(env):
 def test_txt_key_preview_readme(env):
     _, spec, tmp = env
     txt = (tmp / "pack" / "upload" / "survey.txt").read_text()
-    assert txt.count("[[Block:Trial ") == 60 and txt.count("[[ID:T") == 120
+    assert txt.count("[[Block:Trial ") == 60 and txt.count("[[ID:T") == 60 and txt.count("[[ID:cue_") == 60
+    assert "[[ID:rater_specialty]]" in txt and "[[ID:rater_years]]" in txt
     assert "[[Choice:6]]\n6 - certainly synthetic" in txt
     with open(tmp / "pack" / "answer_key.csv") as fh:
         key = list(csv.DictReader(fh))
@@ -112,7 +119,8 @@ def test_txt_key_preview_readme(env):
     preview = (tmp / "pack" / "preview.html").read_text()
     assert preview.count('<section class="page"') == 62 and preview.count('name="t1_call"') == 6
     readme = (tmp / "pack" / "README.md").read_text()
-    assert "Randomizer" in readme and "-99" in readme  # the TXT caveat and the -99 export option
+    assert "Force response" in readme and "-99" in readme  # the TXT caveat and the -99 export option
+    assert "specialty and years of experience" in readme
 
 
 def test_an_edited_pack_is_refused(env, tmp_path):
@@ -146,25 +154,37 @@ def test_refusals(env, tmp_path):
 def test_import_formats_agree_and_minus_99_is_seen_not_answered(env, tmp_path):
     study, _, _ = env
     spec = build_single_pack(study, tmp_path / "p", groups=GROUPS, count=10, seed=5, size=32, free_text=True)
-    readers = simulate_single_readers(spec, 3, seed=4, unanswered=0.1)
-    n_seen = sum(v is None for r in readers for a in r.answers.values() for k, v in a.items() if k != "why")
-    assert n_seen > 0
+    readers = simulate_single_readers(spec, 3, seed=4, unanswered=0.2)
+    readers[0].specialty = None  # the questionnaire seen and left unanswered too
+    n_seen = sum(v is None for r in readers for a in r.answers.values() for v in a.values()) + 1
+    assert n_seen > 1
     summaries = []
     for k, (legacy, text) in enumerate([(False, False), (True, True), (False, True)]):
         s2 = build_single_pack(study, tmp_path / f"q{k}", groups=GROUPS, count=10, seed=5, size=32, free_text=True)
         summaries.append(_import(study, s2, tmp_path, f"f{k}", readers, legacy=legacy, choice_text=text))
-        rows = study.store.query("SELECT trial, confidence, condition_answer, seen_unanswered, free_text "
-                                 "FROM single_answers WHERE pack_id = ? ORDER BY rater_id, trial", [s2.pack_id])
+        rows = study.store.query("SELECT trial, confidence, condition_answer FROM single_answers WHERE pack_id = ? "
+                                 "ORDER BY rater_id, trial", [s2.pack_id])
         if k == 0:
             first = rows
         assert sorted(map(str, rows)) == sorted(map(str, first))  # the same answers whatever the export options
     assert [s["seen_unanswered"] for s in summaries] == [n_seen] * 3
+    assert [s["questionnaire"] for s in summaries] == [3] * 3
     assert summaries[1]["format"] == "qualtrics-legacy-2-header" and summaries[1]["values"] == "choice text"
     assert any("-99" in f for f in summaries[0]["flags"])
-    stored = [json.loads(r["seen_unanswered"]) for r in first if r["seen_unanswered"]]
-    assert sum(map(len, stored)) == n_seen and all(r["confidence"] is None for r in first
-                                                   if r["seen_unanswered"] and "call" in r["seen_unanswered"])
-    assert any(r["free_text"] for r in first)
+    pack_id = summaries[0]["pack_id"]
+    seen = study.store.query("SELECT rater_id, trial, question FROM seen_unanswered WHERE pack_id = ?", [pack_id])
+    assert len(seen) == n_seen and {u["question"] for u in seen} <= {"call", "cond", "rater_specialty"}
+    assert [u["trial"] for u in seen if u["question"] == "rater_specialty"] == [0]
+    answered = {(a["rater_id"], a["trial"]) for a in study.store.query(
+        "SELECT rater_id, trial FROM single_answers WHERE pack_id = ? AND confidence IS NOT NULL", [pack_id])}
+    assert not {(u["rater_id"], u["trial"]) for u in seen if u["question"] == "call"} & answered
+    comments = study.store.column("SELECT text FROM trial_comments WHERE pack_id = ? ORDER BY rater_id, trial",
+                                  [pack_id])
+    assert comments == [c for r in readers for _, c in sorted(r.comments.items())] and comments  # verbatim
+    raters = study.store.query("SELECT label, specialty, years_experience FROM raters WHERE pack_id = ? "
+                               "ORDER BY label", [pack_id])
+    assert [(r["specialty"], r["years_experience"]) for r in raters] == \
+        [(SPECIALTIES[r.specialty - 1] if r.specialty else None, r.years) for r in readers]
 
 
 def test_import_excludes_previews_and_partials_and_is_idempotent(env, tmp_path):
@@ -208,7 +228,7 @@ def test_import_refuses_what_does_not_fit(env, tmp_path):
 
 def test_a_clearly_worse_group_is_found(env):
     study, spec, tmp = env
-    readers = simulate_single_readers(spec, 8, seed=21, detectability={"ckpt:2000": 0.2, "ckpt:4000": 2.5})
+    readers = simulate_single_readers(spec, 8, seed=21, detectability={"ckpt:2000": 0.2, "ckpt:4000": 2.0})
     _import(study, spec, tmp, "worse", readers)
     res = analyze_single(study, spec.pack_id, report_dir=tmp / "report-worse", reps=500)
     groups = {g["group"]: g for g in res["per_group"]}
@@ -219,6 +239,12 @@ def test_a_clearly_worse_group_is_found(env):
     assert res["model"]["method"].startswith("BinomialBayesMixedGLM")
     effects = {e["term"]: e for e in res["model"]["effects"]}
     assert effects["group ckpt:4000 (vs real)"]["log_odds"] > effects["group ckpt:2000 (vs real)"]["log_odds"] + 1
+    assert "years of experience (per 10)" in effects  # every reader answered the questionnaire: a covariate
+    strata = {(x["by"], x["value"]): x for x in res["strata"]}
+    assert strata[("specialty", "Neuroradiology")]["readers"] + strata[("specialty", "Spine surgery")]["readers"] == 8
+    neuro = [x for x in res["per_reader"] if x["specialty"] == "Neuroradiology"]
+    assert strata[("specialty", "Neuroradiology")]["accuracy"]["k"] == sum(x["accuracy"]["k"] for x in neuro)
+    assert sum(x["readers"] for x in res["strata"] if x["by"] == "experience") == 8
     report = (tmp / "report-worse" / "report.md").read_text()
     assert "SIMULATED DATA" in report and "What gave it away?" in report and "roc.png" in report
     assert (tmp / "report-worse" / "roc.svg").is_file() and (tmp / "report-worse" / "confidence_violins.png").is_file()

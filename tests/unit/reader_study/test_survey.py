@@ -15,6 +15,7 @@ from PIL import Image
 
 from core.reader_study import pack as survey
 from core.errors import CspineError
+from core.reader_study import formats
 from core.reader_study.formats import build_qsf
 from core.reader_study.spec import IMAGE_URL_PLACEHOLDER, PackSpec
 from tests.factories.survey import tiny_study
@@ -128,7 +129,8 @@ def test_qsf_structure(built):
     codes = {e["Element"] for e in qsf["SurveyElements"]}
     assert {"BL", "FL", "SO", "QC", "SQ", "RS"} <= codes
     questions = {e["PrimaryAttribute"]: e["Payload"] for e in _elements(qsf, "SQ")}
-    assert _elements(qsf, "QC")[0]["SecondaryAttribute"] == str(len(questions)) == str(2 + 2 * spec.count)
+    # two questions per quartet, instructions, rater code and the questionnaire's two
+    assert _elements(qsf, "QC")[0]["SecondaryAttribute"] == str(len(questions)) == str(4 + 2 * spec.count)
     assert questions["QID2"]["DataExportTag"] == "rater_code" and questions["QID2"]["QuestionType"] == "TE"
     blocks = _elements(qsf, "BL")[0]["Payload"]
     quartet_blocks = [b for b in blocks if b["Type"] == "Standard"]
@@ -175,6 +177,23 @@ def test_advanced_format_txt(built):
     assert "[[ID:Q01_pick]]" in txt and "[[ID:Q08_rate]]" in txt and "[[ID:rater_code]]" in txt
     first = txt.split("[[Block:Quartet 01]]")[1].split("[[Block:Quartet 02]]")[0]
     assert first.count("<img ") == 4 and first.count("[[Choice:") == 8 and first.count("[[Answer:") == 4
+    assert "<table" not in first  # the images are the choices, as in the QSF, not a table above bare letters
+    lines = first.split("\n")
+    for item in spec.quartet(1):
+        choice = lines[lines.index(f"[[Choice:{item.position}]]") + 1]
+        assert spec.url_for(item.image_file) in choice and choice.endswith(f"<b>{item.letter}</b>")
+
+
+def test_txt_route_says_what_it_cannot_do(built):
+    _, spec, out = built
+    readme = (out / "README.md").read_text()
+    assert "If you import `survey.txt` instead" in readme and "Force response" in readme
+    assert "the same for every rater" in readme and "Randomizer" not in readme
+    spec2 = PackSpec(**{**spec.__dict__, "shuffle_pages": True})
+    limits = " ".join(formats.txt_limits(spec2))
+    assert "Randomizer" in limits and f"Randomly present {spec.count} of the following elements" in limits
+    assert "Quartet 01" in limits and "Evenly present elements" in limits
+    assert "Randomizer" in formats.build_readme(spec2)
 
 
 def test_answer_key_and_manifest(built):

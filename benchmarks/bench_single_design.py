@@ -39,7 +39,7 @@ def main() -> None:
                              size=args.size, free_text=True)
     t1 = time.perf_counter()
     readers = simulate_single_readers(spec, args.readers, seed=2, unanswered=0.02,
-                                      detectability={"ckpt:2000": 0.5, "ckpt:4000": 1.5})
+                                      detectability={"2000": 0.5, "4000": 1.5})
     write_single_qualtrics_csv(tmp / "responses.csv", spec, readers)
     t2 = time.perf_counter()
     summary = import_single_ratings(study, tmp / "responses.csv", spec.pack_id)

@@ -30,6 +30,7 @@ import numpy as np
 
 from core.errors import CspineError
 from core.reader_study import questionnaire, single_stats, statistics
+from core.reader_study.single_pack import describe
 from core.reader_study.single_spec import CONFIDENCE, SYNTHETIC_FROM, SinglePackSpec
 from core.study import Study
 
@@ -234,9 +235,9 @@ def analyze_single(study: Study, pack: str | Path | None = None, *, report_dir: 
 def _figures(result: dict[str, Any], out: Path) -> dict[str, str]:
     conf, truth, group = result["_conf"], result["_truth"], result["_group"]
     sim = " (SIMULATED readers)" if result["simulated_raters"] else ""
-    notes = {g["group"]: f"AUC vs real {statistics.fmt(g['auc_vs_real']['estimate'])}" for g in result["per_group"]
-             if g.get("auc_vs_real") and g["auc_vs_real"]["estimate"] is not None}
-    data = {g: conf[:, group == g][~np.isnan(conf[:, group == g])].tolist() for g in result["sources"]}
+    notes = {describe(g["group"]): f"AUC vs real {statistics.fmt(g['auc_vs_real']['estimate'])}"
+             for g in result["per_group"] if g.get("auc_vs_real") and g["auc_vs_real"]["estimate"] is not None}
+    data = {describe(g): conf[:, group == g][~np.isnan(conf[:, group == g])].tolist() for g in result["sources"]}
     png, svg = statistics.violin_plot(data, out / "confidence_violins", ylim=(0.5, 6.9), annotations=notes,
                                       title=f"Confidence 1 = certainly real ... 6 = certainly synthetic{sim}",
                                       ylabel="confidence (all answers)", points=False)
@@ -262,7 +263,7 @@ def _roc_plot(conf: np.ndarray, truth: np.ndarray, group: np.ndarray, groups: li
         if pos.size and neg.size:
             pts = single_stats.roc_points(pos, neg, list(CONFIDENCE))
             ax.plot(*zip(*pts), marker="o", markersize=3,
-                    label=f"{g} (pooled AUC {statistics.fmt(single_stats.auc(pos, neg))})")
+                    label=f"{describe(g)} (pooled AUC {statistics.fmt(single_stats.auc(pos, neg))})")
     ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="chance")
     ax.set_xlabel("real images called synthetic (1 - specificity)")
     ax.set_ylabel("synthetic images called synthetic (sensitivity)")

@@ -6,8 +6,11 @@ file time); its key files are hashed at export and checked before every import o
 
 A group is a checkpoint (``ckpt:68000``, or a bare step), a sampling run (``run:NAME``) or an external set
 brought in with ``add-synthetic`` (``external:NAME``); its images are those the study's final screening rule
-accepts. Share: half the trials (rounded down) show a real image, the rest are split as evenly as possible
-between the groups (earlier groups get the one extra when it does not divide). Half real keeps the two
+accepts. Its source (the answer key's ``source``, the analysis' group name) is written as quartet packs write
+theirs: the bare step for a checkpoint, ``run:NAME`` or ``external:NAME`` otherwise.
+
+Share: half the trials (rounded down) show a real image, the rest are split as evenly as possible between the
+groups (earlier groups get the one extra when it does not divide). Half real keeps the two
 error rates (sensitivity, specificity) equally precise and makes "always synthetic" no better than chance;
 the instructions tell raters "about half are real", so their threshold is not set by a guessed prevalence.
 The page order is a seeded permutation, the same for every rater unless ``--shuffle-pages``.
@@ -44,7 +47,7 @@ ConditionsFor = Callable[[Study, Iterable[str]], dict[str, dict[str, Any]]]
 
 @dataclass
 class Group:
-    name: str                      # ckpt:68000 | run:NAME | external:NAME
+    name: str                      # 68000 | run:NAME | external:NAME (the source, as quartet packs write it)
     images: list[dict[str, Any]]   # {"id", "path"} of its accepted images
 
 
@@ -54,7 +57,7 @@ def resolve_group(study: Study, ref: str) -> Group:
     kind, _, name = ref.partition(":") if ":" in ref else ("ckpt", "", ref)
     if kind == "ckpt" and name.isdigit():
         ids = accepted_image_ids(study, checkpoint_step=int(name))
-        label = f"ckpt:{int(name)}"
+        label = str(int(name))
         exists = study.store.scalar("SELECT count(*) FROM synthetic_runs WHERE checkpoint_step = ?", [int(name)])
     elif kind in ("run", "external"):
         source = "external" if kind == "external" else "sampled"
@@ -73,6 +76,14 @@ def resolve_group(study: Study, ref: str) -> Group:
     paths = {r["id"]: r["path"] for r in study.store.query(
         "SELECT id, path FROM synthetic_images WHERE id IN (SELECT unnest(?))", [ids])} if ids else {}
     return Group(label, [{"id": i, "path": paths[i]} for i in ids])
+
+
+def describe(source: str) -> str:
+    """A source in a sentence: 'checkpoint 68000', 'run NAME', 'external set NAME', 'real'."""
+    if source.isdigit():
+        return f"checkpoint {source}"
+    kind, _, name = source.partition(":")
+    return {"run": f"run {name}", "external": f"external set {name}"}.get(kind, source)
 
 
 def plan_trials(count: int, n_groups: int) -> tuple[int, list[int]]:
@@ -137,7 +148,8 @@ def build_single_pack(study: Study, out: Path | str, *, groups: list[str], count
                           "(ingest or label more, or lower --count)")
     for g, n in zip(resolved, per_group):
         if len(g.images) < n:
-            raise CspineError(f"group {g.name} has {len(g.images)} accepted images{which}; {count} trials need {n} "
+            raise CspineError(f"group {describe(g.name)} has {len(g.images)} accepted images{which}; {count} trials "
+                              f"need {n} "
                               "(screen or sample more, or lower --count)")
 
     seed = int(secrets.randbits(31) if seed is None else seed)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.reader_study.report import CSS, _e, _pct, _table, _versions
+from core.reader_study.single_pack import describe
 from core.reader_study.single_spec import SinglePackSpec
 from core.reader_study.statistics import fmt, fmt_p
 
@@ -32,26 +33,28 @@ def methods_paragraph(r: dict[str, Any], spec: SinglePackSpec) -> str:
             "image showed it (yes/no); consistency is the share of yes answers per group and value, with Wilson "
             "95% intervals." if spec.condition_attribute else "")
     model = r["model"]
+    modelled = (f" The call 'synthetic' was not modelled: {model.get('why', '')}." if model.get("method") == "none"
+                else f" The call 'synthetic' was modelled by {model['method']} ({model.get('why', '')}).")
+    years = (" The readers' specialty and years of experience came from a questionnaire on the first page; the "
+             "figures are also given per specialty and per experience band." if spec.questionnaire else "")
     return (
-        f"{r['n_raters']} readers{sim} judged {r['n_images']} single images ({real} real, the others synthetic from "
-        f"{', '.join(spec.groups)}), one per page in {order} (seed {spec.seed}), blinded by identical re-encoding "
-        "and opaque file names. For each image they answered whether it was real or synthetic on a six-point "
-        "confidence scale (1 = certainly real to 6 = certainly synthetic); answers 4-6 count as the call "
-        "'synthetic'. Sensitivity is the share of synthetic images called synthetic, specificity the share of "
-        "real images called real; per reader with Wilson 95% intervals, pooled over readers with Wilson intervals "
-        "(trials treated as independent) and with percentile intervals of a two-way bootstrap "
-        f"({r['bootstrap']['reps']} resamples of readers and of images within real and within each group). "
-        "The ROC AUC of the confidence scale is the Mann-Whitney probability that a synthetic image is rated "
-        "higher than a real one (ties count "
-        "one half), per reader with DeLong's variance and pooled as the mean of the readers' AUCs with the "
-        "bootstrap interval. Image sources were compared pairwise by two-sided permutation tests "
-        f"({r['permutation']['reps']} permutations) of the images' detection rates (share of readers calling the "
-        "image synthetic), with Holm's correction over all pairs. Agreement on the calls is Fleiss' kappa over "
-        "the images every reader answered (and Cohen's kappa for two readers)." + cond
-        + (f" The call 'synthetic' was not modelled: {model.get('why', '')}." if model.get("method") == "none" else
-           f" The call 'synthetic' was modelled by {model['method']} ({model.get('why', '')}).") + " Answers "
-        f"exported as -99 (seen, not answered; {r['seen_unanswered']} in all) were counted and left out. The "
-        f"analysis was run with cspine-tui ({_versions()})."
+        f"{r['n_raters']} readers{sim} judged {r['n_images']} single images ({real} real, the others synthetic "
+        f"from {', '.join(map(describe, spec.groups))}), one per page in {order} (seed {spec.seed}), blinded by "
+        "identical re-encoding and opaque file names. For each image they answered whether it was real or "
+        "synthetic on a six-point confidence scale (1 = certainly real to 6 = certainly synthetic); answers 4-6 "
+        "count as the call 'synthetic'. Sensitivity is the share of synthetic images called synthetic, "
+        "specificity the share of real images called real; per reader with Wilson 95% intervals, pooled over "
+        "readers with Wilson intervals (trials treated as independent) and with percentile intervals of a two-way "
+        f"bootstrap ({r['bootstrap']['reps']} resamples of readers and of images within real and within each "
+        "group). The ROC AUC of the confidence scale is the Mann-Whitney probability that a synthetic image is "
+        "rated higher than a real one (ties count one half), per reader with DeLong's variance and pooled as the "
+        "mean of the readers' AUCs with the bootstrap interval. Image sources were compared pairwise by two-sided "
+        f"permutation tests ({r['permutation']['reps']} permutations) of the images' detection rates (share of "
+        "readers calling the image synthetic), with Holm's correction over all pairs. Agreement on the calls is "
+        "Fleiss' kappa over the images every reader answered (and Cohen's kappa for two readers)."
+        + cond + modelled + years
+        + f" Answers exported as -99 (seen, not answered; {r['seen_unanswered']} in all) were counted and left out. "
+        f"The analysis was run with cspine-tui ({_versions()})."
     )
 
 
@@ -62,7 +65,7 @@ def build_markdown(r: dict[str, Any], spec: SinglePackSpec) -> str:
                 "(labelled `simulated-rater-N`). These numbers describe no human reader; they show that the "
                 "pipeline runs end to end.", ""]
     out += [f"Analysis `{r['analysis_id']}` of {r['created_at']}; pack built with seed {spec.seed} from "
-            f"{', '.join(spec.groups)}; study `{r['study']}`.", "", "## Summary", ""]
+            f"{', '.join(map(describe, spec.groups))}; study `{r['study']}`.", "", "## Summary", ""]
     p = r["pooled"]
     out += [_table(["measure (synthetic = positive)", "pooled", "Wilson 95% CI", "bootstrap 95% CI"], [
         ["readers / images / answers", f"{r['n_raters']} / {r['n_images']} / {r['n_answers']}", "-", "-"],
@@ -76,14 +79,14 @@ def build_markdown(r: dict[str, Any], spec: SinglePackSpec) -> str:
             "this is 1 - specificity) and the readers' mean AUC of the group against the real images:", "",
             _table(["source", "images", "called synthetic", "Wilson 95% CI", "bootstrap 95% CI", "AUC vs real",
                     "AUC bootstrap 95% CI"],
-                   [[g["group"], g["images"], *_prop_cells(g["called_synthetic"]),
+                   [[describe(g["group"]), g["images"], *_prop_cells(g["called_synthetic"]),
                      _ci(g["called_synthetic"].get("bootstrap95")),
                      fmt(g["auc_vs_real"]["estimate"]) if g.get("auc_vs_real") else "-",
                      _ci(g["auc_vs_real"]["bootstrap95"], pct=False) if g.get("auc_vs_real") else "-"]
                     for g in r["per_group"]]), ""]
     out += ["Every pair of sources, two-sided permutation test of the images' detection rates, Holm over the "
             "family:", "", _table(["comparison", "images", "mean detection", "difference", "p", "Holm p"], [
-                [f"{c['a']} vs {c['b']}", f"{c['n_a']} / {c['n_b']}",
+                [f"{describe(c['a'])} vs {describe(c['b'])}", f"{c['n_a']} / {c['n_b']}",
                  f"{_pct(c['mean_a'])} / {_pct(c['mean_b'])}", fmt(c["difference"]),
                  fmt_p(c["p"]), fmt_p(c["p_holm"])] for c in r["group_comparisons"]]), ""]
     out += ["## Readers", "", _table(
@@ -113,7 +116,7 @@ def build_markdown(r: dict[str, Any], spec: SinglePackSpec) -> str:
     if r["conditions"]:
         out += [f"## Condition consistency ({_e(spec.condition_attribute)})", "", _table(
             ["source", "value", "yes / answers", "share yes", "Wilson 95% CI"],
-            [[c["group"], c["value"], f"{c['yes']}/{c['answers']}", _pct(c["estimate"]), _ci(c["wilson95"])]
+            [[describe(c["group"]), c["value"], f"{c['yes']}/{c['answers']}", _pct(c["estimate"]), _ci(c["wilson95"])]
              for c in r["conditions"]]), ""]
     m = r["model"]
     out += ["## Logistic model of the call 'synthetic'", "", f"{_e(m.get('method'))}: `{m.get('formula', '-')}`. "
@@ -129,7 +132,7 @@ def build_markdown(r: dict[str, Any], spec: SinglePackSpec) -> str:
     if r["free_text"]:
         out += ["## What gave it away? (free text, verbatim)", "", _table(
             ["image", "source", "reader", "confidence", "text"],
-            [[f["trial"], f["source"], f["rater"], f["confidence"] if f["confidence"] is not None else "-",
+            [[f["trial"], describe(f["source"]), f["rater"], f["confidence"] if f["confidence"] is not None else "-",
               f["text"]] for f in r["free_text"]]), ""]
     out += ["## Methods", "", methods_paragraph(r, spec), ""]
     if r["warnings"]:

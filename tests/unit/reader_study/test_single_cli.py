@@ -38,7 +38,7 @@ def two_designs(tmp_path_factory):
 
 def test_single_images_json_and_notes(two_designs):
     study, _, doc, err, tmp = two_designs
-    assert doc["design"] == "single" and doc["real"] == 4 and doc["groups"] == {"ckpt:2000": 2, "run:ckpt-4000": 2}
+    assert doc["design"] == "single" and doc["real"] == 4 and doc["groups"] == {"2000": 2, "run:ckpt-4000": 2}
     assert doc["out"] == str((tmp / "single").resolve()) and doc["free_text"] is True
     assert "if you import upload/survey.txt instead, set by hand" in err and "Force response" in err
     assert doc["questionnaire"] is True and any("Back button" in line for line in doc["txt_limits"])

@@ -23,7 +23,8 @@ from core.reader_study.single_pack import build_single_pack, design_of, load_sin
 from core.reader_study.single_responses import import_single_ratings
 from tests.factories.survey import tiny_study
 
-GROUPS = ["ckpt:2000", "ckpt:4000"]
+GROUPS = ["ckpt:2000", "ckpt:4000"]  # as given on the command line
+SOURCES = ["2000", "4000"]  # the sources they become (the answer key's and the analysis' group names)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def _pairs(result) -> dict[tuple[str, str], dict]:
 def test_share_and_selection(env):
     study, spec, _ = env
     assert plan_trials(60, 2) == (30, [15, 15]) and plan_trials(7, 2) == (3, [2, 2])
-    assert [sum(i.source == g for i in spec.items) for g in ["real", *GROUPS]] == [30, 15, 15]
+    assert spec.groups == SOURCES
+    assert [sum(i.source == g for i in spec.items) for g in ["real", *SOURCES]] == [30, 15, 15]
     ids = [i.image_id for i in spec.items]
     assert len(set(ids)) == 60
     rejected = set(study.store.column("SELECT image_id FROM reviews WHERE decision = 'reject'"))
@@ -143,7 +145,7 @@ def test_refusals(env, tmp_path):
         build_single_pack(study, tmp_path / "a", groups=["ckpt:999"], count=4)
     with pytest.raises(CspineError, match="not ckpt:STEP"):
         build_single_pack(study, tmp_path / "b", groups=["latest"], count=4)
-    with pytest.raises(CspineError, match="group ckpt:2000 has 18 accepted images"):
+    with pytest.raises(CspineError, match="group checkpoint 2000 has 18 accepted images"):
         build_single_pack(study, tmp_path / "c", groups=["2000"], count=40)
     with pytest.raises(CspineError, match="the groups must differ"):
         build_single_pack(study, tmp_path / "d", groups=["2000", "ckpt:2000"], count=4)
@@ -228,17 +230,17 @@ def test_import_refuses_what_does_not_fit(env, tmp_path):
 
 def test_a_clearly_worse_group_is_found(env):
     study, spec, tmp = env
-    readers = simulate_single_readers(spec, 8, seed=21, detectability={"ckpt:2000": 0.2, "ckpt:4000": 2.0})
+    readers = simulate_single_readers(spec, 8, seed=21, detectability={"2000": 0.2, "4000": 2.0})
     _import(study, spec, tmp, "worse", readers)
     res = analyze_single(study, spec.pack_id, report_dir=tmp / "report-worse", reps=500)
     groups = {g["group"]: g for g in res["per_group"]}
-    assert groups["ckpt:4000"]["auc_vs_real"]["bootstrap95"][0] > 0.5  # readers tell it from real images
-    assert groups["ckpt:4000"]["called_synthetic"]["estimate"] > groups["ckpt:2000"]["called_synthetic"]["estimate"]
-    pair = _pairs(res)[("ckpt:2000", "ckpt:4000")]
+    assert groups["4000"]["auc_vs_real"]["bootstrap95"][0] > 0.5  # readers tell it from real images
+    assert groups["4000"]["called_synthetic"]["estimate"] > groups["2000"]["called_synthetic"]["estimate"]
+    pair = _pairs(res)[("2000", "4000")]
     assert pair["p_holm"] < 0.05 and pair["difference"] < 0
     assert res["model"]["method"].startswith("BinomialBayesMixedGLM")
     effects = {e["term"]: e for e in res["model"]["effects"]}
-    assert effects["group ckpt:4000 (vs real)"]["log_odds"] > effects["group ckpt:2000 (vs real)"]["log_odds"] + 1
+    assert effects["group 4000 (vs real)"]["log_odds"] > effects["group 2000 (vs real)"]["log_odds"] + 1
     assert "years of experience (per 10)" in effects  # every reader answered the questionnaire: a covariate
     strata = {(x["by"], x["value"]): x for x in res["strata"]}
     assert strata[("specialty", "Neuroradiology")]["readers"] + strata[("specialty", "Spine surgery")]["readers"] == 8
@@ -254,7 +256,7 @@ def test_a_clearly_worse_group_is_found(env):
 def test_no_difference_is_not_found(env, tmp_path):
     study, _, _ = env
     spec = build_single_pack(study, tmp_path / "p", groups=GROUPS, count=60, seed=12, size=32)
-    readers = simulate_single_readers(spec, 8, seed=22, detectability={"ckpt:2000": 0.0, "ckpt:4000": 0.0})
+    readers = simulate_single_readers(spec, 8, seed=22, detectability={"2000": 0.0, "4000": 0.0})
     _import(study, spec, tmp_path, "null", readers)
     res = analyze_single(study, spec.pack_id, report_dir=tmp_path / "r", reps=500)
     assert all(c["p_holm"] >= 0.05 for c in res["group_comparisons"])  # real and both groups alike
@@ -278,18 +280,18 @@ def test_conditions_consistency_and_model_with_condition(env, tmp_path):
     assert all(i.condition in ("lordotic", "straight") for i in spec.items)
     qsf = (tmp_path / "p" / "upload" / "survey.qsf").read_text()
     assert qsf.count("Does this image show curvature: ") == 40 * 3  # text, description, SecondaryAttribute
-    readers = simulate_single_readers(spec, 4, seed=3, detectability={"ckpt:4000": 1.5},
-                                      consistency={"real": 0.95, "ckpt:2000": 0.9, "ckpt:4000": 0.2})
+    readers = simulate_single_readers(spec, 4, seed=3, detectability={"4000": 1.5},
+                                      consistency={"real": 0.95, "2000": 0.9, "4000": 0.2})
     _import(study, spec, tmp_path, "cond", readers, choice_text=True)
     res = analyze_single(study, spec.pack_id, report_dir=tmp_path / "r", reps=200)
     cells = {(c["group"], c["value"]): c for c in res["conditions"]}
-    assert {g for g, _ in cells} == {"real", *GROUPS}
+    assert {g for g, _ in cells} == {"real", *SOURCES}
     expected = {(s, i.condition): 0 for i in spec.items for s in [i.source]}
     for r in readers:  # the yes answers, counted from the simulated responses themselves
         for i in spec.items:
             expected[(i.source, i.condition)] += r.answers[i.trial]["cond"] == "yes"
     assert {k: c["yes"] for k, c in cells.items()} == expected
-    assert cells[("ckpt:4000", "lordotic")]["estimate"] < cells[("ckpt:2000", "lordotic")]["estimate"]
+    assert cells[("4000", "lordotic")]["estimate"] < cells[("2000", "lordotic")]["estimate"]
     assert "C(condition)" in res["model"]["formula"]
     with pytest.raises(CspineError, match="needs the synthetic images' conditions"):
         build_single_pack(study, tmp_path / "x", groups=GROUPS, count=4, condition_attribute="curvature")

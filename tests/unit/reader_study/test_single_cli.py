@@ -70,6 +70,14 @@ def test_import_and_analyze_dispatch_on_the_design(two_designs):
     assert code == 0 and "sensitivity" in out and "ROC AUC (mean of readers)" in out and "Holm p" in out
 
 
+def test_list_all_packs_names_both_designs_newest_first(two_designs):
+    from core.reader_study.designs import list_all_packs
+
+    study, quartets, doc, _, _ = two_designs
+    packs = list_all_packs(study)
+    assert [(p["id"], p["design"]) for p in packs] == [(doc["pack_id"], "single"), (quartets.pack_id, "quartets")]
+
+
 def test_survey_urls_rewrites_a_single_pack_and_keeps_it_verifiable(two_designs):
     study, _, doc, _, tmp = two_designs
     code, _, err = _run(["survey-urls", "--study", str(study.root), "--pack", str(tmp / "single"),

@@ -30,7 +30,9 @@ import numpy as np
 
 from core.errors import CspineError
 from core.reader_study import questionnaire, single_stats, statistics
-from core.reader_study.single_pack import describe
+from core.reader_study.single_pack import describe, load_single_pack
+from core.reader_study.single_report import write_report
+from core.reader_study.single_responses import load_answers
 from core.reader_study.single_spec import CONFIDENCE, SYNTHETIC_FROM, SinglePackSpec
 from core.study import Study
 
@@ -204,11 +206,6 @@ def analyze_single(study: Study, pack: str | Path | None = None, *, report_dir: 
                    include_simulated: bool = True, reps: int = 2000, seed: int = 0,
                    log: Log | None = None) -> dict[str, Any]:
     """Analyse a single-image pack's imported answers, write the figures and the report, record the analysis."""
-    # imported on use: the pack loader pulls in PIL and the report markdown-it, which compute() does not need
-    from core.reader_study.single_pack import load_single_pack
-    from core.reader_study.single_report import write_report
-    from core.reader_study.single_responses import load_answers
-
     log = log or (lambda _m: None)
     spec = load_single_pack(study, pack)  # a pack edited by hand since export is refused
     data = load_answers(study, spec.pack_id, include_simulated)

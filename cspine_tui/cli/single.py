@@ -64,10 +64,9 @@ def _condition_attribute(study: Study, given: str | None) -> str | None:
 def cmd_single_images(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    # imported on use: numpy, PIL and the synthetic-image module are slow to load for `--help`
-    from core.ddpm.synthetic import conditions_for
-    from core.reader_study.single_formats import txt_limits
-    from core.reader_study.single_pack import build_single_pack, plan_trials
+    from core.ddpm.synthetic import conditions_for  # imported on use: numpy (start-up cost of `--help`)
+    from core.reader_study.single_formats import txt_limits  # imported on use: numpy, PIL (start-up cost)
+    from core.reader_study.single_pack import build_single_pack, plan_trials  # the same
 
     study = open_study(args)
     out = args.out or study.exports_dir / f"single-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

@@ -45,12 +45,15 @@ class SimulatedResponse:
 
 
 def simulate_raters(spec: PackSpec, n_raters: int = 8, seed: int = 0, *,
-                    levels: dict[str, float] | None = None) -> list[SimulatedResponse]:
+                    levels: dict[str, float] | None = None, image_sd: float = 0.15) -> list[SimulatedResponse]:
+    """`levels`: the mean latent realism per source; `image_sd`: the spread of the images' own realism (shared
+    by all raters; 0 makes groups of equal level exchangeable for these images, the null the rater-level
+    Wilcoxon tests)."""
     rng = np.random.default_rng(seed)
     about = np.random.default_rng([seed, 1])  # questionnaire and free text: the ratings' stream stays as it was
     steps = spec.checkpoints
     levels = levels or {"real": 3.35, **{s: 3.2 + 0.05 * i for i, s in enumerate(steps)}}
-    image_effect = {(i.quartet, i.position): rng.normal(0.0, 0.15) for i in spec.items}
+    image_effect = {(i.quartet, i.position): rng.normal(0.0, image_sd) for i in spec.items}
     start = datetime(2025, 1, 6, 9, 0, 0)
     out = []
     for r in range(n_raters):

@@ -4,8 +4,13 @@
 - Fleiss' kappa of the identification answers over the quartets every rater answered, coded by the chosen
   image's source (default), by screen position, or as correct/incorrect (all three are reported; the paper
   does not say which it used);
-- per-rater mean realism per group (real and each checkpoint) as exact fractions of integer sums;
-- paired two-sided Wilcoxon signed-rank tests real vs each checkpoint, R < 4.6 semantics, Holm-adjusted;
+- per-rater mean realism per group (real and each group: a checkpoint, a sampling run or an external set,
+  core/reader_study/groups.py) as exact fractions of integer sums;
+- paired two-sided Wilcoxon signed-rank tests real vs each group, R < 4.6 semantics, Holm over those three
+  (the paper's family); and every pair of the four groups, Holm over the six (the generator comparison);
+- per group: ratings, mean realism, how often its image was chosen as the real one (Wilson CI, binomial vs 25%);
+- the rater questionnaire as strata (per specialty, per experience band) and as a covariate (Spearman of years
+  of experience against accuracy); answers seen but not given (Qualtrics -99) counted; free text verbatim;
 - violin plots of the per-rater means and of all ratings; a Markdown + HTML report (core/reader_study/report.py).
 The result is stored in the ``analyses`` table.
 """
@@ -20,33 +25,44 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
+from core.reader_study import groups as group_sources
 from core.reader_study import statistics
+from core.reader_study.questionnaire import YEAR_BANDS, years_band
 from core.errors import CspineError
 from core.study import Study
 from core.reader_study.spec import LETTERS, PackSpec
 from core.reader_study.report import write_report
 
 KAPPA_CODINGS = ("source", "position", "correct")
+BAND_ORDER = [name for _, name in YEAR_BANDS] + ["not given"]
 Log = Callable[[str], None]
 
 
-def _load(study: Study, spec: PackSpec, include_simulated: bool) -> tuple[list[dict], list[dict], list[dict]]:
+def _load(study: Study, spec: PackSpec, include_simulated: bool) -> tuple[list[dict], ...]:
+    """raters, picks, ratings, seen-but-unanswered answers (-99) and free-text comments of the pack."""
     with study.store.connect() as tx:
-        raters = tx.query("SELECT id, label, simulated, flags, response_id FROM raters WHERE pack_id = ? "
+        raters = tx.query("SELECT id, label, simulated, flags, response_id, specialty, specialty_other, "
+                          "years_experience FROM raters WHERE pack_id = ? "
                           + ("" if include_simulated else "AND NOT simulated ") + "ORDER BY label, id",
                           [spec.pack_id])
         ids = [r["id"] for r in raters]
-        picks = tx.query("SELECT rater_id, quartet, chosen_position FROM identifications WHERE pack_id = ?",
-                         [spec.pack_id])
-        ratings = tx.query("SELECT rater_id, quartet, position, rating FROM ratings WHERE pack_id = ?",
-                           [spec.pack_id])
+        tables = [tx.query(sql, [spec.pack_id]) for sql in (
+            "SELECT rater_id, quartet, chosen_position FROM identifications WHERE pack_id = ?",
+            "SELECT rater_id, quartet, position, rating FROM ratings WHERE pack_id = ?",
+            "SELECT rater_id, trial, question FROM seen_unanswered WHERE pack_id = ? ORDER BY rater_id, trial",
+            "SELECT rater_id, trial, text FROM trial_comments WHERE pack_id = ? ORDER BY trial, rater_id")]
     keep = set(ids)
-    return raters, [p for p in picks if p["rater_id"] in keep], [r for r in ratings if r["rater_id"] in keep]
+    return (raters, *[[row for row in rows if row["rater_id"] in keep] for rows in tables])
 
 
 def compute(spec: PackSpec, raters: list[dict], picks: list[dict], ratings: list[dict], *,
-            kappa_coding: str = "source") -> dict[str, Any]:
-    """All statistics of one pack's ratings (pure: no database, no files)."""
+            kappa_coding: str = "source", unanswered: list[dict] | None = None,
+            comments: list[dict] | None = None) -> dict[str, Any]:
+    """All statistics of one pack's ratings (pure: no database, no files).
+
+    `raters` rows may carry the questionnaire (specialty, years_experience); `unanswered` are the answers a
+    Qualtrics -99 marked as seen but not given; `comments` the free text per trial, kept verbatim.
+    """
     if kappa_coding not in KAPPA_CODINGS:
         raise CspineError(f"unknown kappa coding {kappa_coding!r}; use one of {', '.join(KAPPA_CODINGS)}")
     if not raters:
@@ -108,6 +124,32 @@ def compute(spec: PackSpec, raters: list[dict], picks: list[dict], ratings: list
     for t in tests:
         if t.get("warning"):
             warnings.append(f"Wilcoxon real vs {t['group']}: {t['warning']} (normal approximation, as R < 4.6)")
+    pairs = statistics.compare_pairs(means, groups) if ratings else []
+    per_group = []
+    for g in groups:
+        chosen = statistics.proportion(chosen_source.get(g, 0), n)
+        per_group.append({"group": g, "label": group_sources.label(g), "kind": group_sources.kind_of(g),
+                          "ratings": sum(c for rs in sums.values() for gg, (_, c) in rs.items() if gg == g),
+                          "mean_realism": float(overall_means[g]) if g in overall_means else None,
+                          "raters": sum(1 for m in means.values() if g in m),
+                          "chosen_as_real": chosen.k, "chosen_share": chosen.estimate,
+                          "chosen_ci95": list(chosen.ci95), "chosen_binomial_p": chosen.p_vs_chance})
+
+    described = describe_raters(raters, correct_by, sums, groups)
+    unanswered = unanswered or []
+    if unanswered:
+        warnings.append(f"{len(unanswered)} answers were seen but not given (Qualtrics -99); they are counted, "
+                        "not scored")
+    missing = Counter(u["rater_id"] for u in unanswered)
+    for row, r in zip(per_rater, raters):
+        row.update({"specialty": r.get("specialty"), "specialty_other": r.get("specialty_other"),
+                    "years": r.get("years_experience"), "seen_unanswered": missing.get(r["id"], 0)})
+    verbatim = []
+    for c in comments or []:
+        answer = answers.get(c["trial"], {}).get(c["rater_id"])
+        verbatim.append({"trial": c["trial"], "rater": label[c["rater_id"]], "text": c["text"],
+                         "chose": answer["source"] if answer else None,
+                         "correct": answer["correct"] == "correct" if answer else None})
 
     return {
         "pack_id": spec.pack_id,
@@ -127,6 +169,16 @@ def compute(spec: PackSpec, raters: list[dict], picks: list[dict], ratings: list
                                for g in groups if g in overall_means},
         "n_ratings": {g: sum(c for rs in sums.values() for gg, (_, c) in rs.items() if gg == g) for g in groups},
         "wilcoxon": tests,
+        "pairwise": pairs,
+        "per_group": per_group,
+        "group_labels": {g: group_sources.label(g) for g in groups},
+        "by_specialty": described["by_specialty"],
+        "by_experience": described["by_experience"],
+        "experience_vs_accuracy": described["experience_vs_accuracy"],
+        "seen_unanswered": {"total": len(unanswered),
+                            "by_question": dict(Counter(_question_kind(u["question"]) for u in unanswered)),
+                            "per_rater": {label[rid]: k for rid, k in missing.items()}},
+        "comments": verbatim,
         "per_rater": per_rater,
         "per_rater_means": {label[rid]: {g: float(v) for g, v in gm.items()} for rid, gm in means.items()},
         "per_rater_means_exact": {label[rid]: {g: f"{v.numerator}/{v.denominator}" for g, v in gm.items()}
@@ -143,6 +195,39 @@ def compute(spec: PackSpec, raters: list[dict], picks: list[dict], ratings: list
     }
 
 
+def _question_kind(question: str) -> str:
+    return "pick" if question == "pick" else "rating" if question.startswith("rate_") else "questionnaire" \
+        if question.startswith("rater_") else question
+
+
+def _stratum(name: str, ids: list[str], correct_by: dict[str, list[int]],
+             sums: dict[Any, dict[str, tuple[int, int]]], groups: list[str]) -> dict[str, Any]:
+    k = sum(correct_by.get(i, [0, 0])[0] for i in ids)
+    n = sum(correct_by.get(i, [0, 0])[1] for i in ids)
+    pr = statistics.proportion(k, n)
+    pooled = statistics.group_means({i: sums[i] for i in ids if i in sums})
+    return {"stratum": name, "raters": len(ids), "trials": n, "correct": k, "accuracy": pr.estimate,
+            "ci95": list(pr.ci95), "mean_realism": {g: float(pooled[g]) for g in groups if g in pooled}}
+
+
+def describe_raters(raters: list[dict], correct_by: dict[str, list[int]],
+                    sums: dict[Any, dict[str, tuple[int, int]]], groups: list[str]) -> dict[str, Any]:
+    """The questionnaire as strata (per specialty, per experience band) and as a covariate (years vs accuracy).
+
+    A stratum's interval treats its trials as independent (a rater's trials are not), so it is descriptive.
+    """
+    specialty: dict[str, list[str]] = defaultdict(list)
+    band: dict[str, list[str]] = defaultdict(list)
+    for r in raters:
+        specialty[r.get("specialty") or "not given"].append(r["id"])
+        band[years_band(r.get("years_experience"))].append(r["id"])
+    pairs = [(r["years_experience"], correct_by[r["id"]][0] / correct_by[r["id"]][1]) for r in raters
+             if r.get("years_experience") is not None and correct_by.get(r["id"], [0, 0])[1]]
+    return {"by_specialty": [_stratum(k, v, correct_by, sums, groups) for k, v in sorted(specialty.items())],
+            "by_experience": [_stratum(k, band[k], correct_by, sums, groups) for k in BAND_ORDER if k in band],
+            "experience_vs_accuracy": statistics.spearman([p[0] for p in pairs], [p[1] for p in pairs])}
+
+
 def analyze(study: Study, pack: str | Path | None = None, *, kappa_coding: str = "source",
             report_dir: Path | str | None = None, include_simulated: bool = True,
             log: Log | None = None) -> dict[str, Any]:
@@ -151,8 +236,9 @@ def analyze(study: Study, pack: str | Path | None = None, *, kappa_coding: str =
 
     log = log or (lambda _m: None)
     spec = load_checked_pack(study, pack)  # a pack edited by hand since export is refused
-    raters, picks, ratings = _load(study, spec, include_simulated)
-    result = _finite(compute(spec, raters, picks, ratings, kappa_coding=kappa_coding))
+    raters, picks, ratings, unanswered, comments = _load(study, spec, include_simulated)
+    result = _finite(compute(spec, raters, picks, ratings, kappa_coding=kappa_coding, unanswered=unanswered,
+                             comments=comments))
     analysis_id = f"analysis-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     out = Path(report_dir).expanduser() if report_dir else study.exports_dir / f"report-{analysis_id}"
     if out.exists() and any(out.iterdir()):
@@ -177,7 +263,7 @@ def analyze(study: Study, pack: str | Path | None = None, *, kappa_coding: str =
 def _figures(result: dict[str, Any], spec: PackSpec, out: Path) -> dict[str, str]:
     groups = result["groups"]
     means: dict[str, dict[str, Fraction]] = result["_means"]
-    names = {"real": "real", **{c: f"step {c}" for c in spec.checkpoints}}
+    names = {g: group_sources.label(g) for g in groups}
     notes = {names[t["group"]]: f"Holm p = {statistics.fmt_p(t['p_holm'])}" for t in result["wilcoxon"]}
     sim = " (SIMULATED raters)" if result["simulated_raters"] else ""
     png, svg = statistics.violin_plot({names[g]: [float(m[g]) for m in means.values() if g in m] for g in groups},

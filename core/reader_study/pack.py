@@ -36,6 +36,7 @@ from PIL import Image
 from core.errors import CspineError
 from core.study import Study
 from core.reader_study import formats
+from core.reader_study import groups as group_sources
 from core.reader_study.pack_check import fingerprint, record, verify_pack
 from core.reader_study.spec import PackSpec, QuartetItem
 from core.screening.rules import accepted_image_ids
@@ -110,30 +111,19 @@ def available_checkpoints(study: Study) -> dict[str, int]:
     return {str(s): len(accepted_synthetic(study, s)) for s in steps}
 
 
-def _resolve_checkpoint(study: Study, ref: str) -> int:
-    ref = str(ref).strip()
-    if ref.isdigit():
-        if study.store.scalar("SELECT count(*) FROM synthetic_runs WHERE checkpoint_step = ?", [int(ref)]):
-            return int(ref)
-    row = study.store.query_one("SELECT checkpoint_step FROM synthetic_runs WHERE (id = ? OR name = ?) "
-                                "AND checkpoint_step IS NOT NULL", [ref, ref])
-    if row:
-        return int(row["checkpoint_step"])
-    have = available_checkpoints(study)
-    listing = ", ".join(f"{k} ({v} accepted)" for k, v in have.items()) or "none (sample some first)"
-    raise CspineError(f"no synthetic images from checkpoint {ref!r}; checkpoints with images: {listing}")
-
-
 # ---------------------------------------------------------------------------------------------------
 # Building a pack
 
 
-def build_pack(study: Study, out: Path | str, *, checkpoints: list[str], count: int = 50, seed: int | None = None,
+def build_pack(study: Study, out: Path | str, *, checkpoints: list[str] | None = None,
+               groups: list[str] | None = None, count: int = 50, seed: int | None = None,
                image_base_url: str | None = None, size: int = 256, shuffle_pages: bool = False,
                free_text: bool = False, log: Log | None = None) -> PackSpec:
-    """Assemble `count` blinded quartets (1 real + 1 accepted image per checkpoint) and write the pack.
+    """Assemble `count` blinded quartets (1 real + 1 accepted image per group) and write the pack.
 
-    Every pack asks the rater questionnaire; `free_text` adds an optional "what gave it away?" box per quartet.
+    `groups` are references as core/reader_study/groups.py reads them (ckpt:STEP, run:NAME, external:NAME);
+    `checkpoints` (steps or run names of checkpoints) are the same as ckpt: groups. Every pack asks the rater
+    questionnaire; `free_text` adds an optional "what gave it away?" box per quartet.
     """
     log = log or (lambda _m: None)
     out = Path(out).expanduser()
@@ -141,35 +131,30 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str], count: 
     leftover = seed is not None and out.is_dir() and (out / "pack.json").is_file()
     if out.exists() and not leftover and (not out.is_dir() or any(out.iterdir())):
         raise CspineError(f"{out} exists and is not empty; packs are never overwritten, choose a new --out")
-    if len(checkpoints) != 3:
-        raise CspineError(f"a quartet holds one image from each of 3 checkpoints; got {len(checkpoints)}: "
-                          f"{' '.join(map(str, checkpoints))}")
+    if (checkpoints is None) == (groups is None):
+        raise CspineError("give the three groups either as --groups or as --checkpoints, not both")
+    refs = [str(g) for g in (groups if groups is not None else [f"ckpt:{c}" for c in checkpoints or []])]
+    if len(refs) != 3:
+        raise CspineError(f"a quartet holds one image from each of 3 groups; got {len(refs)}: {' '.join(refs)}")
     if count < 1:
         raise CspineError(f"--count must be at least 1 (got {count})")
     if not 16 <= size <= 2048:
         raise CspineError(f"--size {size} is out of range (16-2048 px)")
     if image_base_url and not image_base_url.startswith(("https://", "http://")):
         raise CspineError(f"--image-base-url {image_base_url!r} must start with https:// (or http://)")
-    steps = [_resolve_checkpoint(study, c) for c in checkpoints]
-    if len(set(steps)) != 3:
-        raise CspineError(f"the three checkpoints must differ (got steps {steps})")
+    resolved = group_sources.resolve_all(study, refs, count)
+    sources = [g.source for g in resolved]
+    pools = {g.source: g.pool for g in resolved}
 
     real = [dict(r) for r in study.store.query("SELECT id, path FROM real_images ORDER BY id")]
     if len(real) < count:
         raise CspineError(f"the study has {len(real)} real images; {count} quartets need {count} "
                           "(ingest more or lower --count)")
-    pools = {}
-    for step in steps:
-        pool = accepted_synthetic(study, step)
-        if len(pool) < count:
-            raise CspineError(f"checkpoint {step} has {len(pool)} accepted images; {count} quartets need {count} "
-                              "(screen more images, sample more, or lower --count)")
-        pools[step] = pool
 
     seed = int(secrets.randbits(31) if seed is None else seed)
     rng = np.random.default_rng(seed)
     chosen_real = [real[i] for i in rng.choice(len(real), size=count, replace=False)]
-    chosen = {s: [pools[s][i] for i in rng.choice(len(pools[s]), size=count, replace=False)] for s in steps}
+    chosen = {s: [pools[s][i] for i in rng.choice(len(pools[s]), size=count, replace=False)] for s in sources}
     names: set[str] = set()
 
     def opaque() -> str:
@@ -182,7 +167,7 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str], count: 
     items: list[QuartetItem] = []
     src_path: dict[str, Path] = {}
     for q in range(count):
-        members = [("real", chosen_real[q], "real")] + [("synthetic", chosen[s][q], str(s)) for s in steps]
+        members = [("real", chosen_real[q], "real")] + [("synthetic", chosen[s][q], s) for s in sources]
         positions = rng.permutation(4)
         for (kind, row, source), pos in zip(members, positions):
             item = QuartetItem(quartet=q + 1, position=int(pos) + 1, image_kind=kind, image_id=row["id"],
@@ -195,7 +180,7 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str], count: 
 
     now = datetime.now()
     pack_id = f"pack-{now.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    spec = PackSpec(pack_id=pack_id, seed=seed, checkpoints=[str(s) for s in steps], count=count, size=size,
+    spec = PackSpec(pack_id=pack_id, seed=seed, checkpoints=sources, count=count, size=size,
                     image_base_url=image_base_url, shuffle_pages=shuffle_pages,
                     created_at=now.isoformat(timespec="seconds"), items=items, study=str(study.root.resolve()),
                     questionnaire=True, free_text=free_text)
@@ -221,7 +206,7 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str], count: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log(f"pack {pack_id}: {count} quartets from checkpoints {', '.join(spec.checkpoints)} (seed {seed}) in {out}")
+    log(f"pack {pack_id}: {count} quartets from groups {', '.join(spec.checkpoints)} (seed {seed}) in {out}")
     return spec
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.reader_study import statistics
+from core.reader_study.groups import describe, label
 from core.reader_study.spec import PackSpec
 
 PAPER = {
@@ -72,17 +73,24 @@ def methods_paragraph(r: dict[str, Any], spec: PackSpec) -> str:
     means = r["mean_realism_exact_fraction"]
     order = ("a random order per rater" if spec.shuffle_pages else "the same order for every rater")
     sim = (f" ({r['simulated_raters']} of them SIMULATED, not human readers)" if r["simulated_raters"] else "")
-    syn = ", ".join(f"{statistics.fmt(means[c])} (step {c})" for c in ck if c in means)
-    vs = "; ".join(f"step {c}: V = {statistics.fmt(tests[c]['statistic_V'], 1)}, p = {statistics.fmt_p(tests[c]['p'])}"
-                   for c in ck if c in tests)
+    syn = ", ".join(f"{statistics.fmt(means[c])} ({label(c)})" for c in ck if c in means)
+    vs = "; ".join(f"{label(c)}: V = {statistics.fmt(tests[c]['statistic_V'], 1)}, "
+                   f"p = {statistics.fmt_p(tests[c]['p'])}" for c in ck if c in tests)
+    if all(c.isdigit() for c in ck):
+        sources = f"the checkpoints at {', '.join(ck[:-1])} and {ck[-1]} training steps"
+    else:
+        sources = f"three groups ({', '.join(describe(c) for c in ck)})"
+    pairs = r.get("pairwise") or []
+    pair_text = ("; ".join(f"{label(t['a'])} vs {label(t['b'])}: Holm p = {statistics.fmt_p(t['p_holm'])}"
+                           for t in pairs))
     holm = ", ".join(statistics.fmt_p(tests[c]["p_holm"]) for c in ck if c in tests)
     kappa_text = (f"\u03ba = {statistics.fmt(kappa.get('kappa'))}" if kappa
                   else "not computable with fewer than two raters")
     lo, hi = r["accuracy_ci95"]
     return (
         f"{r['n_raters']} raters{sim} completed a blinded validation task of {r['n_quartets']} quartets, each "
-        f"holding one real radiograph and one synthetic image from each of the checkpoints at {', '.join(ck[:-1])} "
-        f"and {ck[-1]} training steps, presented one quartet per page in {order}, with the position of the real "
+        f"holding one real radiograph and one synthetic image from each of {sources}, "
+        f"presented one quartet per page in {order}, with the position of the real "
         f"image drawn at random per quartet (seed {spec.seed}). For each quartet, raters chose the image they "
         f"believed was real and rated the realism of every image on a four-point scale (1 = unrealistic; "
         f"4 = fully realistic). Identification accuracy was the proportion of the {r['n_trials']} trials in which "
@@ -96,10 +104,77 @@ def methods_paragraph(r: dict[str, Any], spec: PackSpec) -> str:
         f"paired, two-sided Wilcoxon signed-rank tests ({vs}); as in R before version 4.6, the exact null "
         f"distribution was used without ties or zero differences and the normal approximation with continuity "
         f"correction otherwise, with ties detected exactly from integer rating sums. Holm's procedure adjusted "
-        f"for the three comparisons (adjusted p = {holm}). Means are rounded half-up to three decimals. The "
+        f"for the three comparisons (adjusted p = {holm}). "
+        + (f"To compare the groups with each other, every pair of the four groups was tested the same way and "
+           f"Holm's procedure applied over the {len(pairs)} pairs ({pair_text}). " if pairs else "")
+        + f"Means are rounded half-up to three decimals. The "
         f"analysis was run with cspine-tui ({_versions()}); rating distributions are shown as violin plots made "
         f"with Matplotlib."
     )
+
+
+def _specialty(p: dict[str, Any]) -> str:
+    if not p.get("specialty"):
+        return "-"
+    return f"{p['specialty']}: {p['specialty_other']}" if p.get("specialty_other") else p["specialty"]
+
+
+def _group_sections(r: dict[str, Any]) -> list[str]:
+    """Every statistic per group, and every pair of groups compared (one Holm family)."""
+    out = ["## Group comparisons", "", "Per group (chosen as real: share of all trials, Wilson 95% CI, exact "
+           "binomial test against the 25% a guess gives each image):", "", _table(
+               ["group", "kind", "raters", "ratings", "mean realism", "chosen as real", "95% CI", "binomial p"],
+               [[g["label"], g["kind"], g["raters"], g["ratings"], statistics.fmt(g["mean_realism"]),
+                 f"{g['chosen_as_real']} ({_pct(g['chosen_share'])})",
+                 f"{_pct(g['chosen_ci95'][0])} to {_pct(g['chosen_ci95'][1])}",
+                 statistics.fmt_p(g["chosen_binomial_p"])] for g in r.get("per_group", [])]), ""]
+    pairs = r.get("pairwise") or []
+    out += [f"Every pair of groups: paired two-sided Wilcoxon signed-rank tests on the per-rater means (as above), "
+            f"Holm over all {len(pairs)} pairs; mean difference = mean over raters of (first - second), positive "
+            "when the first looked more realistic:", "", _table(
+                ["pair", "raters", "mean difference", "V", "method", "p", "Holm p"],
+                [[f"{label(t['a'])} vs {label(t['b'])}", t["n_raters"], statistics.fmt(t["mean_difference"]),
+                  statistics.fmt(t["statistic_V"], 1), t["method"], statistics.fmt_p(t["p"]),
+                  statistics.fmt_p(t["p_holm"])] for t in pairs]), ""]
+    return out
+
+
+def _fence(text: str) -> str:
+    """`text` as a fenced block, verbatim (the fence is longer than any run of tildes in the text)."""
+    longest = max((len(m) for m in re.findall(r"~+", text)), default=0)
+    fence = "~" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def _reader_sections(r: dict[str, Any], groups: list[str]) -> list[str]:
+    """The questionnaire as strata and covariate, -99 counts, and the free text verbatim."""
+    out: list[str] = ["## Readers", ""]
+    for title, key in (("By specialty", "by_specialty"), ("By years of experience", "by_experience")):
+        out += [f"{title} (intervals treat every trial as independent, which a rater's trials are not: read them "
+                "as descriptive):", "", _table(
+                    ["stratum", "raters", "trials", "accuracy", "95% CI", *[f"mean realism, {label(g)}"
+                                                                           for g in groups]],
+                    [[s["stratum"], s["raters"], s["trials"], _pct(s["accuracy"]),
+                      f"{_pct(s['ci95'][0])} to {_pct(s['ci95'][1])}",
+                      *[statistics.fmt(s["mean_realism"].get(g)) for g in groups]] for s in r.get(key, [])]), ""]
+    cov = r.get("experience_vs_accuracy") or {}
+    out += [f"Years of experience against accuracy, per rater: Spearman's rho = {statistics.fmt(cov.get('rho'))}, "
+            f"p = {statistics.fmt_p(cov.get('p'))} ({cov.get('n', 0)} raters who gave their years).", ""]
+    seen = r.get("seen_unanswered") or {}
+    if seen.get("total"):
+        out += ["### Seen but not answered", "", f"{seen['total']} answers were exported as -99 (Qualtrics: seen "
+                "but unanswered); they are counted here and scored nowhere.", "", _table(
+                    ["rater", "answers seen, not given"], [[k, v] for k, v in seen["per_rater"].items()]), "",
+                "By question: " + ", ".join(f"{k} {v}" for k, v in seen["by_question"].items()) + ".", ""]
+    comments = r.get("comments") or []
+    if comments:
+        out += ["## What gave it away (free text, verbatim)", "",
+                f"{len(comments)} comments, as the raters wrote them, with what they chose on that page.", ""]
+        for c in comments:
+            chose = "-" if c["chose"] is None else f"chose {label(c['chose'])}, " + (
+                "correct" if c["correct"] else "incorrect")
+            out += [f"**Quartet {c['trial']}**, {_e(c['rater'])} ({chose}):", "", _fence(c["text"]), ""]
+    return out
 
 
 def build_markdown(r: dict[str, Any], spec: PackSpec) -> str:
@@ -117,7 +192,7 @@ def build_markdown(r: dict[str, Any], spec: PackSpec) -> str:
                 "(labelled `simulated-rater-N`). These numbers describe no human reader; they show that the "
                 "pipeline runs end to end.", ""]
     out += [f"Analysis `{r['analysis_id']}` of {r['created_at']}; pack built with seed {spec.seed} from "
-            f"checkpoints {', '.join(ck)}; study `{r['study']}`.", "", "## Summary", ""]
+            f"groups {', '.join(label(c) for c in ck)}; study `{r['study']}`.", "", "## Summary", ""]
     summary = [
         ["raters", r["n_raters"], PAPER["n_raters"]],
         ["quartets", r["n_quartets"], PAPER["n_quartets"]],
@@ -130,21 +205,22 @@ def build_markdown(r: dict[str, Any], spec: PackSpec) -> str:
     ]
     for i, c in enumerate(ck):
         t = tests.get(c, {})
-        summary.append([f"mean realism, step {c}", statistics.fmt(means.get(c)),
+        summary.append([f"mean realism, {label(c)}", statistics.fmt(means.get(c)),
                         f"{PAPER['mean_realism'][i + 1]} (checkpoint {PAPER['checkpoints'][i]})"])
-        summary.append([f"Wilcoxon real vs step {c}: p / Holm p",
+        summary.append([f"Wilcoxon real vs {label(c)}: p / Holm p",
                         f"{statistics.fmt_p(t.get('p'))} / {statistics.fmt_p(t.get('p_holm'))}",
                         f"{PAPER['p'][i]} / {PAPER['p_holm'][i]}"])
     out += [_table(["measure", "this study", "paper"], summary), ""]
 
     out += ["## Identification", "", _table(
-        ["rater", "trials", "correct", "accuracy", "95% CI", "binomial p", "notes"],
-        [[p["rater"] + (" (simulated)" if p["simulated"] else ""), p["trials"], p["correct"], _pct(p["accuracy"]),
+        ["rater", "specialty", "years", "trials", "correct", "accuracy", "95% CI", "binomial p", "notes"],
+        [[p["rater"] + (" (simulated)" if p["simulated"] else ""), _specialty(p),
+          "-" if p.get("years") is None else p["years"], p["trials"], p["correct"], _pct(p["accuracy"]),
           f"{_pct(p['ci95'][0])} to {_pct(p['ci95'][1])}", statistics.fmt_p(p["binomial_p"]),
           "; ".join(f"{k}: {v}" for k, v in p["flags"].items()) or "-"] for p in r["per_rater"]]), ""]
     out += ["Which image was chosen as the real one:", "", _table(
         ["source", "chosen", "share"],
-        [[("real" if g == "real" else f"step {g}"), r["chosen_as_real"][g],
+        [[label(g), r["chosen_as_real"][g],
           _pct(r["chosen_as_real"][g] / r["n_trials"] if r["n_trials"] else None)] for g in groups]), ""]
     krows = []
     for coding, k in r["fleiss_kappa_by_coding"].items():
@@ -158,24 +234,26 @@ def build_markdown(r: dict[str, Any], spec: PackSpec) -> str:
 
     out += ["## Realism ratings", "", _table(
         ["group", "ratings", "mean (exact)", "mean"],
-        [[("real" if g == "real" else f"step {g}"), r["n_ratings"].get(g, 0), r["mean_realism_exact"].get(g, "-"),
+        [[label(g), r["n_ratings"].get(g, 0), r["mean_realism_exact"].get(g, "-"),
           statistics.fmt(means.get(g))] for g in groups]), ""]
     out += ["Per-rater means:", "", _table(
-        ["rater", *[("real" if g == "real" else f"step {g}") for g in groups]],
+        ["rater", *[label(g) for g in groups]],
         [[rater, *[statistics.fmt(m.get(g)) for g in groups]] for rater, m in r["per_rater_means"].items()]), ""]
-    out += ["Paired two-sided Wilcoxon signed-rank tests, real vs each checkpoint (R < 4.6 `wilcox.test(paired = "
+    out += ["Paired two-sided Wilcoxon signed-rank tests, real vs each group (R < 4.6 `wilcox.test(paired = "
             "TRUE)`; V = sum of the ranks of the positive differences real - synthetic):", "", _table(
                 ["comparison", "raters", "non-zero", "zeros", "ties", "V", "method", "p", "Holm p"],
-                [[f"real vs step {t['group']}", t["n_raters"], t["n"], t["n_zeros"], "yes" if t["ties"] else "no",
+                [[f"real vs {label(t['group'])}", t["n_raters"], t["n"], t["n_zeros"], "yes" if t["ties"] else "no",
                   statistics.fmt(t["statistic_V"], 1), t["method"], statistics.fmt_p(t["p"]),
                   statistics.fmt_p(t["p_holm"])]
                  for t in r["wilcoxon"]]), ""]
+    out += _group_sections(r)
     figs = r["figures"]
     out += [f"![Per-rater mean realism per group]({figs['rater_means_png']})", "",
             f"![All realism ratings per group]({figs['ratings_png']})", ""]
     out += ["## Quartets", "", _table(
-        ["quartet", "answers", "real chosen", *[f"step {c} chosen" for c in ck]],
+        ["quartet", "answers", "real chosen", *[f"{label(c)} chosen" for c in ck]],
         [[q["quartet"], q["answers"], q["correct"], *[q["chosen"][c] for c in ck]] for q in r["per_quartet"]]), ""]
+    out += _reader_sections(r, groups)
     out += ["## Methods", "", methods_paragraph(r, spec), ""]
     if r["warnings"]:
         out += ["## Notes", ""] + [f"- {_e(w)}" for w in r["warnings"]] + [""]

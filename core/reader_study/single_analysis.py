@@ -30,7 +30,8 @@ import numpy as np
 
 from core.errors import CspineError
 from core.reader_study import questionnaire, single_stats, statistics
-from core.reader_study.single_pack import describe, load_single_pack
+from core.reader_study.groups import describe
+from core.reader_study.single_pack import load_single_pack
 from core.reader_study.single_report import write_report
 from core.reader_study.single_responses import load_answers
 from core.reader_study.single_spec import CONFIDENCE, SYNTHETIC_FROM, SinglePackSpec

@@ -5,9 +5,10 @@ code (`pack.blind_encode`: 8-bit grayscale, one size, a fresh PNG with only IHDR
 file time); its key files are hashed at export and checked before every import or analysis (pack_check).
 
 A group is a checkpoint (``ckpt:68000``, or a bare step), a sampling run (``run:NAME``) or an external set
-brought in with ``add-synthetic`` (``external:NAME``); its images are those the study's final screening rule
-accepts. Its source (the answer key's ``source``, the analysis' group name) is written as quartet packs write
-theirs: the bare step for a checkpoint, ``run:NAME`` or ``external:NAME`` otherwise.
+brought in with ``add-synthetic`` (``external:NAME``), resolved by core/reader_study/groups.py as for quartets:
+its images are those the study's final screening rule accepts, groups must be disjoint, and its source (the
+answer key's ``source``, the analysis' group name) is the bare step for a checkpoint, ``run:NAME`` or
+``external:NAME`` otherwise.
 
 Share: half the trials (rounded down) show a real image, the rest are split as evenly as possible between the
 groups (earlier groups get the one extra when it does not divide). Half real keeps the two
@@ -23,7 +24,6 @@ import os
 import secrets
 import shutil
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -33,57 +33,16 @@ import numpy as np
 from core.errors import CspineError
 from core.realset.labels import attributes_for
 from core.reader_study import single_formats
+from core.reader_study.groups import Group, describe, resolve_all
 from core.reader_study.pack import _read_url_csv, _remove_killed_builds, blind_encode
 from core.reader_study.pack_check import fingerprint, record, verify_pack
 from core.reader_study.single_spec import REAL_SHARE, SingleItem, SinglePackSpec, is_single_manifest
-from core.screening.rules import accepted_image_ids
 from core.study import Study
 
 Log = Callable[[str], None]
 # {synthetic image id: condition} as core/ddpm/synthetic.conditions_for returns it; passed in by the caller
 # because core.reader_study and core.ddpm are independent layers (pyproject.toml, import-linter).
 ConditionsFor = Callable[[Study, Iterable[str]], dict[str, dict[str, Any]]]
-
-
-@dataclass
-class Group:
-    name: str                      # 68000 | run:NAME | external:NAME (the source, as quartet packs write it)
-    images: list[dict[str, Any]]   # {"id", "path"} of its accepted images
-
-
-def resolve_group(study: Study, ref: str) -> Group:
-    """A --groups entry -> its canonical name and accepted images (ckpt:STEP, run:NAME, external:NAME, STEP)."""
-    ref = str(ref).strip()
-    kind, _, name = ref.partition(":") if ":" in ref else ("ckpt", "", ref)
-    if kind == "ckpt" and name.isdigit():
-        ids = accepted_image_ids(study, checkpoint_step=int(name))
-        label = str(int(name))
-        exists = study.store.scalar("SELECT count(*) FROM synthetic_runs WHERE checkpoint_step = ?", [int(name)])
-    elif kind in ("run", "external"):
-        source = "external" if kind == "external" else "sampled"
-        row = study.store.query_one("SELECT id, name FROM synthetic_runs WHERE (id = ? OR name = ?) AND source = ?",
-                                    [name, name, source])
-        exists = row is not None
-        ids = accepted_image_ids(study, run_id=row["id"]) if row else []
-        label = f"{kind}:{row['name'] if row else name}"
-    else:
-        raise CspineError(f"group {ref!r} is not ckpt:STEP, run:NAME or external:NAME")
-    if not exists:
-        runs = study.store.query("SELECT name, source, checkpoint_step FROM synthetic_runs ORDER BY created_at")
-        have = ", ".join(f"ckpt:{r['checkpoint_step']}" if r["checkpoint_step"] is not None and kind == "ckpt"
-                         else f"{'external' if r['source'] == 'external' else 'run'}:{r['name']}" for r in runs)
-        raise CspineError(f"no synthetic images for group {ref!r}; groups in this study: {have or 'none'}")
-    paths = {r["id"]: r["path"] for r in study.store.query(
-        "SELECT id, path FROM synthetic_images WHERE id IN (SELECT unnest(?))", [ids])} if ids else {}
-    return Group(label, [{"id": i, "path": paths[i]} for i in ids])
-
-
-def describe(source: str) -> str:
-    """A source in a sentence: 'checkpoint 68000', 'run NAME', 'external set NAME', 'real'."""
-    if source.isdigit():
-        return f"checkpoint {source}"
-    kind, _, name = source.partition(":")
-    return {"run": f"run {name}", "external": f"external set {name}"}.get(kind, source)
 
 
 def plan_trials(count: int, n_groups: int) -> tuple[int, list[int]]:
@@ -99,7 +58,7 @@ def _conditions(study: Study, attribute: str, real: list[dict], groups: list[Gro
         raise CspineError("the condition question needs the synthetic images' conditions; call build_single_pack "
                           "with conditions_for=core.ddpm.synthetic.conditions_for")
     real_values = attributes_for(study, attribute, [r["id"] for r in real])
-    syn_ids = [i["id"] for g in groups for i in g.images]
+    syn_ids = [i["id"] for g in groups for i in g.pool]
     syn_values = {k: str(v["attributes"][attribute]) for k, v in conditions_for(study, syn_ids).items()
                   if attribute in (v.get("attributes") or {})}
     return real_values, syn_values
@@ -127,10 +86,8 @@ def build_single_pack(study: Study, out: Path | str, *, groups: list[str], count
         raise CspineError(f"--size {size} is out of range (16-2048 px)")
     if image_base_url and not image_base_url.startswith(("https://", "http://")):
         raise CspineError(f"--image-base-url {image_base_url!r} must start with https:// (or http://)")
-    resolved = [resolve_group(study, g) for g in groups]
-    names = [g.name for g in resolved]
-    if len(set(names)) != len(names):
-        raise CspineError(f"the groups must differ (got {' '.join(names)})")
+    resolved = resolve_all(study, groups, 0)  # distinct and disjoint; the sizes are checked below
+    names = [g.source for g in resolved]
     n_real, per_group = plan_trials(count, len(resolved))
     if min(per_group) < 1:
         raise CspineError(f"{count} trials leave no synthetic trial for some of the {len(resolved)} groups; "
@@ -141,14 +98,14 @@ def build_single_pack(study: Study, out: Path | str, *, groups: list[str], count
     if condition_attribute:
         real_values, syn_values = _conditions(study, condition_attribute, real, resolved, conditions_for)
         real = _only_with(real, real_values)
-        resolved = [Group(g.name, _only_with(g.images, syn_values)) for g in resolved]
+        resolved = [Group(g.source, g.kind, _only_with(g.pool, syn_values)) for g in resolved]
     which = f" labelled with {condition_attribute!r}" if condition_attribute else ""
     if len(real) < n_real:
         raise CspineError(f"the study has {len(real)} real images{which}; {count} trials need {n_real} "
                           "(ingest or label more, or lower --count)")
     for g, n in zip(resolved, per_group):
-        if len(g.images) < n:
-            raise CspineError(f"group {describe(g.name)} has {len(g.images)} accepted images{which}; {count} trials "
+        if len(g.pool) < n:
+            raise CspineError(f"group {describe(g.source)} has {len(g.pool)} accepted images{which}; {count} trials "
                               f"need {n} "
                               "(screen or sample more, or lower --count)")
 
@@ -156,7 +113,7 @@ def build_single_pack(study: Study, out: Path | str, *, groups: list[str], count
     rng = np.random.default_rng(seed)
     drawn = [("real", "real", real[i]) for i in rng.choice(len(real), size=n_real, replace=False)]
     for g, n in zip(resolved, per_group):
-        drawn += [("synthetic", g.name, g.images[i]) for i in rng.choice(len(g.images), size=n, replace=False)]
+        drawn += [("synthetic", g.source, g.pool[i]) for i in rng.choice(len(g.pool), size=n, replace=False)]
     order = rng.permutation(len(drawn))
     taken: set[str] = set()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.reader_study.report import CSS, _e, _pct, _table, _versions
-from core.reader_study.single_pack import describe
+from core.reader_study.groups import describe
 from core.reader_study.single_spec import SinglePackSpec
 from core.reader_study.statistics import fmt, fmt_p
 

@@ -14,20 +14,25 @@ from cspine_tui.cli import single
 from cspine_tui.cli.common import add_json, add_study, open_study, print_json
 from core.errors import CspineError
 from core.reader_study.formats import txt_limits
+from core.reader_study.groups import label
 from core.reader_study.responses import import_ratings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quartets", help="build a blinded quartet pack and its Qualtrics survey",
                        description="Draw COUNT quartets (one real image + one accepted synthetic image from each "
-                                   "of three checkpoints, none reused), blind them and write a pack: upload/ "
-                                   "(survey.qsf, survey.txt, images/), answer_key.csv, pack.json, preview.html, "
-                                   "README.md.")
+                                   "of three groups - checkpoints, sampling runs or external sets - none reused), "
+                                   "blind them and write a pack: upload/ (survey.qsf, survey.txt, images/), "
+                                   "answer_key.csv, pack.json, preview.html, README.md.")
     add_study(p)
     add_json(p)
     p.add_argument("--count", type=int, default=50, help="quartets (default 50, as in the paper)")
-    p.add_argument("--checkpoints", nargs=3, required=True, metavar="STEP",
-                   help="three checkpoint steps (or synthetic run names) to draw synthetic images from")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--groups", nargs=3, metavar="GROUP",
+                       help="three groups to draw synthetic images from: ckpt:STEP (a checkpoint), run:NAME (a "
+                            "sampling run), external:NAME (a set added with add-synthetic)")
+    which.add_argument("--checkpoints", nargs=3, metavar="STEP",
+                       help="three checkpoint steps (or run names of checkpoints); the same as --groups ckpt:STEP")
     p.add_argument("--seed", type=int, default=None, help="seed for drawing and positions (default random, recorded)")
     p.add_argument("--image-base-url", default=None, metavar="URL",
                    help="where the images will be hosted; image URL = URL + file name (can be set later with "
@@ -61,10 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("analyze", help="reader-study statistics, plots and report (quartet or single-image pack)",
                        description="Identification accuracy (Wilson CI, binomial test vs 25%), Fleiss' kappa, "
-                                   "per-rater mean realism, paired Wilcoxon real vs each checkpoint (R < 4.6), "
-                                   "Holm; writes a Markdown + HTML report. For a single-image pack: sensitivity, "
-                                   "specificity, accuracy, ROC AUC per reader and pooled, group comparisons, "
-                                   "condition consistency, kappa, a mixed-effects logistic model.")
+                                   "per-rater mean realism, paired Wilcoxon real vs each group (R < 4.6) and "
+                                   "every pair of groups, Holm; per specialty and experience; free text; writes "
+                                   "a Markdown + HTML report. For a single-image pack: sensitivity, specificity, "
+                                   "accuracy, ROC AUC per reader and pooled, group comparisons, condition "
+                                   "consistency, kappa, a mixed-effects logistic model.")
     add_study(p)
     add_json(p)
     p.add_argument("--pack", default=None, metavar="DIR|ID", help="the pack (default the newest)")
@@ -87,9 +93,9 @@ def cmd_quartets(args: argparse.Namespace) -> int:
 
     study = open_study(args)
     out = args.out or study.exports_dir / f"pack-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    spec = build_pack(study, out, checkpoints=args.checkpoints, count=args.count, seed=args.seed,
-                      image_base_url=args.image_base_url, size=args.size, shuffle_pages=args.shuffle_pages,
-                      free_text=args.free_text, log=_err)
+    spec = build_pack(study, out, checkpoints=args.checkpoints, groups=args.groups, count=args.count,
+                      seed=args.seed, image_base_url=args.image_base_url, size=args.size,
+                      shuffle_pages=args.shuffle_pages, free_text=args.free_text, log=_err)
     if not args.image_base_url:
         _err(f"note: image URLs are placeholders; host upload/images/ and run `cspine-tui survey-urls --pack {out} "
              "--image-base-url https://...` (see the pack's README.md)")
@@ -99,8 +105,8 @@ def cmd_quartets(args: argparse.Namespace) -> int:
     for line in limits:
         _err(f"  - {line}")
     result = {"pack_id": spec.pack_id, "out": str(Path(out).resolve()), "count": spec.count, "seed": spec.seed,
-              "checkpoints": spec.checkpoints, "images": len(spec.items), "free_text": spec.free_text,
-              "txt_limits": limits}
+              "checkpoints": spec.checkpoints, "groups": spec.checkpoints, "images": len(spec.items),
+              "free_text": spec.free_text, "txt_limits": limits}
     if args.json:
         print_json(result, study)
     else:
@@ -140,6 +146,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     again = f" (already imported as {summary['already_imported_as']})" if summary.get("already_imported_as") else ""
     print(f"{summary['responses']} responses in {args.file} ({summary['format']}, {summary['values']} values)"
           f"{again}: {summary['used']} used; excluded: {excluded}")
+    if summary.get("seen_unanswered"):
+        print(f"  {summary['seen_unanswered']} answers seen but not given (exported as -99): counted, not scored")
     for flag in summary["flags"]:
         print(f"  flag: {flag}")
     return 0
@@ -163,9 +171,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     print(f"identification accuracy {statistics.fmt(100 * res['accuracy'], 1)}% (95% CI {statistics.fmt(100 * lo, 1)}-"
           f"{statistics.fmt(100 * hi, 1)}%), binomial p vs 25% = {statistics.fmt_p(res['binomial_p_vs_chance'])}")
     print(f"Fleiss' kappa ({res['kappa_coding']} coding) = {statistics.fmt(res['fleiss_kappa'])}")
-    print("mean realism: " + ", ".join(f"{g} {statistics.fmt(v)}" for g, v in res["mean_realism"].items()))
+    print("mean realism: " + ", ".join(f"{label(g)} {statistics.fmt(v)}" for g, v in res["mean_realism"].items()))
     for t in res["wilcoxon"]:
-        print(f"real vs {t['group']}: V = {statistics.fmt(t['statistic_V'], 1)}, p = {statistics.fmt_p(t['p'])}, "
-              f"Holm p = {statistics.fmt_p(t['p_holm'])} ({t['method']})")
+        print(f"real vs {label(t['group'])}: V = {statistics.fmt(t['statistic_V'], 1)}, "
+              f"p = {statistics.fmt_p(t['p'])}, Holm p = {statistics.fmt_p(t['p_holm'])} ({t['method']})")
+    print(f"all pairs (Holm over {len(res['pairwise'])}): " + "; ".join(
+        f"{label(t['a'])} vs {label(t['b'])} {statistics.fmt(t['mean_difference'])}, Holm p "
+        f"{statistics.fmt_p(t['p_holm'])}" for t in res["pairwise"]))
+    if res["seen_unanswered"]["total"]:
+        print(f"{res['seen_unanswered']['total']} answers seen but not given (-99): counted, not scored")
+    if res["comments"]:
+        print(f"{len(res['comments'])} free-text comments (verbatim in the report)")
     print(res["report"]["html"])
     return 0

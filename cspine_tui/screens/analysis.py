@@ -1,7 +1,8 @@
 """The analysis screen: import a Qualtrics export, run the reader-study statistics, see tables and the plot.
 
-Left: the latest analysis (summary beside the paper's numbers, per-rater identification, Wilcoxon tests, kappa
-by coding) and where the report is. Right: the violin plot of per-rater mean realism where the terminal shows
+Left: the latest analysis (design and groups, summary beside the paper's numbers, per-rater identification
+with each rater's specialty and years, every group and every pair of groups, kappa by coding) and where the
+report is. Right: the violin plot of per-rater mean realism where the terminal shows
 real pixels (Kitty, Sixel); elsewhere half-cell blocks are unreadable for a plot, so the same distribution is
 shown as a table of quantiles with the path of the PNG. Bottom: a CSV path to import (enter imports it into
 the newest pack).
@@ -41,7 +42,9 @@ PAPER = {"accuracy": "29.0%", "kappa": "0.061", "means": ["3.323", "3.228", "3.2
 def summary_table(r: dict[str, Any]) -> Table:
     from core.reader_study import statistics  # loaded by the worker already (see above)
 
-    t = Table("measure", "this study", "paper", title="Reader study" + (
+    groups = r.get("groups") or list(r["mean_realism"])
+    design = "quartets: real + " + ", ".join(groups[1:])  # the design and its groups, in the title: one line
+    t = Table("measure", "this study", "paper", title=f"Reader study, {design}" + (
         f"  [bold red]SIMULATED raters: {r['simulated_raters']}[/]" if r.get("simulated_raters") else ""),
         title_justify="left", expand=True)
     lo, hi = r["accuracy_ci95"]
@@ -50,7 +53,6 @@ def summary_table(r: dict[str, Any]) -> Table:
               f"(CI {statistics.fmt(100 * lo, 1)}-{statistics.fmt(100 * hi, 1)}%)", PAPER["accuracy"])
     t.add_row("binomial p vs 25%", statistics.fmt_p(r["binomial_p_vs_chance"]), "-")
     t.add_row(f"Fleiss' kappa ({r['kappa_coding']})", statistics.fmt(r["fleiss_kappa"]), PAPER["kappa"])
-    groups = r.get("groups") or list(r["mean_realism"])
     for i, g in enumerate(groups):
         t.add_row(f"mean realism {g}", statistics.fmt(r["mean_realism"].get(g)),
                   PAPER["means"][i] if i < len(PAPER["means"]) else "-")
@@ -59,6 +61,12 @@ def summary_table(r: dict[str, Any]) -> Table:
                   f"{statistics.fmt(w['statistic_V'], 1)}, {statistics.fmt_p(w['p'])}, {statistics.fmt_p(w['p_holm'])}",
                   f"{PAPER['p'][i]}, {PAPER['p_holm'][i]}" if i < 3 else "-")
     return t
+
+
+def _labels(r: dict[str, Any]) -> dict[str, str]:
+    """Group -> its name on screen (analyses stored before groups had labels: 'step N')."""
+    groups = r.get("groups") or list(r["mean_realism"])
+    return r.get("group_labels") or {g: g if g == "real" else f"step {g}" for g in groups}
 
 
 def raters_table(r: dict[str, Any]) -> Table:
@@ -75,6 +83,41 @@ def raters_table(r: dict[str, Any]) -> Table:
                   f"{statistics.fmt(100 * p['accuracy'], 1) if p['accuracy'] is not None else 'n/a'}%",
                   *[statistics.fmt(means.get(g)) for g in groups])
     return t
+
+
+def readers_table(r: dict[str, Any]) -> Table:
+    """Who the raters are (the questionnaire) and what they left unanswered (-99)."""
+    t = Table("rater", "specialty", "years", "seen, not answered", title="Readers", title_justify="left",
+              expand=True, box=box.SIMPLE_HEAD)
+    t.columns[0].overflow = t.columns[1].overflow = "fold"
+    for p in r["per_rater"]:
+        specialty = p.get("specialty") or "-"
+        if p.get("specialty_other"):
+            specialty += f": {p['specialty_other']}"
+        t.add_row(p["rater"], specialty, "-" if p.get("years") is None else str(p["years"]),
+                  str(p.get("seen_unanswered", 0)))
+    return t
+
+
+def groups_table(r: dict[str, Any]) -> Group:
+    """Every group (mean realism, chosen as real) and every pair of groups (Holm over all pairs)."""
+    from core.reader_study import statistics  # loaded by the worker already
+
+    names = _labels(r)
+    per = Table("group", "kind", "mean", "chosen as real", title="Groups", title_justify="left", expand=True,
+                box=box.SIMPLE_HEAD)
+    for g in r.get("per_group", []):
+        per.add_row(names.get(g["group"], g["group"]), g["kind"], statistics.fmt(g["mean_realism"]),
+                    f"{g['chosen_as_real']} ({statistics.fmt(100 * g['chosen_share'], 1)}%)"
+                    if g["chosen_share"] is not None else "-")
+    pairs = r.get("pairwise") or []
+    pt = Table("pair", "mean diff", "p", "Holm p", title=f"Every pair of groups (Holm over {len(pairs)})",
+               title_justify="left", expand=True, box=box.SIMPLE_HEAD)
+    pt.columns[0].overflow = "fold"
+    for t in pairs:
+        pt.add_row(f"{names.get(t['a'], t['a'])} vs {names.get(t['b'], t['b'])}",
+                   statistics.fmt(t["mean_difference"]), statistics.fmt_p(t["p"]), statistics.fmt_p(t["p_holm"]))
+    return Group(per, pt)
 
 
 def kappa_table(r: dict[str, Any]) -> Table:
@@ -98,7 +141,7 @@ def quantile_table(r: dict[str, Any]) -> Table:
               title="Per-rater mean realism (the violin plot)", title_justify="left", expand=True, box=box.SIMPLE_HEAD)
     for g in groups:
         values = np.array([m[g] for m in r["per_rater_means"].values() if m.get(g) is not None], dtype=float)
-        label = g if g == "real" else f"step {g}"
+        label = _labels(r).get(g, g)
         if values.size == 0:
             t.add_row(label, "0", *["-"] * 6)
             continue
@@ -151,6 +194,7 @@ class AnalysisScreen(Screen):
             with VerticalScroll(id="tables"):
                 yield Static("loading…", id="summary")
                 yield Static("", id="raters")
+                yield Static("", id="groups")
                 yield Static("", id="kappa")
             with Vertical(id="plot-side"):
                 yield ImagePreview(self.app.image_protocol, caption="no analysis yet", id="plot")
@@ -208,6 +252,7 @@ class AnalysisScreen(Screen):
                     "No ratings yet: import a Qualtrics export (i), then analyse (a).")
             self.query_one("#summary", Static).update(Text(hint, style="dim"))
             self.query_one("#raters", Static).update("")
+            self.query_one("#groups", Static).update("")
             self.query_one("#kappa", Static).update("")
             self.query_one("#report", Static).update("")
             return
@@ -217,8 +262,11 @@ class AnalysisScreen(Screen):
         self.coding = result.get("kappa_coding", self.coding)
         self.pack = result.get("pack_id", self.pack)
         self.query_one("#summary", Static).update(summary_table(result))
-        self.query_one("#raters", Static).update(raters_table(result))
+        self.query_one("#raters", Static).update(Group(raters_table(result), readers_table(result)))
+        self.query_one("#groups", Static).update(groups_table(result) if result.get("pairwise") else "")
         notes = [Text(f"note: {w}", style="dim") for w in result.get("warnings", [])]
+        if result.get("comments"):
+            notes.append(Text(f"{len(result['comments'])} free-text comments: verbatim in the report", style="dim"))
         self.query_one("#kappa", Static).update(Group(kappa_table(result), *notes))
         report = result.get("report") or {}
         figure = Path(report.get("dir", result.get("report_dir") or "")) / result.get("figures", {}).get(
@@ -236,7 +284,8 @@ class AnalysisScreen(Screen):
         self.pack = result.get("pack_id", self.pack)
         self.query_one("#summary", Static).update(single_view.summary_table(result))
         self.query_one("#raters", Static).update(single_view.readers_table(result))
-        self.query_one("#kappa", Static).update(single_view.groups_table(result))
+        self.query_one("#groups", Static).update(single_view.groups_table(result))
+        self.query_one("#kappa", Static).update("")  # agreement is in the summary; the model under the readers
         report = result.get("report") or {}
         figure = single_view.figure(result)
         self.query_one("#report", Static).update(

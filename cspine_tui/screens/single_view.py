@@ -48,7 +48,7 @@ def summary_table(r: dict[str, Any]) -> Table:
 
 
 def groups_table(r: dict[str, Any]) -> Group:
-    from core.reader_study.single_pack import describe  # loaded with the analysis
+    from core.reader_study.groups import describe  # loaded with the analysis
     from core.reader_study.statistics import fmt, fmt_p  # loaded by the screen's worker already
 
     t = Table("source", "images", "called synthetic", "AUC vs real", title="Groups", title_justify="left",

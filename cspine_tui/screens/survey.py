@@ -1,7 +1,8 @@
 """The survey screen: build a blinded quartet pack and look through its quartets with previews.
 
-Left: the study's packs, the checkpoints with their accepted-image counts, and the build form (count,
-three checkpoints, seed, image base URL, output folder). Right: the selected pack's quartet, four previews
+Left: the study's packs (design, groups, raters), the groups a pack can draw from with their accepted-image
+counts (checkpoints, sampling runs, external sets), and the build form (count, three groups, seed, image base
+URL, output folder, free-text box). Right: the selected pack's quartet, four previews
 labelled A-D as raters see them; the answer key stays hidden until `k` (someone may be looking over your
 shoulder). Building runs in a worker thread; the new pack is selected when it is done.
 """
@@ -17,17 +18,20 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import Button, Checkbox, DataTable, Footer, Header, Input, Label, Static
 
 from core.errors import CspineError
 from cspine_tui.widgets.preview import ImagePreview, load_preview
 
 
 class SurveyScreen(Screen):
-    HELP = ("Build a pack: fill in the form (checkpoints are three steps separated by spaces; an empty seed is "
-            "drawn at random and recorded) and press b or the Build button. Pick a pack in the table to see its "
-            "quartets: n / p (or the arrows) move, k shows or hides which image is real. The pack folder holds "
-            "upload/ (survey.qsf, survey.txt, images/) for Qualtrics, preview.html, answer_key.csv and a README.")
+    HELP = ("Build a pack: fill in the form (three groups separated by spaces: a checkpoint step, run:NAME for "
+            "a sampling run or external:NAME for a set added with add-synthetic; an empty seed is drawn at random "
+            "and recorded; tick the box for an optional 'what gave it away?' text per quartet) and press b or the "
+            "Build button. Every pack asks the raters' specialty and years of experience. Pick a pack in the "
+            "table to see its quartets: n / p (or the arrows) move, k shows or hides which image is real. The pack "
+            "folder holds upload/ (survey.qsf, survey.txt, images/) for Qualtrics, preview.html, answer_key.csv "
+            "and a README.")
     BINDINGS = [
         Binding("b", "build", "Build pack"),
         Binding("n,right", "quartet(1)", "Next quartet"),
@@ -51,7 +55,7 @@ class SurveyScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.packs: list[dict[str, Any]] = []
-        self.checkpoints: dict[str, int] = {}
+        self.groups: dict[str, int] = {}  # group -> accepted images (core/reader_study/groups.py)
         self.spec = None  # core.reader_study.spec.PackSpec of the selected pack
         self.quartet = 1
         self.show_key = False
@@ -63,11 +67,12 @@ class SurveyScreen(Screen):
             with VerticalScroll(id="side"):
                 yield Static("Packs", classes="panel-title")
                 yield DataTable(id="packs", cursor_type="row", zebra_stripes=True)
-                yield Static("", id="checkpoints", classes="muted")
+                yield Static("", id="groups", classes="muted")
                 with Vertical(id="form", classes="panel"):
                     yield Static("New pack", classes="panel-title")
                     for label, ident, placeholder in (
-                            ("count", "count", "50"), ("checkpoints", "ckpts", "three steps, e.g. 68000 80000 160000"),
+                            ("count", "count", "50"),
+                            ("groups", "ckpts", "three, e.g. 68000 run:cond external:gan"),
                             ("seed", "seed", "random (recorded)"),
                             ("image URL", "url", "https://host/path/ (later ok)"),
                             ("folder", "out", "<study>/exports/pack-<time>")):
@@ -75,6 +80,7 @@ class SurveyScreen(Screen):
                             yield Label(label)
                             yield Input(placeholder=placeholder, id=f"in-{ident}",
                                         value="50" if ident == "count" else "")
+                    yield Checkbox("free text: 'what gave it away?' per quartet", id="in-free")
                     yield Button("Build pack (b)", id="build", variant="primary")
                 yield Static("", id="pack-info", classes="muted")
             with Vertical(id="viewer"):
@@ -87,7 +93,7 @@ class SurveyScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#packs", DataTable)
-        table.add_columns("pack", "quartets", "checkpoints", "raters")
+        table.add_columns("pack", "quartets", "groups", "raters")
         # After the first paint: opening the screen never waits for its data.
         self.call_after_refresh(self.action_reload)
 
@@ -104,24 +110,27 @@ class SurveyScreen(Screen):
     @work(thread=True, exclusive=True, group="survey-load")
     def _load(self, select: str | None) -> None:
         # imported on use: loads numpy, duckdb (start-up cost)
-        from core.reader_study.pack import available_checkpoints, list_packs
+        from core.reader_study.groups import available
+        from core.reader_study.pack import list_packs
 
         packs = list_packs(self.app.study)
-        ckpts = available_checkpoints(self.app.study)
-        self.app.call_from_thread(self._loaded, packs, ckpts, select)
+        groups = available(self.app.study)
+        self.app.call_from_thread(self._loaded, packs, groups, select)
 
-    def _loaded(self, packs: list[dict[str, Any]], ckpts: dict[str, int], select: str | None) -> None:
-        self.packs, self.checkpoints = packs, ckpts
+    def _loaded(self, packs: list[dict[str, Any]], groups: dict[str, int], select: str | None) -> None:
+        from core.reader_study.groups import label  # loaded by the worker already
+
+        self.packs, self.groups = packs, groups
         table = self.query_one("#packs", DataTable)
         table.clear()
         for p in packs:
-            table.add_row(p["id"].removeprefix("pack-"), str(p["quartets"]), " ".join(p["checkpoints"]),
-                          str(p["raters"]), key=p["id"])
-        self.query_one("#checkpoints", Static).update(
-            "accepted images per checkpoint: " + (", ".join(f"{k}: {v}" for k, v in ckpts.items()) or "none yet"))
+            table.add_row(p["id"].removeprefix("pack-"), str(p["quartets"]),
+                          ", ".join(label(g) for g in p["checkpoints"]), str(p["raters"]), key=p["id"])
+        self.query_one("#groups", Static).update(
+            "accepted images per group: " + (", ".join(f"{k}: {v}" for k, v in groups.items()) or "none yet"))
         ckpt_input = self.query_one("#in-ckpts", Input)
-        if not ckpt_input.value and len(ckpts) >= 3:
-            steps = sorted(ckpts, key=int)
+        steps = sorted((g for g in groups if g.isdigit()), key=int)
+        if not ckpt_input.value and len(steps) >= 3:
             ckpt_input.value = " ".join([steps[0], steps[len(steps) // 2], steps[-1]])
         if packs:
             target = select or (self.spec.pack_id if self.spec else packs[0]["id"])
@@ -148,9 +157,15 @@ class SurveyScreen(Screen):
             self.quartet = 1
         self.spec = spec
         folder = next((p["out_dir"] for p in self.packs if p["id"] == spec.pack_id), "")
+        from core.reader_study.groups import label  # loaded by the worker already
+
         url = spec.image_base_url or "placeholder (set with `cspine-tui survey-urls`)"
+        asks = ("questionnaire" if spec.questionnaire else "no questionnaire (built before it existed)") + (
+            ", free text per quartet" if spec.free_text else "")
         self.query_one("#pack-info", Static).update(
-            f"{spec.pack_id}\nseed {spec.seed}, {spec.size} px, images at {url}\nfolder {folder}\n"
+            f"{spec.pack_id}\ndesign: quartets (1 real + {', '.join(label(g) for g in spec.checkpoints)})\n"
+            f"asks: pick + realism 1-4, {asks}\n"
+            f"seed {spec.seed}, {spec.size} px, images at {url}\nfolder {folder}\n"
             f"preview {Path(folder) / 'preview.html'}")
         self._show_quartet()
 
@@ -165,6 +180,8 @@ class SurveyScreen(Screen):
         self._show_quartet()
 
     def _show_quartet(self) -> None:
+        from core.reader_study.groups import label  # loaded by the worker already
+
         spec = self.spec
         if spec is None:
             return
@@ -172,7 +189,7 @@ class SurveyScreen(Screen):
         caption = Text(f"Quartet {self.quartet} of {spec.count}  ", style="bold")
         if self.show_key:
             real = next(i.letter for i in members if i.source == "real")
-            caption.append(f"real: {real}  ·  " + ", ".join(f"{i.letter} = {i.source}" for i in members),
+            caption.append(f"real: {real}  ·  " + ", ".join(f"{i.letter} = {label(i.source)}" for i in members),
                            style="bold yellow")
         else:
             caption.append("(k shows the answer key)", style="dim")
@@ -214,12 +231,12 @@ class SurveyScreen(Screen):
             seed = int(value["seed"]) if value["seed"] else None
         except ValueError:
             raise CspineError("count and seed must be whole numbers") from None
-        checkpoints = value["ckpts"].replace(",", " ").split()
-        if len(checkpoints) != 3:
-            raise CspineError(f"give three checkpoints separated by spaces (have: {', '.join(self.checkpoints)})")
+        groups = value["ckpts"].replace(",", " ").split()
+        if len(groups) != 3:
+            raise CspineError(f"give three groups separated by spaces (have: {', '.join(self.groups)})")
         out = Path(value["out"]).expanduser() if value["out"] else None
-        return {"count": count, "seed": seed, "checkpoints": checkpoints, "image_base_url": value["url"] or None,
-                "out": out}
+        return {"count": count, "seed": seed, "groups": groups, "image_base_url": value["url"] or None,
+                "out": out, "free_text": self.query_one("#in-free", Checkbox).value}
 
     def action_build(self) -> None:
         if self.building:
@@ -232,7 +249,7 @@ class SurveyScreen(Screen):
             return
         self.building = True
         self.query_one("#build", Button).disabled = True
-        self.notify(f"building {form['count']} quartets from {', '.join(form['checkpoints'])}…")
+        self.notify(f"building {form['count']} quartets from {', '.join(form['groups'])}…")
         self._build(form)
 
     @work(thread=True, exclusive=True, group="survey-build")

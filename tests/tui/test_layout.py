@@ -43,7 +43,7 @@ EXPECT: dict[str, tuple[list[str], dict[str, tuple[int, int]]]] = {
     "audit": (["similarity", "real", "synthetic"],
               {"#real": (10, 6), "#synthetic": (10, 6), "#facts": (28, 6), "#real-label": (4, 1),
                "#synthetic-label": (9, 1)}),
-    "survey": (["pack", "quartets", "checkpoints", "Quartet 1 of"],
+    "survey": (["pack", "quartets", "groups", "Quartet 1 of"],
                {"#img-A": (8, 4), "#img-D": (8, 4)}),
     "analysis": (["measure", "this study", "paper", "identification accuracy", "rater", "correct", "accuracy"],
                  {"#summary": (40, 8), "#raters": (40, 4)}),

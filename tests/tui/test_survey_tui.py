@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 
 import pytest
 
@@ -14,6 +15,16 @@ from tests.factories.screens import screen_text
 from tests.factories.survey import tiny_study
 from tests.factories.waiting import until
 CKPTS = ["2000", "4000", "6000"]
+
+
+def _drawn(screen, *ids: str) -> str:
+    """What some Statics of a screen hold, drawn 220 columns wide (the screen wraps them at its width)."""
+    from rich.console import Console
+
+    console = Console(width=220, record=True, file=io.StringIO())
+    for ident in ids:
+        console.print(screen.query_one(ident).content)
+    return console.export_text()
 
 
 @pytest.fixture
@@ -48,8 +59,28 @@ async def test_survey_screen_builds_a_pack_and_browses_quartets(study, tmp_path)
         scr.query_one("#in-ckpts").value = "2000 4000"
         await pilot.press("b")
         await pilot.pause()
-        assert any("three checkpoints" in str(n.message) for n in app._notifications)
+        assert any("three groups" in str(n.message) for n in app._notifications)
         assert app.is_running
+
+
+async def test_survey_screen_builds_from_any_groups_with_free_text(study, tmp_path) -> None:
+    app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
+    async with app.run_test(size=(140, 44)) as pilot:
+        app.open_screen("survey")
+        await until(app, pilot, lambda: "run:ckpt-4000: 6" in screen_text(app))  # runs are groups too
+        scr = app.screen
+        scr.query_one("#in-ckpts").value = "2000 run:ckpt-4000 6000"
+        scr.query_one("#in-count").value = "2"
+        scr.query_one("#in-out").value = str(tmp_path / "groups-pack")
+        scr.query_one("#in-free").value = True
+        await pilot.press("b")
+        await until(app, pilot, lambda: scr.spec is not None and "design: quartets" in screen_text(app))
+        assert scr.spec.checkpoints == ["2000", "run:ckpt-4000", "6000"] and scr.spec.free_text
+        info = str(scr.query_one("#pack-info").render())  # the side panel wraps it on screen
+        assert "1 real + step 2000, run ckpt-4000, step 6000" in info and "free text per quartet" in info
+        await pilot.press("k")
+        await until(app, pilot, lambda: "real:" in screen_text(app))
+        assert "= run ckpt-4000" in screen_text(app)
 
 
 async def test_analysis_screen_imports_analyses_and_shows_the_plot(study, tmp_path) -> None:
@@ -75,6 +106,11 @@ async def test_analysis_screen_imports_analyses_and_shows_the_plot(study, tmp_pa
         assert "Per-rater mean realism" in text and "realism_rater_means.png" in text
         assert "identification accuracy" in text and "SIMULATED raters: 4" in text
         assert "report " in text and scr.result["report"]["html"].endswith("report.html")
+        # design, groups, every pair, and the raters' questionnaire answers (the tables as drawn, unwrapped)
+        tables = _drawn(scr, "#summary", "#raters", "#groups")
+        assert "quartets: real + 2000, 4000, 6000" in tables
+        assert "Every pair of groups" in tables and "step 2000 vs step 4000" in tables
+        assert "specialty" in tables and "Neuroradiology" in tables
         first = scr.result["analysis_id"]
         await pilot.press("c")  # kappa coding -> position, re-run
         await until(app, pilot, lambda: scr.result["analysis_id"] != first)

@@ -94,4 +94,4 @@ def test_user_errors_exit_2_with_one_line(two_designs):
     assert code == 2 and "labelled attributes: none" in err
     code, _, err = _run(["single-images", "--study", str(study.root), "--groups", "external:nope", "--count", "4",
                          "--out", str(tmp / "d")])
-    assert code == 2 and "no synthetic images for group 'external:nope'" in err
+    assert code == 2 and "no synthetic run 'nope'" in err

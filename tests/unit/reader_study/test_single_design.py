@@ -141,14 +141,16 @@ def test_an_edited_pack_is_refused(env, tmp_path):
 
 def test_refusals(env, tmp_path):
     study, _, _ = env
-    with pytest.raises(CspineError, match="no synthetic images for group 'ckpt:999'"):
+    with pytest.raises(CspineError, match="no synthetic images from checkpoint '999'"):
         build_single_pack(study, tmp_path / "a", groups=["ckpt:999"], count=4)
     with pytest.raises(CspineError, match="not ckpt:STEP"):
-        build_single_pack(study, tmp_path / "b", groups=["latest"], count=4)
+        build_single_pack(study, tmp_path / "b", groups=["latest:x"], count=4)
     with pytest.raises(CspineError, match="group checkpoint 2000 has 18 accepted images"):
         build_single_pack(study, tmp_path / "c", groups=["2000"], count=40)
     with pytest.raises(CspineError, match="the groups must differ"):
         build_single_pack(study, tmp_path / "d", groups=["2000", "ckpt:2000"], count=4)
+    with pytest.raises(CspineError, match="share 18 images"):  # a run of that checkpoint: not disjoint
+        build_single_pack(study, tmp_path / "e", groups=["2000", "run:ckpt-2000"], count=4)
 
 
 # -- import -----------------------------------------------------------------------------------------

@@ -163,6 +163,20 @@ def test_holm_is_not_holm_sidak_and_keeps_nan_out():
     assert q[0] == pytest.approx(0.04) and math.isnan(q[1]) and q[2] == pytest.approx(0.04)
 
 
+def test_holm_equals_statsmodels_holm(monkeypatch):
+    import gc
+
+    from statsmodels.stats.multitest import multipletests
+
+    monkeypatch.setattr(gc, "collect", lambda *a: 0)  # its Holm collects garbage on every call (slow, no effect)
+    rng = random.Random(5)
+    for n in (1, 2, 3, 6, 15):
+        for _ in range(40):
+            p = [rng.choice([rng.random(), rng.random() / 50, 1.0]) for _ in range(n)]
+            p[rng.randrange(n)] = p[0]  # ties
+            assert statistics.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]), rel=1e-12)
+
+
 # -- proportions -----------------------------------------------------------------------------------
 
 def test_accuracy_wilson_and_binomial():

@@ -242,7 +242,7 @@ def test_refusals(tmp_path, built):
         survey.build_pack(study, tmp_path / "b", checkpoints=["999", "4000", "6000"], count=2)
     with pytest.raises(CspineError, match="must differ"):
         survey.build_pack(study, tmp_path / "c", checkpoints=["2000", "ckpt-2000", "6000"], count=2)
-    with pytest.raises(CspineError, match="3 checkpoints"):
+    with pytest.raises(CspineError, match="3 groups"):
         survey.build_pack(study, tmp_path / "d", checkpoints=["2000", "4000"], count=2)
     with pytest.raises(CspineError, match="https://"):
         survey.build_pack(study, tmp_path / "e", checkpoints=CKPTS, count=2, image_base_url="ftp://x")

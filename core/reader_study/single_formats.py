@@ -17,6 +17,7 @@ from typing import Any
 
 from core.reader_study import preview as quartet_preview
 from core.reader_study import questionnaire
+from core.reader_study.groups import describe
 from core.reader_study.formats import _forced, _img, _sid, _sq, _write_text, assemble_qsf
 from core.reader_study.spec import IMAGE_URL_PLACEHOLDER, RATER_CODE_TAG, RATER_CODE_TEXT
 from core.reader_study.single_spec import (CONDITION_CHOICES, CONFIDENCE, INSTRUCTIONS, INSTRUCTIONS_CONDITION,
@@ -191,7 +192,7 @@ def build_readme(spec: SinglePackSpec) -> str:
                 "Per-image URLs were set from a CSV." if spec.image_urls else
                 f"**The image URLs are still the placeholder `{IMAGE_URL_PLACEHOLDER}`** - set them first (step 1).")
     real = sum(i.image_kind == "real" for i in spec.items)
-    shares = ", ".join(f"{g}: {sum(i.source == g for i in spec.items)}" for g in spec.groups)
+    shares = ", ".join(f"{describe(g)}: {sum(i.source == g for i in spec.items)}" for g in spec.groups)
     cond = (f' and "does this image show {spec.condition_attribute}: <value>?" (Yes/No) under every image that '
             "carries that attribute" if spec.condition_attribute else "")
     why = ' and an optional free text "what gave it away?" (reported verbatim)' if spec.free_text else ""

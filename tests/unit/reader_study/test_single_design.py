@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -127,8 +129,6 @@ def test_txt_key_preview_readme(env):
 
 def test_an_edited_pack_is_refused(env, tmp_path):
     study, _, _ = env
-    import shutil
-
     spec = build_single_pack(study, tmp_path / "p", groups=GROUPS, count=6, seed=2, size=32)
     shutil.copytree(tmp_path / "p", tmp_path / "copy")
     key = tmp_path / "p" / "answer_key.csv"
@@ -303,3 +303,19 @@ def test_design_dispatch(env, tmp_path):
     study, spec, tmp = env
     assert design_of(study, tmp / "pack") == "single" and design_of(study, spec.pack_id) == "single"
     assert design_of(study, "pack-that-does-not-exist") == "quartets"  # the quartet loader names the error
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+def test_preview_loads_every_image_in_headless_chromium(env, tmp_path):
+    _, spec, tmp = env
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom"]
+    dom = subprocess.run(flags + [(tmp / "pack" / "preview.html").resolve().as_uri() + "#q3"], capture_output=True,
+                         text=True, timeout=120).stdout
+    total = re.search(r'data-images-total="(\d+)"', dom)
+    loaded = re.search(r'data-images-loaded="(\d+)"', dom)
+    assert total and loaded, dom[:500]
+    assert int(total.group(1)) == int(loaded.group(1)) == spec.count

@@ -106,7 +106,13 @@ def _process(v: np.ndarray, a: "Anatomy", mm: float) -> np.ndarray:
 
 def _warp(img: np.ndarray, rng, a: Anatomy, cv: Canvas) -> np.ndarray:
     """Gross, smooth warp plus 'melting' around the column."""
-    h, w = img.shape
+    dy, dx = _warp_field(rng, a, cv, *img.shape)
+    yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]].astype(np.float32)
+    return ndimage.map_coordinates(img, [yy + dy, xx + dx], order=1, mode="nearest").astype(np.float32)
+
+
+def _warp_field(rng, a: Anatomy, cv: Canvas, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The warp's displacement (dy, dx) at each pixel: output pixel (i, j) shows the input at (i + dy, j + dx)."""
     parts = []
     for sigma, amp in ((0.06, 0.08), (0.02, 0.03)):
         sh = (max(4, int(h / 8)), max(4, int(w / 8)))
@@ -114,11 +120,10 @@ def _warp(img: np.ndarray, rng, a: Anatomy, cv: Canvas) -> np.ndarray:
         f /= np.abs(f).max() + 1e-9
         parts.append(np.stack([resize(f[0], h, w), resize(f[1], h, w)]) * amp * h)
     disp = parts[0] + parts[1]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    xx = np.arange(w, dtype=np.float32)[None, :]
     xc = float(np.interp(a.H * 0.5, a.py, a.px)) / cv.sx
     env = np.exp(-(((xx - xc) / (0.25 * w)) ** 2))
-    coords = [yy + disp[0] * env, xx + disp[1] * env]
-    return ndimage.map_coordinates(img, coords, order=1, mode="nearest").astype(np.float32)
+    return (disp[0] * env).astype(np.float32), (disp[1] * env).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------ film finishing
@@ -225,18 +230,25 @@ def render_canonical(seed: int, size: int = 64, facing: str = "left", defect: st
     return out
 
 
-def landmarks(params: PhantomParams, shape: tuple[int, int] | None = None) -> dict:
-    """Where the anatomy is, in pixel (x, y) of an image of ``shape`` (default params' height x width),
-    with facing applied: body centres, body (depth, height) and spinous tips per level (C2..T1), the
-    C1 anterior arch, the
-    airway centre line as drawn (N x 2), the defect and its level. Ignores the distortion warp."""
+def landmarks(params: PhantomParams, shape: tuple[int, int] | None = None, *, warped: bool = False) -> dict:
+    """Where the anatomy is, in continuous pixel (x, y) of an image of ``shape`` (default params' height x
+    width; origin at the top-left corner) with facing applied: body centres, body (depth, height) and spinous
+    tips per level (C2..T1), the C1 anterior arch, the airway centre line as drawn (N x 2), the defect and its
+    level. The distortion warp moves the anatomy by up to ~11% of the height; ``warped=True`` follows it
+    (:func:`_unwarp`; a point the warp pushes out of view is then None), otherwise it is ignored."""
     p = params
     h, w = shape if shape is not None else (p.height, p.width)
     a = Anatomy(p)
     sx, sy = a.W / w, a.H / h
+    follow = _unwarp(p, a, h, w) if warped and p.defect == "distortion" else None
 
     def px(pt):
         x, y = float(pt[0]) / sx, float(pt[1]) / sy
+        if follow is not None:
+            shown = follow(x, y)
+            if shown is None:
+                return None
+            x, y = shown
         return (w - x if p.facing == "right" else x, y)
 
     bodies, tips, sizes = {}, {}, {}
@@ -255,11 +267,57 @@ def landmarks(params: PhantomParams, shape: tuple[int, int] | None = None) -> di
     arch = o + (a.u_dens - 8 - a.adi) * eu + (-a.hts[0] / 2 - a.dens_h * 0.55) * ev
     xs, ys, aw = a.airway_line(posterior=p.defect == "airway_posterior")
     keep = (a.sg >= a.air_top) & (ys >= 0) & (ys <= a.H)
-    air = np.array([px((x, y)) for x, y in zip(xs[keep][::8], ys[keep][::8])])
+    air = np.array([q for q in (px((x, y)) for x, y in zip(xs[keep][::8], ys[keep][::8])) if q is not None])
     return {"bodies": bodies, "body_size_px": sizes, "spinous_tips": tips, "c1_anterior_arch": px(arch), "airway": air,
             "airway_width_px": float(np.median(aw[keep])) / sx, "defect": p.defect,
             "defect_level": LEVELS[a.defect_k] if p.defect in ("missing_vertebra", "doubled_vertebra") else None,
             "anterior_is_left": p.facing == "left"}
+
+
+def _unwarp(p: PhantomParams, a: Anatomy, h: int, w: int):
+    """(x, y) -> where the distortion warp shows that point of the unwarped film, in an h x w image.
+
+    The warp (at the working size) shows at output pixel centre c the input at F(c) = c + d(c)
+    (_warp_field, bilinear like map_coordinates), so the point q of the anatomy appears at the c solving
+    F(c) = q. Found by taking the pixel whose F is nearest q (the field can fold, so a local iteration from
+    q alone may not settle), then Newton steps on the bilinear field. Where the fold shows q more than once,
+    the best solution found is taken; where no c shows q within 0.1 working pixel (the warp pushed it
+    out of the film), None."""
+    wh, ww = _work_size(p)
+    cv = Canvas(wh, ww, a.W / ww, a.H / wh)
+    dy, dx = _warp_field(np.random.default_rng([p.seed, STREAM_WARP]), a, cv, wh, ww)
+    centres_y, centres_x = np.mgrid[0:wh, 0:ww].astype(np.float64) + 0.5
+    shown_x, shown_y = centres_x + dx, centres_y + dy
+    fx, fy = ww / w, wh / h
+
+    def F(cx: float, cy: float) -> np.ndarray:  # continuous coordinates: pixel i spans [i, i+1)
+        at = [[cy - 0.5], [cx - 0.5]]
+        return np.array([cx + ndimage.map_coordinates(dx, at, order=1, mode="nearest")[0],
+                         cy + ndimage.map_coordinates(dy, at, order=1, mode="nearest")[0]])
+
+    def follow(x: float, y: float) -> tuple[float, float] | None:
+        q = np.array([x * fx, y * fy])
+        k = int(np.argmin((shown_x - q[0]) ** 2 + (shown_y - q[1]) ** 2))
+        c = np.array([centres_x.flat[k], centres_y.flat[k]])
+        best = (float(np.hypot(*(F(*c) - q))), c)
+        for _ in range(8):
+            e = 0.25
+            f0 = F(*c)
+            jac = np.column_stack([(F(c[0] + e, c[1]) - f0) / e, (F(c[0], c[1] + e) - f0) / e])
+            try:
+                c = c - np.linalg.solve(jac, f0 - q)
+            except np.linalg.LinAlgError:
+                break
+            r = float(np.hypot(*(F(*c) - q)))
+            if r < best[0]:
+                best = (r, c)
+            if r < 1e-4:
+                break
+        if best[0] > 0.1:
+            return None
+        return float(best[1][0]) / fx, float(best[1][1]) / fy
+
+    return follow
 
 
 __all__ = ["DEFECTS", "FORMATS", "LEVELS", "SUFFIXES", "PhantomError", "PhantomParams", "landmarks", "render",

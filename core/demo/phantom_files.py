@@ -1,10 +1,12 @@
 """Phantoms on disk: one film written in its format (PNG/JPEG/TIFF/DICOM, negative and bit depth applied),
-a seeded batch with ``labels.csv``, and a contact sheet of a batch.
+a seeded batch with ``labels.csv`` and the label files a study imports (``keypoints.csv``, ``attributes.csv``),
+and a contact sheet of a batch.
 
 The pixels come from core/demo/phantom.py (:func:`core.demo.phantom.render`); writing is deterministic too, so the
 same seed and parameters give byte-identical files (DICOM UIDs are name-based on the seed).
 
-Public API: :func:`write_phantom`, :func:`generate`, :func:`contact_sheet`, :data:`LABEL_COLUMNS`.
+Public API: :func:`write_phantom`, :func:`generate`, :func:`write_label_files`, :func:`params_from_labels`,
+:func:`contact_sheet`, :data:`LABEL_COLUMNS`.
 """
 from __future__ import annotations
 
@@ -18,11 +20,15 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from core.demo.phantom import render
+from core.demo.phantom import LEVELS, landmarks, render
 from core.demo.phantom_params import DEFECTS, FORMAT_ALIASES, FORMATS, STREAM_BATCH, PhantomError, PhantomParams
 
 LABEL_COLUMNS = ("file", "seed", "facing", "negative", "bit_depth", "format", "width", "height", "defect",
                  "cobb_deg")
+ATTRIBUTE_COLUMNS = ("file", "defect", "lordosis", "cobb_deg", "tilt_deg")
+# The lordosis classes of attributes.csv: PhantomParams.random draws 0-8 degrees for a straight neck (20%)
+# and 12-40 otherwise; the normal range is split at 26, its middle.
+LORDOSIS_BINS = ((10.0, "straight"), (26.0, "moderate"), (math.inf, "marked"))
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -224,7 +230,52 @@ def generate(out_dir: str | os.PathLike, count: int, seed: int, *, negative_frac
             wr.writerow([r["file"], r["seed"], r["facing"], int(r["negative"]), r["bit_depth"], r["format"],
                          r["width"], r["height"], r["defect"], f"{r['cobb_deg']:.2f}"])
     os.replace(tmp, out / "labels.csv")
+    write_label_files(out, [(r["file"], params_from_labels(r)) for r in rows])
     return rows
+
+
+def params_from_labels(row: dict) -> PhantomParams:
+    """The parameters a batch drew for one labels.csv row (generate's own call, from the row's columns)."""
+    negative = row["negative"]
+    if isinstance(negative, str):
+        negative = negative.strip().lower() in ("1", "true", "yes")
+    return PhantomParams.random(int(row["seed"]), facing=row["facing"], negative=bool(negative),
+                                format=row["format"], bit_depth=int(row["bit_depth"]),
+                                defect=row["defect"] or None, height=int(row["height"]))
+
+
+def lordosis_class(cobb_deg: float) -> str:
+    return next(name for upper, name in LORDOSIS_BINS if cobb_deg < upper)
+
+
+def write_label_files(out_dir: str | os.PathLike, items: Sequence[tuple[str, PhantomParams]]) -> None:
+    """``keypoints.csv`` (file,point,x,y: <LEVEL>_body and <LEVEL>_spinous in the SOURCE pixel coordinates of
+    each written file, origin top-left corner, facing as written) and ``attributes.csv`` (defect, lordosis
+    class, cobb_deg, tilt_deg) for the files of a batch, in the layouts `cspine-tui labels --import` reads.
+
+    A point is left out where the film does not show it: a missing vertebra's level, a point outside the
+    film (T1's spinous tip often is), a point the distortion warp pushes out of view. Distorted films get
+    their points through the warp (core/demo/phantom.py landmarks(warped=True))."""
+    out = Path(out_dir)
+    kp_lines, attr_lines = [], []
+    for name, p in items:
+        lm = landmarks(p, warped=True)
+        for level in LEVELS:
+            if p.defect == "missing_vertebra" and lm["defect_level"] == level:
+                continue
+            for suffix, xy in (("body", lm["bodies"][level]), ("spinous", lm["spinous_tips"][level])):
+                if xy is not None and 0.0 <= xy[0] <= p.width and 0.0 <= xy[1] <= p.height:
+                    kp_lines.append([name, f"{level}_{suffix}", f"{xy[0]:.3f}", f"{xy[1]:.3f}"])
+        attr_lines.append([name, p.defect or "none", lordosis_class(p.cobb_deg), f"{p.cobb_deg:.2f}",
+                           f"{p.tilt_deg:.2f}"])
+    for file, header, lines in (("keypoints.csv", ("file", "point", "x", "y"), kp_lines),
+                                ("attributes.csv", ATTRIBUTE_COLUMNS, attr_lines)):
+        tmp = out / f"{file}.part"
+        with open(tmp, "w", newline="") as fh:
+            wr = csv.writer(fh)
+            wr.writerow(header)
+            wr.writerows(lines)
+        os.replace(tmp, out / file)
 
 
 # --------------------------------------------------------------------------------------- contact sheet

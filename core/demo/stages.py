@@ -37,6 +37,32 @@ def stage_ingest(study: Study, log: Log) -> None:
     demo_ingest(study, log)
 
 
+def stage_labels(study: Study, log: Log) -> None:
+    """The phantoms' keypoints.csv and attributes.csv through the label import (each file once)."""
+    import csv  # imported on use, like the stages' other imports
+    import hashlib
+
+    from core.demo import phantom_files  # imported on use: loads scipy, numpy, PIL (start-up cost)
+    from core.realset import label_import, labels  # imported on use: loads numpy, PIL (start-up cost)
+
+    src = study.root / "source-phantoms"
+    if not (src / "labels.csv").exists():
+        return  # no phantoms of the demo's in this study: nothing of its own to label
+    if not (src / "keypoints.csv").exists():  # a demo study from before the phantoms wrote label files
+        with open(src / "labels.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        phantom_files.write_label_files(src, [(r["file"], phantom_files.params_from_labels(r)) for r in rows])
+    for name in ("keypoints.csv", "attributes.csv"):
+        if labels.find_import(study, hashlib.sha256((src / name).read_bytes()).hexdigest()) is not None:
+            continue
+        # skip_unmatched: a phantom the ingest skipped has no image to label; the log says so.
+        result = label_import.import_labels(study, src / name, skip_unmatched=True)
+        what = (f"{len(result['points'])} points" if result["kind"] == "keypoints"
+                else ", ".join(f"{k} ({v})" for k, v in result["attributes"].items()))
+        left = f"; {len(result['unmatched'])} rows left out (no such image)" if result["unmatched"] else ""
+        log(f"imported {result['labels']} {result['kind']} labels of {result['images']} phantoms: {what}{left}")
+
+
 def stage_train(study: Study, log: Log) -> None:
     """The tiny preset on the ingested phantoms: 3 checkpoints and an FID evaluation (core/ddpm/trainer.py)."""
     from core.ddpm.trainer import demo_train  # imported on use: loads numpy (start-up cost)
@@ -78,6 +104,7 @@ def stage_audit(study: Study, log: Log) -> None:
 STAGES: list[tuple[str, Callable[[Study, Log], None]]] = [
     ("phantoms", stage_phantoms),
     ("ingest", stage_ingest),  # after "phantoms": the real set and its split
+    ("labels", stage_labels),  # after "ingest": the phantoms' keypoints and attributes on the real set
     ("train", stage_train),  # after "ingest": trains on its split; before "sample"
     ("sample", stage_sample),  # after "train": samples its checkpoints
     ("screen", stage_screen),  # after "sample": a simulated reviewer screens; writes exports/release

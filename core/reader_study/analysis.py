@@ -31,6 +31,7 @@ from core.reader_study.questionnaire import YEAR_BANDS, years_band
 from core.errors import CspineError
 from core.study import Study
 from core.reader_study.spec import LETTERS, PackSpec
+from core.reader_study.power import study_power
 from core.reader_study.report import write_report
 
 KAPPA_CODINGS = ("source", "position", "correct")
@@ -247,6 +248,7 @@ def analyze(study: Study, pack: str | Path | None = None, *, kappa_coding: str =
     result["analysis_id"] = analysis_id
     result["created_at"] = datetime.now().isoformat(timespec="seconds")
     result["study"] = str(study.root.resolve())
+    result["power"] = study_power(result, study.settings.get("plan"))  # docs/guide/planning.md
     result["figures"] = _figures(result, spec, out)
     log(f"figures written to {out}")
     report = write_report(result, spec, out)

@@ -18,6 +18,7 @@ from typing import Any
 from core.reader_study import statistics
 from core.reader_study.groups import describe, label
 from core.reader_study.spec import PackSpec
+from core.reader_study.power import power_lines
 
 PAPER = {
     "n_raters": 8, "n_quartets": 50, "accuracy": "29.0%", "fleiss_kappa": "0.061",
@@ -255,6 +256,7 @@ def build_markdown(r: dict[str, Any], spec: PackSpec) -> str:
         [[q["quartet"], q["answers"], q["correct"], *[q["chosen"][c] for c in ck]] for q in r["per_quartet"]]), ""]
     out += _reader_sections(r, groups)
     out += ["## Methods", "", methods_paragraph(r, spec), ""]
+    out += power_lines(r["power"]) if r.get("power") else []  # the power the study had (core/reader_study/power.py)
     if r["warnings"]:
         out += ["## Notes", ""] + [f"- {_e(w)}" for w in r["warnings"]] + [""]
     return "\n".join(out)

@@ -17,6 +17,7 @@ from PIL import Image
 from core.errors import CspineError
 from core.files import write_bytes_atomic
 from core.study import Study
+from core.realset import labels
 from core.realset.canonical import content_box, encode_png, needs_look
 
 
@@ -157,6 +158,8 @@ def override(study: Study, image_id: str, *, inverted: bool | None = None,
     with study.store.connect() as tx:
         tx.execute(f"UPDATE real_images SET {', '.join(f'{k} = ?' for k in updates)} WHERE id = ?",
                    [*updates.values(), row["id"]])
+        if flipped is not None and bool(flipped) != bool(row["flipped"]):  # the landmarks move with the pixels
+            labels.mirror_keypoints(tx, row["id"], x0, w)
         still_used = tx.scalar("SELECT count(*) FROM real_images WHERE path = ?", [row["path"]])
     if not still_used and old_path.resolve() != new_path.resolve():
         old_path.unlink(missing_ok=True)

@@ -38,7 +38,7 @@ BATCH_SECONDS = 1.0
 REAL_COLUMNS = ("id", "path", "canonical_sha256", "source_path", "source_format", "modality", "photometric",
                 "transfer_syntax", "orig_width", "orig_height", "bit_depth", "resize_mode", "inverted",
                 "polarity_source", "polarity_confidence", "flipped", "orientation_source",
-                "orientation_confidence", "flagged", "ingest_job")
+                "orientation_confidence", "flagged", "ingest_job", "spacing_x_mm", "spacing_y_mm", "spacing_source")
 
 
 @dataclass
@@ -102,6 +102,9 @@ def _process(path: str, known: frozenset[str] | set[str], opts: IngestOptions) -
         "polarity_source": canon.polarity_source, "polarity_confidence": canon.polarity_confidence,
         "flipped": canon.flipped, "orientation_source": canon.orientation_source,
         "orientation_confidence": canon.orientation_confidence, "flagged": canon.flagged,
+        "spacing_x_mm": dec.pixel_spacing[0] if dec.pixel_spacing else None,
+        "spacing_y_mm": dec.pixel_spacing[1] if dec.pixel_spacing else None,
+        "spacing_source": dec.spacing_source,
     }
     return FileResult(path, "ingested", id=image_id, png=png, row=row)
 

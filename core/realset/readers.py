@@ -4,8 +4,8 @@ A reader returns a :class:`Decoded`: a 2-D float32 array in [0, 1] where 1 is th
 value, plus technical provenance only. Everything a user's file can get wrong becomes a :class:`SkipFile`
 with a one-line reason (the ingest records it and goes on); nothing here raises anything else on bad input.
 
-Privacy: from DICOM only modality, photometric interpretation, bits stored, size and transfer syntax are
-read out; no other data element leaves this module.
+Privacy: from DICOM only modality, photometric interpretation, bits stored, size, pixel spacing and transfer
+syntax are read out; no other data element leaves this module.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ class Decoded:
     modality: str | None = None
     transfer_syntax: str | None = None
     inverted_by_tag: bool = False   # DICOM MONOCHROME1: low stored values display bright
+    pixel_spacing: tuple[float, float] | None = None   # DICOM: mm per pixel (x along a row, y down a column)
+    spacing_source: str | None = None                  # PixelSpacing | ImagerPixelSpacing
 
     def scale(self, values: np.ndarray) -> np.ndarray:
         """Samples -> [0, 1] with 1 the brightest displayed value (MONOCHROME1 inverted by its tag)."""
@@ -229,10 +231,26 @@ def _decode_dicom(data: bytes, max_pixels: int, *, sniffed: bool) -> Decoded:
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise SkipFile("DICOM pixel data contains NaN or infinity")
     bits = _int_tag(ds, "BitsStored", 0) or _int_tag(ds, "BitsAllocated", 16) or 16
+    spacing, spacing_source = _pixel_spacing(ds)
     # MONOCHROME1: low values display bright; the canonical image is as displayed (see Decoded.scale).
     return Decoded(image=Image.fromarray(values), lo=lo, hi=hi, source_format="dicom",
                    photometric=photometric or "MONOCHROME2", bit_depth=bits, width=cols, height=rows,
-                   modality=modality, transfer_syntax=tsyntax_s, inverted_by_tag=photometric == "MONOCHROME1")
+                   modality=modality, transfer_syntax=tsyntax_s, inverted_by_tag=photometric == "MONOCHROME1",
+                   pixel_spacing=spacing, spacing_source=spacing_source)
+
+
+def _pixel_spacing(ds) -> tuple[tuple[float, float] | None, str | None]:
+    """(x, y) mm per pixel from PixelSpacing (calibrated to the patient), else ImagerPixelSpacing (at the
+    detector); both are [row spacing, column spacing]. A malformed value is no spacing, not a bad file."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        try:
+            dy, dx = (float(v) for v in getattr(value, "value", value))
+        except (TypeError, ValueError):
+            continue
+        if all(np.isfinite(v) and v > 0 for v in (dx, dy)):
+            return (dx, dy), keyword
+    return None, None
 
 
 def _int_tag(ds, keyword: str, default: int) -> int:

@@ -249,6 +249,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "0011_real_pixel_spacing",
+        """
+        -- Millimetres per SOURCE pixel when the source says (DICOM PixelSpacing, else ImagerPixelSpacing; a
+        -- technical field, not identifying): x along a row (column spacing), y down a column. NULL otherwise.
+        -- The canonical spacing follows from the resize (core/realset/labels.py canonical_spacing).
+        ALTER TABLE real_images ADD COLUMN spacing_x_mm DOUBLE;
+        ALTER TABLE real_images ADD COLUMN spacing_y_mm DOUBLE;
+        ALTER TABLE real_images ADD COLUMN spacing_source VARCHAR;  -- PixelSpacing | ImagerPixelSpacing
+        """,
+    ),
+    (
         "0013_reader_raters_groups",
         """
         -- The rater questionnaire (core/reader_study/questionnaire.py): specialty (one of its choices, or NULL),

@@ -31,10 +31,12 @@ COMMAND_MODULES = [
     "cspine_tui.cli.sample",
     "cspine_tui.cli.fid",
     "cspine_tui.cli.ingest",
+    "cspine_tui.cli.labels",
     "cspine_tui.cli.audit",
     "cspine_tui.cli.survey",
     "cspine_tui.cli.single",
     "cspine_tui.cli.screening",
+    "cspine_tui.cli.plan",
 ]
 
 

@@ -106,7 +106,8 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
         )
     if args.contact_sheet:
         phantom_files.contact_sheet([out / r["file"] for r in rows], args.contact_sheet)
-    print(f"wrote {len(rows)} phantoms and labels.csv to {out}", file=sys.stderr)
+    print(f"wrote {len(rows)} phantoms, labels.csv, keypoints.csv and attributes.csv to {out} (import the last "
+          f"two with `cspine-tui labels --import FILE`)", file=sys.stderr)
     return 0
 
 

@@ -1,8 +1,10 @@
 """The dataset screen: the real set after ingest.
 
-Counts by split, polarity and orientation; the files an ingest skipped, with reasons; a browser of the
-canonical images with the original beside it (as stored: a negative stays negative, a right-facing film
-stays right-facing); keys to override one image's polarity or orientation; a filter for flagged images.
+Counts by split, polarity and orientation; the labels (attribute values and keypoint counts, imported with
+`cspine-tui labels`); the files an ingest skipped, with reasons; a browser of the canonical images (with their
+keypoints drawn on, k toggles them) with the original beside it (as stored: a negative stays negative, a
+right-facing film stays right-facing); keys to override one image's polarity or orientation; a filter for
+flagged images.
 All database and decoding work runs in thread workers; the keys never wait.
 """
 
@@ -21,8 +23,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from core.realset import catalog
-from cspine_tui.widgets.preview import ImagePreview, load_preview
+from core.realset import catalog, labels
+from cspine_tui.widgets.preview import ImagePreview, draw_keypoints, load_preview
 from core.realset.canonical import resize_decoded
 from core.realset.readers import SkipFile, decode_bytes
 
@@ -54,18 +56,22 @@ class DatasetScreen(Screen):
     HELP = ("The real set: counts by split, polarity (inverted = was a negative) and orientation (flipped = "
             "faced right), then the images, flagged (low-confidence) first. i: this image was / was not a "
             "negative (re-writes its canonical PNG); o: it did / did not face right; f: only flagged images; "
-            "s: the skipped files and why; r: reload. Left: the canonical image; right: the original as stored.")
+            "s: the skipped files and why; k: keypoints on/off (body centres cyan, spinous tips orange); "
+            "r: reload. Left: the canonical image; right: the original as stored. The labels table counts the "
+            "imported attributes (`cspine-tui labels --import FILE`).")
     BINDINGS = [
         Binding("i", "toggle_polarity", "invert"),
         Binding("o", "toggle_orientation", "flip"),
         Binding("f", "filter_flagged", "flagged only"),
         Binding("s", "toggle_skipped", "skipped files"),
+        Binding("k", "toggle_keypoints", "keypoints"),
         Binding("r", "reload", "reload"),
         Binding("escape", "back", "Back"),
     ]
     DEFAULT_CSS = """
     DatasetScreen #left { width: 3fr; max-width: 62; min-width: 44; height: 1fr; }
     DatasetScreen #summary { height: auto; }
+    DatasetScreen #labels { height: auto; max-height: 12; }
     DatasetScreen #images-table, DatasetScreen #skipped-table { height: 1fr; }
     DatasetScreen #skipped-table { display: none; }
     DatasetScreen.-skipped #skipped-table { display: block; }
@@ -83,6 +89,10 @@ class DatasetScreen(Screen):
         self.rows: list[dict[str, Any]] = []
         self.flagged_only = False
         self.showing_skipped = False
+        self.show_keypoints = True
+        self.labels: dict[str, Any] = {}
+        self.current_labels: dict[str, Any] = {}
+        self._caption = ""
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -90,6 +100,7 @@ class DatasetScreen(Screen):
         with Horizontal():
             with Vertical(id="left"):
                 yield Static("loading the real set…", id="summary", classes="panel")
+                yield Static("", id="labels", classes="panel")
                 table = DataTable(id="images-table", cursor_type="row", zebra_stripes=True)
                 table.add_columns("id", "split", "inv", "p.conf", "flip", "o.conf", "flag", "source")
                 yield table
@@ -122,7 +133,8 @@ class DatasetScreen(Screen):
         study = self.app.study
         summary = catalog.dataset_summary(study)
         rows = catalog.list_images(study, flagged_only=flagged_only)
-        self.app.call_from_thread(self._loaded, summary, rows, keep)
+        overview = {"summary": labels.label_summary(study), "attributes": labels.attribute_overview(study)}
+        self.app.call_from_thread(self._loaded, summary, rows, keep, overview)
 
     @property
     def busy(self) -> bool:
@@ -131,9 +143,11 @@ class DatasetScreen(Screen):
         workers would never come back to zero."""
         return any(w.node is self and not w.is_finished for w in self.app.workers)
 
-    def _loaded(self, summary: dict[str, Any], rows: list[dict[str, Any]], keep: str | None) -> None:
-        self.summary, self.rows = summary, rows
+    def _loaded(self, summary: dict[str, Any], rows: list[dict[str, Any]], keep: str | None,
+                overview: dict[str, Any]) -> None:
+        self.summary, self.rows, self.labels = summary, rows, overview
         self.query_one("#summary", Static).update(self._summary_view())
+        self.query_one("#labels", Static).update(self._labels_view())
         table = self.query_one("#images-table", DataTable)
         table.clear()
         for r in rows:
@@ -179,6 +193,30 @@ class DatasetScreen(Screen):
         t.add_row("showing", f"{len(self.rows)} images, {filt}")
         return t
 
+    def _labels_view(self) -> Table:
+        """The attribute counts (numeric ones as their range) and how many images carry keypoints."""
+        s, attrs = self.labels.get("summary") or {}, self.labels.get("attributes") or {}
+        t = Table(box=None, padding=(0, 1), show_header=True, header_style="bold", expand=False)
+        t.add_column("labels")
+        t.add_column("images", justify="right")
+        t.add_column("values")
+        if not s.get("keypoint_images") and not attrs:
+            t.add_row("none", "", "`cspine-tui labels --import FILE --study ...`")
+            return t
+        t.add_row("keypoints", str(s.get("keypoint_images", 0)), f"{len(s.get('points', []))} points (k: show)")
+        for name, a in attrs.items():
+            if a["type"] == "numeric":
+                values = f"{a['min']:g} – {a['max']:g}, mean {a['mean']:.3g}"
+            else:
+                counts = list(a["counts"].items())
+                values = " · ".join(f"{v} {n}" for v, n in counts[:6]) + (
+                    f" · +{len(counts) - 6} more" if len(counts) > 6 else "")
+            t.add_row(name, str(a["n"]), values)
+        mine = self.current_labels.get("attributes")
+        if mine:
+            t.add_row("this image", "", "  ".join(f"{k}={v}" for k, v in mine.items()))
+        return t
+
     # -- the current image -------------------------------------------------------------------------------
     @property
     def current(self) -> dict[str, Any] | None:
@@ -202,9 +240,10 @@ class DatasetScreen(Screen):
             for box in ("#canonical", "#original"):
                 self.query_one(box, ImagePreview).show(None, caption="no image")
             return
-        self.query_one("#canonical-caption", Static).update(
-            f"canonical {row['id'][:12]}" + ("  inverted" if row["inverted"] else "")
-            + ("  flipped" if row["flipped"] else ""))
+        self._caption = (f"canonical {row['id'][:12]}" + ("  inverted" if row["inverted"] else "")
+                         + ("  flipped" if row["flipped"] else ""))
+        self.query_one("#canonical-caption", Static).update(self._caption)
+        self.current_labels = {}
         self.query_one("#original-caption", Static).update(
             f"original {row['orig_width']}x{row['orig_height']} {row['bit_depth']}-bit {row['source_format']}")
         self._load_images(row["id"], row["path"], row["source_path"])
@@ -212,18 +251,27 @@ class DatasetScreen(Screen):
     @work(thread=True, exclusive=True, group="dataset-images")
     def _load_images(self, image_id: str, rel: str, source: str) -> None:
         study = self.app.study
+        marks = labels.image_labels(study, image_id)
         try:
             canonical = load_preview(study.abs(rel))
         except OSError:
             canonical = None
+        if canonical is not None and marks["keypoints"] and self.show_keypoints:
+            canonical = draw_keypoints(canonical, marks["keypoints"], int(study.get("ingest", "size", 256)))
         original = load_original(Path(source))
-        self.app.call_from_thread(self._put_images, image_id, canonical, original)
+        self.app.call_from_thread(self._put_images, image_id, canonical, original, marks)
 
-    def _put_images(self, image_id: str, canonical: Any, original: Any) -> None:
+    def _put_images(self, image_id: str, canonical: Any, original: Any, marks: dict[str, Any]) -> None:
         if self.current_id != image_id:
             return  # the user moved on
+        self.current_labels = marks
         self.query_one("#canonical", ImagePreview).show(canonical, caption="canonical image missing")
         self.query_one("#original", ImagePreview).show(original, caption="original not reachable")
+        n = len(marks["keypoints"])
+        if n:
+            self.query_one("#canonical-caption", Static).update(
+                f"{self._caption} · {n} keypoints{'' if self.show_keypoints else ' off'}")
+        self.query_one("#labels", Static).update(self._labels_view())
 
     # -- actions -----------------------------------------------------------------------------------------
     def action_toggle_polarity(self) -> None:
@@ -247,6 +295,11 @@ class DatasetScreen(Screen):
             self.app.call_from_thread(self.notify, f"{image_id[:12]}: {what} (override recorded)", timeout=3)
             self.app.call_from_thread(self.action_reload, image_id)
 
+    def action_toggle_keypoints(self) -> None:
+        self.show_keypoints = not self.show_keypoints
+        self.notify(f"keypoints {'shown' if self.show_keypoints else 'hidden'}", timeout=2)
+        self._show_current()
+
     def action_filter_flagged(self) -> None:
         self.flagged_only = not self.flagged_only
         self.action_reload()
@@ -269,5 +322,7 @@ class DatasetScreen(Screen):
             ("Dataset: show flagged images only", "toggle the flagged filter", self.action_filter_flagged),
             ("Dataset: show skipped files", "files the ingest could not use, with reasons",
              self.action_toggle_skipped),
+            ("Dataset: show or hide keypoints", "the imported landmarks on the canonical image",
+             self.action_toggle_keypoints),
             ("Dataset: reload", "re-read the real set", partial(self.action_reload, None)),
         ]

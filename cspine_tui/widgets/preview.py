@@ -50,6 +50,28 @@ def load_preview(source: Path | str | PILImage.Image, max_side: int = 512) -> PI
     return img
 
 
+# Marker colours by the point's kind (the part after the level: C3_body, C3_spinous), saturated so they stay
+# visible when a half-cell preview shrinks the image 4x.
+MARKER_COLOURS = {"body": (0, 220, 255), "spinous": (255, 150, 0)}
+OTHER_MARKER = (255, 240, 0)
+
+
+def draw_keypoints(img: PILImage.Image, points: dict[str, tuple[float, float]], size: int) -> PILImage.Image:
+    """A colour copy of a canonical image with a dot at each keypoint (canonical coordinates of a size x size
+    image, pixel i spanning [i, i+1)); dots about 1/64 of the image across."""
+    from PIL import ImageDraw  # imported on use: only the dataset screen draws markers
+
+    out = img.convert("RGB")
+    scale = out.width / size
+    r = max(1.5, out.width / 128)
+    draw = ImageDraw.Draw(out)
+    for name, (x, y) in points.items():
+        colour = MARKER_COLOURS.get(name.rpartition("_")[2], OTHER_MARKER)
+        cx, cy = x * scale, y * scale  # PIL's ellipse box is in the same corner-origin coordinates
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+    return out
+
+
 class ImagePreview(Container):
     """A fixed-size box showing one image (or a caption when there is none / previews are off)."""
 

@@ -28,6 +28,7 @@ STEPS: list[tuple[str, list[str]]] = [
     ("split", ["--seed", "3", "--val-fraction", "0.25"]),
     ("real", ["--list"]),
     ("override", ["{real_id}", "--flip"]),
+    ("labels", ["--import", "{labels_csv}"]),
     ("train", ["--preset", "tiny", "--steps", "2", "--checkpoint-every", "2", "--fid-every", "0",
                "--batch-size", "2", "--seed", "1"]),
     ("checkpoints", []),
@@ -52,6 +53,7 @@ STEPS: list[tuple[str, list[str]]] = [
                        "--out", "{single_pack}"]),
     ("status", []),
     ("jobs", []),
+    ("plan-study", ["--readers", "3", "--trials", "10", "--sims", "100", "--no-search"]),
 ]
 JOB_COMMANDS = {"ingest", "train", "sample", "fid", "add-synthetic", "release", "audit", "prescreen"}
 
@@ -81,6 +83,10 @@ def _before(name: str, study, tmp: Path, values: dict[str, str]) -> None:
         values["src"] = str(src)
     elif name == "override":
         values["real_id"] = study.store.scalar("SELECT id FROM real_images ORDER BY id LIMIT 1")
+    elif name == "labels":  # keypoints of every real image, matched by hash (films are 128 x 160)
+        values["labels_csv"] = str(tmp / "keypoints.csv")
+        ids = study.store.column("SELECT id FROM real_images ORDER BY id")
+        Path(values["labels_csv"]).write_text("sha256,point,x,y\n" + "".join(f"{i},C3_body,64,80\n" for i in ids))
     elif name == "import-checkpoint":  # a file as lucidrains' Trainer.save writes it, of a tiny study network
         import torch
         from denoising_diffusion_pytorch import GaussianDiffusion, Unet

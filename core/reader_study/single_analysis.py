@@ -31,6 +31,7 @@ import numpy as np
 from core.errors import CspineError
 from core.reader_study import questionnaire, single_stats, statistics
 from core.reader_study.groups import describe
+from core.reader_study.power import study_power
 from core.reader_study.single_pack import load_single_pack
 from core.reader_study.single_report import write_report
 from core.reader_study.single_responses import load_answers
@@ -43,6 +44,11 @@ Log = Callable[[str], None]
 def _prop(k: int, n: int) -> dict[str, Any]:
     return {"k": int(k), "n": int(n), "estimate": (k / n) if n else None,
             "wilson95": list(statistics.wilson_interval(k, n)) if n else [None, None]}
+
+
+def _accuracy(k: int, n: int) -> dict[str, Any]:
+    """Accuracy with the exact two-sided binomial test against 50% (guessing; half the images are real)."""
+    return {**_prop(k, n), "binomial_p_vs_half": statistics.binomial_test(k, n, 0.5) if n else None}
 
 
 def compute(spec: SinglePackSpec, data: dict[str, list[dict]], *, reps: int = 2000, seed: int = 0) -> dict[str, Any]:
@@ -102,7 +108,7 @@ def compute(spec: SinglePackSpec, data: dict[str, list[dict]], *, reps: int = 20
             "seen_unanswered": seen[rid],
             "sensitivity": _prop(int((c & syn).sum()), int(syn.sum())),
             "specificity": _prop(int((~c & real).sum()), int(real.sum())),
-            "accuracy": _prop(int((c & syn).sum() + (~c & real).sum()), int(v.sum())),
+            "accuracy": _accuracy(int((c & syn).sum() + (~c & real).sum()), int(v.sum())),
             "auc": single_stats.delong(conf[r, syn], conf[r, real]),
             "flags": json.loads(raters[r]["flags"]) if raters[r].get("flags") else {}})
 
@@ -114,7 +120,7 @@ def compute(spec: SinglePackSpec, data: dict[str, list[dict]], *, reps: int = 20
                         "bootstrap95": boot["ci95"]["sensitivity"]},
         "specificity": {**_prop(int((~called & real_all).sum()), int(real_all.sum())),
                         "bootstrap95": boot["ci95"]["specificity"]},
-        "accuracy": {**_prop(int((called & syn_all).sum() + (~called & real_all).sum()), int(valid.sum())),
+        "accuracy": {**_accuracy(int((called & syn_all).sum() + (~called & real_all).sum()), int(valid.sum())),
                      "bootstrap95": boot["ci95"]["accuracy"]},
         "auc": {"estimate": boot["estimate"]["auc"], "bootstrap95": boot["ci95"]["auc"],
                 "what": "mean of the readers' AUCs"},
@@ -218,6 +224,7 @@ def analyze_single(study: Study, pack: str | Path | None = None, *, report_dir: 
     out.mkdir(parents=True, exist_ok=True)
     result.update(analysis_id=analysis_id, created_at=datetime.now().isoformat(timespec="seconds"),
                   study=str(study.root.resolve()))
+    result["power"] = study_power(result, study.settings.get("plan"))  # docs/guide/planning.md
     result["figures"] = _figures(result, out)
     log(f"figures written to {out}")
     result["report"] = write_report(result, spec, out)

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.reader_study.report import CSS, _e, _pct, _table, _versions
 from core.reader_study.groups import describe
+from core.reader_study.power import power_lines
 from core.reader_study.single_spec import SinglePackSpec
 from core.reader_study.statistics import fmt, fmt_p
 
@@ -43,7 +44,8 @@ def methods_paragraph(r: dict[str, Any], spec: SinglePackSpec) -> str:
         "identical re-encoding and opaque file names. For each image they answered whether it was real or "
         "synthetic on a six-point confidence scale (1 = certainly real to 6 = certainly synthetic); answers 4-6 "
         "count as the call 'synthetic'. Sensitivity is the share of synthetic images called synthetic, "
-        "specificity the share of real images called real; per reader with Wilson 95% intervals, pooled over "
+        "specificity the share of real images called real, accuracy the share of correct calls (tested against "
+        "50% with the exact two-sided binomial test); per reader with Wilson 95% intervals, pooled over "
         "readers with Wilson intervals (trials treated as independent) and with percentile intervals of a two-way "
         f"bootstrap ({r['bootstrap']['reps']} resamples of readers and of images within real and within each "
         "group). The ROC AUC of the confidence scale is the Mann-Whitney probability that a synthetic image is "
@@ -73,6 +75,7 @@ def build_markdown(r: dict[str, Any], spec: SinglePackSpec) -> str:
         ["sensitivity", *_prop_cells(p["sensitivity"]), _ci(p["sensitivity"]["bootstrap95"])],
         ["specificity", *_prop_cells(p["specificity"]), _ci(p["specificity"]["bootstrap95"])],
         ["accuracy", *_prop_cells(p["accuracy"]), _ci(p["accuracy"]["bootstrap95"])],
+        ["binomial p, accuracy vs 50%", fmt_p(p["accuracy"]["binomial_p_vs_half"]), "-", "-"],
         ["ROC AUC (mean of readers)", fmt(p["auc"]["estimate"]), "-", _ci(p["auc"]["bootstrap95"], pct=False)],
     ]), ""]
     out += ["## Groups", "", "Share of each source's answers that called the image synthetic (for real images "
@@ -91,12 +94,13 @@ def build_markdown(r: dict[str, Any], spec: SinglePackSpec) -> str:
                  fmt_p(c["p"]), fmt_p(c["p_holm"])] for c in r["group_comparisons"]]), ""]
     out += ["## Readers", "", _table(
         ["reader", "specialty", "years", "answered", "-99", "sensitivity", "specificity", "accuracy",
-         "AUC (DeLong 95% CI)", "notes"],
+         "p vs 50%", "AUC (DeLong 95% CI)", "notes"],
         [[x["rater"] + (" (simulated)" if x["simulated"] else ""), x["specialty"] or "-",
           "-" if x["years"] is None else x["years"], x["answered"], x["seen_unanswered"],
           f"{_pct(x['sensitivity']['estimate'])} ({_ci(x['sensitivity']['wilson95'])})",
           f"{_pct(x['specificity']['estimate'])} ({_ci(x['specificity']['wilson95'])})",
           f"{_pct(x['accuracy']['estimate'])} ({_ci(x['accuracy']['wilson95'])})",
+          fmt_p(x["accuracy"]["binomial_p_vs_half"]),
           f"{fmt(x['auc']['auc'])} ({_ci(x['auc']['ci95'], pct=False)})",
           "; ".join(f"{k}: {v}" for k, v in x["flags"].items()) or "-"] for x in r["per_reader"]]), ""]
     out += ["Per specialty and per experience band (the rater questionnaire; answers pooled within the stratum, "
@@ -135,6 +139,7 @@ def build_markdown(r: dict[str, Any], spec: SinglePackSpec) -> str:
             [[f["trial"], describe(f["source"]), f["rater"], f["confidence"] if f["confidence"] is not None else "-",
               f["text"]] for f in r["free_text"]]), ""]
     out += ["## Methods", "", methods_paragraph(r, spec), ""]
+    out += power_lines(r["power"]) if r.get("power") else []  # the power the study had (core/reader_study/power.py)
     if r["warnings"]:
         out += ["## Notes", ""] + [f"- {_e(w)}" for w in r["warnings"]] + [""]
     return "\n".join(out)

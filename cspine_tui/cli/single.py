@@ -136,7 +136,7 @@ def analyze_single_cmd(args: argparse.Namespace, study: Study) -> int:
     print(f"{res['n_raters']} readers{sim} x {res['n_images']} images = {res['n_answers']} answers "
           f"({res['seen_unanswered']} seen but not answered)")
     print(f"sensitivity {_pct(p['sensitivity'])}, specificity {_pct(p['specificity'])}, "
-          f"accuracy {_pct(p['accuracy'])}")
+          f"accuracy {_pct(p['accuracy'])}, binomial p vs 50% = {fmt_p(p['accuracy']['binomial_p_vs_half'])}")
     lo, hi = p["auc"]["bootstrap95"]
     print(f"ROC AUC (mean of readers) {fmt(p['auc']['estimate'])} (bootstrap 95% CI {fmt(lo)}-{fmt(hi)})")
     for c in res["group_comparisons"]:

@@ -251,6 +251,8 @@ def test_a_clearly_worse_group_is_found(env):
     assert sum(x["readers"] for x in res["strata"] if x["by"] == "experience") == 8
     report = (tmp / "report-worse" / "report.md").read_text()
     assert "SIMULATED DATA" in report and "What gave it away?" in report and "roc.png" in report
+    assert "## Power" in report and res["power"]["design"] == "single" and res["power"]["readers"] == 8
+    assert res["pooled"]["accuracy"]["binomial_p_vs_half"] < 0.05
     assert (tmp / "report-worse" / "roc.svg").is_file() and (tmp / "report-worse" / "confidence_violins.png").is_file()
     assert latest_single_analysis(study, spec.pack_id)["analysis_id"] == res["analysis_id"]
 

@@ -203,3 +203,13 @@ def test_roc_points_run_from_corner_to_corner():
     # the trapezoidal area under the empirical ROC is the Mann-Whitney AUC (ties count one half)
     area = sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(pts, pts[1:]))
     assert area == pytest.approx(ss.auc(x, y), abs=1e-12)
+
+
+@pytest.mark.parametrize("k,n", [(10, 10), (7, 10), (3, 10), (31, 50), (25, 50)])
+def test_accuracy_binomial_p_against_half_is_the_summed_pmf(k, n):
+    from core.reader_study.single_analysis import _accuracy
+
+    pmf = [math.comb(n, i) / 2 ** n for i in range(n + 1)]
+    # two-sided exact test: the probability of every outcome no more likely than the observed one (R's rule)
+    want = min(1.0, sum(q for q in pmf if q <= pmf[k] * (1 + 1e-7)))
+    assert _accuracy(k, n)["binomial_p_vs_half"] == pytest.approx(want, abs=1e-12)

@@ -197,8 +197,12 @@ def compute(spec: PackSpec, raters: list[dict], picks: list[dict], ratings: list
 
 
 def _question_kind(question: str) -> str:
-    return "pick" if question == "pick" else "rating" if question.startswith("rate_") else "questionnaire" \
-        if question.startswith("rater_") else question
+    """pick | rating | questionnaire (the seen_unanswered table's question, grouped for the report)."""
+    if question.startswith("rate_"):
+        return "rating"
+    if question.startswith("rater_"):
+        return "questionnaire"
+    return question
 
 
 def _stratum(name: str, ids: list[str], correct_by: dict[str, list[int]],

@@ -306,7 +306,8 @@ File names are random and say nothing about the image; do not rename the files.
 
 Import `upload/survey.qsf`. It has an instructions page with a rater-code question, then one page per
 quartet: "{QUESTION}" (one answer, images A-D) and a 4-point realism matrix (rows A-D, 1 = unrealistic ...
-4 = fully realistic). Every question has forced response; the Back button is off{
+4 = fully realistic). Every question {"but the free-text box " if spec.free_text else ""}has forced response; the Back
+button is off{
 "; the quartet pages are shown in a random order per rater (block randomizer)" if spec.shuffle_pages else
 "; all raters see the quartets in the same order"}. {_questionnaire_note(spec)}Do not change the export tags
 (`Q01_pick`, `Q01_rate`, `rater_specialty`, `rater_years`{", `cue_001`" if spec.free_text else ""}, ...) or the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import platform
 import re
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -108,10 +109,26 @@ def methods_paragraph(r: dict[str, Any], spec: PackSpec) -> str:
         f"for the three comparisons (adjusted p = {holm}). "
         + (f"To compare the groups with each other, every pair of the four groups was tested the same way and "
            f"Holm's procedure applied over the {len(pairs)} pairs ({pair_text}). " if pairs else "")
+        + _panel_sentence(r)
         + f"Means are rounded half-up to three decimals. The "
         f"analysis was run with cspine-tui ({_versions()}); rating distributions are shown as violin plots made "
         f"with Matplotlib."
     )
+
+
+def _panel_sentence(r: dict[str, Any]) -> str:
+    """Who the raters were, from the questionnaire ("" when nobody answered it)."""
+    specialties = Counter(p["specialty"] for p in r["per_rater"] if p.get("specialty"))
+    years = sorted(p["years"] for p in r["per_rater"] if p.get("years") is not None)
+    if not specialties and not years:
+        return ""
+    parts = []
+    if specialties:
+        parts.append("specialties " + ", ".join(f"{k} {v}" for k, v in specialties.most_common()))
+    if years:
+        median = statistics.fmt((years[(len(years) - 1) // 2] + years[len(years) // 2]) / 2, 1)
+        parts.append(f"years of experience median {median} (range {years[0]} to {years[-1]}, {len(years)} raters)")
+    return f"Raters reported {'; '.join(parts)}. "
 
 
 def _specialty(p: dict[str, Any]) -> str:

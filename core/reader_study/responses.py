@@ -230,7 +230,8 @@ def read_responses(path: Path | str, spec: PackSpec) -> tuple[Header, list[list[
     out = []
     for idx, cells in enumerate(rows[header.n_rows:]):
         rid = _cell(cells, meta["response_id"]) or f"row{idx + 1}"
-        code = _cell(cells, meta["rater_code"]) or _cell(cells, meta["email"]) or _cell(cells, meta["external"])
+        code = next((c for c in (_cell(cells, meta[k]) for k in ("rater_code", "email", "external"))
+                     if c and not is_seen_unanswered(c)), "")
         resp = Response(row_index=idx, cells=cells, response_id=rid, label=code or rid,
                         recorded=_cell(cells, meta["recorded"]), status=_row_status(cells, meta))
         line = header.n_rows + idx + 1

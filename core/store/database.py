@@ -260,7 +260,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
-        "0013_reader_raters_groups",
+        "0012_reader_raters_groups",
         """
         -- The rater questionnaire (core/reader_study/questionnaire.py): specialty (one of its choices, or NULL),
         -- the text given with "Other", years of experience. NULL when not asked or not answered.
@@ -294,7 +294,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE single_items (
             pack_id VARCHAR NOT NULL, trial INTEGER NOT NULL,
             image_kind VARCHAR NOT NULL,        -- real | synthetic
-            image_id VARCHAR NOT NULL, source VARCHAR NOT NULL,  -- 'real' or the group (ckpt:68000, run:x, ...)
+            image_id VARCHAR NOT NULL, source VARCHAR NOT NULL,  -- 'real' or the group (68000, run:x, ...)
             image_file VARCHAR NOT NULL,        -- opaque file name in the pack
             condition_value VARCHAR,            -- the value the condition question names (NULL: not asked)
             PRIMARY KEY (pack_id, trial)

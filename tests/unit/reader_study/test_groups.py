@@ -9,6 +9,7 @@ Holm's 5 % over 200 simulated null studies).
 from __future__ import annotations
 
 import csv
+import json
 import math
 from itertools import combinations
 
@@ -192,3 +193,29 @@ def test_group_refusals(mixed):
         survey.build_pack(study, tmp / "d", groups=["ckpt:2000", "gan:x", "ckpt:6000"], count=2)
     with pytest.raises(CspineError, match="not both"):
         survey.build_pack(study, tmp / "e", groups=["ckpt:2000"], checkpoints=["2000"], count=2)
+
+
+def test_cli_groups_free_text_minus_99_end_to_end(mixed, capsys):
+    from cspine_tui.cli.main import main
+
+    study, tmp = mixed
+    out = tmp / "cli-pack"
+    assert main(["quartets", "--study", str(study.root), "--groups", "ckpt:6000", "run:ckpt-2000", "external:gan",
+                 "--count", "4", "--seed", "3", "--size", "32", "--free-text", "--out", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["groups"] == ["6000", "run:ckpt-2000", "external:gan"] and data["free_text"] is True
+    assert "survey.txt instead, set by hand" in captured.err and "Force response" in captured.err
+    spec = survey.read_pack_dir(out)
+    sims = simulate_raters(spec, 3, seed=9)
+    sims[0].comments = {2: "<script>alert(1)</script> edges too clean"}
+    del sims[1].picks[1]
+    path = write_qualtrics_csv(tmp / "cli.csv", spec, sims, seen_unanswered=True)
+    assert main(["import-ratings", "--study", str(study.root), "--pack", str(out), str(path)]) == 0
+    assert "1 answers seen but not given (exported as -99)" in capsys.readouterr().out
+    assert main(["analyze", "--study", str(study.root), "--pack", spec.pack_id, "--report", str(tmp / "cli-rep")]) == 0
+    printed = capsys.readouterr().out
+    assert "all pairs (Holm over 6)" in printed and "external gan" in printed and "seen but not given" in printed
+    page = (tmp / "cli-rep" / "report.html").read_text()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; edges too clean" in page
+    assert "Spine surgery" in page or "Neuroradiology" in page

@@ -146,3 +146,42 @@ def test_minus_99_answers_are_counted_not_refused_and_never_scored(env):
     assert study.store.scalar("SELECT min(rating) FROM ratings") >= 1
     flags = json.loads(study.store.scalar("SELECT flags FROM raters WHERE id = ?", [rid]))
     assert flags["seen_unanswered"] == 3
+
+
+def test_a_minus_99_rater_code_is_no_code(env):
+    study, spec, tmp = env
+    sims = simulate_raters(spec, 2, seed=7)
+    sims[1].rater_code = "-99"  # the code box left empty with the -99 recode on: the response id labels the rater
+    import_ratings(study, write_qualtrics_csv(tmp / "c.csv", spec, sims, seen_unanswered=True), spec.pack_id)
+    labels = set(study.store.column("SELECT label FROM raters"))
+    assert labels == {sims[0].rater_code, sims[1].response_id}
+
+
+def test_strata_and_covariate_add_up_by_hand():
+    from core.reader_study.analysis import describe_raters
+
+    raters = [{"id": "a", "specialty": "Neuroradiology", "years_experience": 3},
+              {"id": "b", "specialty": "Neuroradiology", "years_experience": 12},
+              {"id": "c", "specialty": "Spine surgery", "years_experience": 25},
+              {"id": "d", "specialty": None, "years_experience": None}]
+    correct = {"a": [2, 10], "b": [5, 10], "c": [7, 10], "d": [1, 10]}
+    sums = {"a": {"real": (30, 10)}, "b": {"real": (20, 10)}, "c": {"real": (40, 10)}, "d": {"real": (10, 10)}}
+    out = describe_raters(raters, correct, sums, ["real"])
+    spec = {s["stratum"]: s for s in out["by_specialty"]}
+    assert (spec["Neuroradiology"]["raters"], spec["Neuroradiology"]["correct"], spec["Neuroradiology"]["trials"]) \
+        == (2, 7, 20)
+    assert spec["Neuroradiology"]["mean_realism"]["real"] == pytest.approx(50 / 20)  # pooled ratings, not raters
+    assert spec["not given"]["raters"] == 1
+    assert [s["stratum"] for s in out["by_experience"]] == ["0-4 years", "10-19 years", "20+ years", "not given"]
+    cov = out["experience_vs_accuracy"]
+    assert cov["n"] == 3 and cov["rho"] == pytest.approx(1.0)  # years and accuracy in the same order
+
+
+def test_methods_paragraph_names_the_panel():
+    from core.reader_study.report import _panel_sentence
+
+    r = {"per_rater": [{"specialty": "Neuroradiology", "years": 4}, {"specialty": "Neuroradiology", "years": 9},
+                       {"specialty": "Spine surgery", "years": 20}, {"specialty": None, "years": None}]}
+    assert _panel_sentence(r) == ("Raters reported specialties Neuroradiology 2, Spine surgery 1; years of "
+                                  "experience median 9.0 (range 4 to 20, 3 raters). ")
+    assert _panel_sentence({"per_rater": [{"specialty": None, "years": None}]}) == ""

@@ -281,7 +281,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
-        "0014_single_image_design",
+        "0013_single_image_design",
         """
         -- Reader study, single-image design (core/reader_study/single_*.py): a pack of blinded trials of one
         -- image each. Raters (and their questionnaire), imports, raw rows, free text (trial_comments) and -99

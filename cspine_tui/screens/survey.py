@@ -331,10 +331,9 @@ class SurveyScreen(Screen):
     def _build(self, form: dict[str, Any]) -> None:
         from datetime import datetime
 
-        # imported on use: load numpy, duckdb (start-up cost)
-        from core.ddpm.synthetic import conditions_for
-        from core.reader_study.pack import build_pack
-        from core.reader_study.single_pack import build_single_pack
+        from core.ddpm.synthetic import conditions_for  # imported on use: loads numpy, duckdb (start-up cost)
+        from core.reader_study.pack import build_pack  # the same
+        from core.reader_study.single_pack import build_single_pack  # the same
 
         study = self.app.study
         design = form.pop("design")

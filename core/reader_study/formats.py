@@ -63,7 +63,6 @@ def _forced() -> dict[str, Any]:
 
 
 def build_qsf(spec: PackSpec) -> dict[str, Any]:
-    sid = _sid("SV", spec.pack_id)
     questions: list[dict[str, Any]] = [
         _sq(spec, "QID1", {"QuestionText": instructions_html(spec), "DataExportTag": "instructions",
                            "QuestionType": "DB", "Selector": "TB", "Configuration": {
@@ -116,6 +115,15 @@ def build_qsf(spec: PackSpec) -> dict[str, Any]:
                        "BlockElements": [{"Type": "Question", "QuestionID": qid} for qid in page],
                        "Options": {"BlockLocking": "false", "RandomizeQuestions": "false",
                                    "BlockVisibility": "Collapsed"}})
+    return assemble_qsf(spec, questions, blocks)
+
+
+def assemble_qsf(spec: Any, questions: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The survey document around the questions: flow (the intro block, then the page blocks in order or in a
+    BlockRandomizer), options, the other elements Qualtrics expects, and the SurveyEntry. `blocks` holds the
+    intro block, the trash block and one block per page; `spec` has pack_id, count, shuffle_pages, created_at
+    (a quartet or a single-image pack)."""
+    sid = _sid("SV", spec.pack_id)
     flow_id = iter(range(2, 10 ** 6))
     quartet_flow = [{"Type": "Standard", "ID": b["ID"], "FlowID": f"FL_{next(flow_id)}"} for b in blocks[2:]]
     flow: list[dict[str, Any]] = [{"Type": "Block", "ID": blocks[0]["ID"], "FlowID": f"FL_{next(flow_id)}"}]

@@ -43,21 +43,27 @@ def fingerprint(folder: Path) -> dict[str, str]:
     return out
 
 
+PACK_TABLES = ("quartet_packs", "single_packs")  # one per design; pack ids are unique across them
+
+
 def recorded(study: Study, pack_id: str) -> tuple[Path | None, dict[str, str] | None]:
-    row = study.store.query_one("SELECT out_dir, params FROM quartet_packs WHERE id = ?", [pack_id])
-    if row is None:
-        return None, None
-    params = json.loads(row["params"]) if row["params"] else {}
-    return (Path(row["out_dir"]) if row["out_dir"] else None), params.get("files")
+    for table in PACK_TABLES:
+        row = study.store.query_one(f"SELECT out_dir, params FROM {table} WHERE id = ?", [pack_id])
+        if row is not None:
+            params = json.loads(row["params"]) if row["params"] else {}
+            return (Path(row["out_dir"]) if row["out_dir"] else None), params.get("files")
+    return None, None
 
 
 def record(study: Study, pack_id: str, folder: Path) -> None:
     """Store the fingerprint of `folder` as the pack's reference (at export, and after survey-urls)."""
     with study.store.connect() as tx:
-        raw = tx.scalar("SELECT params FROM quartet_packs WHERE id = ?", [pack_id])
-        params: dict[str, Any] = json.loads(raw) if raw else {}
-        params["files"] = fingerprint(folder)
-        tx.execute("UPDATE quartet_packs SET params = ? WHERE id = ?", [json.dumps(params), pack_id])
+        for table in PACK_TABLES:
+            raw = tx.scalar(f"SELECT params FROM {table} WHERE id = ?", [pack_id])
+            if raw is not None:
+                params: dict[str, Any] = json.loads(raw)
+                params["files"] = fingerprint(folder)
+                tx.execute(f"UPDATE {table} SET params = ? WHERE id = ?", [json.dumps(params), pack_id])
 
 
 def changes(expected: dict[str, str], actual: dict[str, str]) -> list[str]:

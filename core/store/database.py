@@ -281,7 +281,38 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
-        "0013_utility",
+        "0013_single_image_design",
+        """
+        -- Reader study, single-image design (core/reader_study/single_*.py): a pack of blinded trials of one
+        -- image each. Raters (and their questionnaire), imports, raw rows, free text (trial_comments) and -99
+        -- answers (seen_unanswered: question call | cond) share the quartet tables, keyed by the pack id; a
+        -- single pack's analyses are kept apart from the quartets'.
+        CREATE TABLE single_packs (
+            id VARCHAR PRIMARY KEY, seed BIGINT, groups JSON, out_dir VARCHAR,
+            image_base_url VARCHAR, params JSON, created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE single_items (
+            pack_id VARCHAR NOT NULL, trial INTEGER NOT NULL,
+            image_kind VARCHAR NOT NULL,        -- real | synthetic
+            image_id VARCHAR NOT NULL, source VARCHAR NOT NULL,  -- 'real' or the group (68000, run:x, ...)
+            image_file VARCHAR NOT NULL,        -- opaque file name in the pack
+            condition_value VARCHAR,            -- the value the condition question names (NULL: not asked)
+            PRIMARY KEY (pack_id, trial)
+        );
+        CREATE TABLE single_answers (
+            pack_id VARCHAR NOT NULL, rater_id VARCHAR NOT NULL, trial INTEGER NOT NULL,
+            confidence INTEGER,                 -- 1 certainly real .. 6 certainly synthetic; NULL unanswered
+            condition_answer VARCHAR,           -- yes | no; NULL unanswered or not asked
+            PRIMARY KEY (pack_id, rater_id, trial)
+        );
+        CREATE TABLE single_analyses (
+            id VARCHAR PRIMARY KEY, pack_id VARCHAR, params JSON, result JSON, report_dir VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        """,
+    ),
+    (
+        "0014_utility",
         """
         -- The utility benchmark (core/utility): one row per metric of each trained model (an arm at a real
         -- fraction) with its 95% bootstrap interval, and the paired comparisons of two arms on the same test

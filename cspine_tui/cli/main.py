@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "cspine_tui.cli.labels",
     "cspine_tui.cli.audit",
     "cspine_tui.cli.survey",
+    "cspine_tui.cli.single",
     "cspine_tui.cli.screening",
     "cspine_tui.cli.plan",
     "cspine_tui.cli.utility",

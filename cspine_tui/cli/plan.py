@@ -27,7 +27,7 @@ def _fraction(text: str) -> float:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "plan-study", help="power of a planned reader study, by simulation; readers and trials for 80%",
+        "plan-study", help="power of a planned reader study, by simulation; readers and trials for 80%%",
         description="Simulate many studies of the stated size under a stated truth, run the analysis's tests on "
                     "each, and report each test's power, the expected width of the accuracy 95%% interval, and "
                     "the readers (at the stated trials) and trials (at the stated readers) that reach the target "

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cspine_tui.cli import single
 from cspine_tui.cli.common import add_json, add_study, open_study, print_json
 from core.errors import CspineError
 from core.reader_study.formats import txt_limits
@@ -53,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="image_file,url rows (e.g. Qualtrics Graphics Library URLs)")
     p.set_defaults(func=cmd_survey_urls)
 
-    p = sub.add_parser("import-ratings", help="import a Qualtrics response export (CSV) of a pack's survey")
+    p = sub.add_parser("import-ratings", help="import a Qualtrics response export (CSV) of a pack's survey "
+                                              "(quartet or single-image pack)")
     add_study(p)
     add_json(p)
     p.add_argument("file", type=Path, metavar="FILE.csv")
@@ -62,11 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="mark every rater of this file as simulated (codes simulated-rater-N always are)")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("analyze", help="reader-study statistics, violin plots and report",
+    p = sub.add_parser("analyze", help="reader-study statistics, plots and report (quartet or single-image pack)",
                        description="Identification accuracy (Wilson CI, binomial test vs 25%), Fleiss' kappa, "
                                    "per-rater mean realism, paired Wilcoxon real vs each group (R < 4.6) and "
                                    "every pair of groups, Holm; per specialty and experience; free text; writes "
-                                   "a Markdown + HTML report.")
+                                   "a Markdown + HTML report. For a single-image pack: sensitivity, specificity, "
+                                   "accuracy, ROC AUC per reader and pooled, group comparisons, condition "
+                                   "consistency, kappa, a mixed-effects logistic model.")
     add_study(p)
     add_json(p)
     p.add_argument("--pack", default=None, metavar="DIR|ID", help="the pack (default the newest)")
@@ -116,13 +120,24 @@ def cmd_survey_urls(args: argparse.Namespace) -> int:
     if not args.image_base_url and not args.image_urls:
         raise CspineError("give --image-base-url URL or --image-urls CSV")
     study = open_study(args)
+    if _design(study, args.pack) == "single":
+        return single.survey_urls_single(args, study)
     spec = set_image_urls(study, args.pack, base_url=args.image_base_url, url_csv=args.image_urls)
     _err(f"rewrote the survey files of {spec.pack_id}; first image: {spec.url_for(spec.items[0].image_file)}")
     return 0
 
 
+def _design(study, pack: str | Path | None) -> str:
+    """'single' or 'quartets': the design of the pack --pack names (the newest of either when none)."""
+    from core.reader_study.single_pack import design_of  # imported on use: loads numpy, PIL (start-up cost)
+
+    return design_of(study, pack)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     study = open_study(args)
+    if _design(study, args.pack) == "single":
+        return single.import_single(args, study)
     summary = import_ratings(study, args.file, args.pack, simulated=args.simulated)
     if args.json:
         print_json(summary, study)
@@ -143,6 +158,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from core.reader_study.analysis import analyze  # imported on use: loads scipy (start-up cost)
 
     study = open_study(args)
+    if _design(study, args.pack) == "single":
+        return single.analyze_single_cmd(args, study)
     res = analyze(study, args.pack, kappa_coding=args.kappa_coding, report_dir=args.report,
                   include_simulated=not args.exclude_simulated, log=_err)
     if args.json:

@@ -25,6 +25,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
+from cspine_tui.screens import single_view
 from cspine_tui.widgets.preview import ImagePreview, load_preview, resolved_protocol
 
 GRAPHIC_PROTOCOLS = ("kitty", "sixel")  # terminals that draw the PNG's pixels
@@ -218,10 +219,11 @@ class AnalysisScreen(Screen):
                  self.action_focus_import)]
         cmds += [(f"Kappa coding: {c}", "re-run the analysis with this coding", lambda c=c: self._set_coding(c))
                  for c in KAPPA_CODINGS]
-        from core.reader_study.pack import list_packs  # imported on use: loads numpy, duckdb (start-up cost)
+        from core.reader_study.designs import list_all_packs  # imported on use: loads numpy, duckdb (start-up cost)
 
-        cmds += [(f"Analysis: show pack {p['id']}", "its latest analysis; a and c then analyse this pack",
-                  partial(self._select_pack, p["id"])) for p in list_packs(self.app.study)]
+        cmds += [(f"Analysis: show pack {p['id']}" + (" (single images)" if p["design"] == "single" else ""),
+                  "its latest analysis; a and c then analyse this pack", partial(self._select_pack, p["id"]))
+                 for p in list_all_packs(self.app.study)]
         return cmds
 
     def _select_pack(self, pack: str) -> None:
@@ -234,11 +236,11 @@ class AnalysisScreen(Screen):
 
     @work(thread=True, exclusive=True, group="analysis-load")
     def _load(self) -> None:
-        from core.reader_study.analysis import latest_analysis  # imported on use: loads scipy, duckdb (start-up cost)
-        from core.reader_study.responses import rater_count  # loaded on first use, like latest_analysis
+        from core.reader_study.designs import latest_any  # imported on use: loads scipy, duckdb (start-up cost)
+        from core.reader_study.responses import rater_count  # loaded on first use, like latest_any
 
         pack = self.pack
-        result = latest_analysis(self.app.study, pack)
+        result = latest_any(self.app.study, pack)  # either design: a single-image result has design "single"
         raters = rater_count(self.app.study, pack)
         self.app.call_from_thread(self._show, result, raters)
 
@@ -253,6 +255,9 @@ class AnalysisScreen(Screen):
             self.query_one("#groups", Static).update("")
             self.query_one("#kappa", Static).update("")
             self.query_one("#report", Static).update("")
+            return
+        if result.get("design") == "single":
+            self._show_single(result)
             return
         self.coding = result.get("kappa_coding", self.coding)
         self.pack = result.get("pack_id", self.pack)
@@ -274,6 +279,23 @@ class AnalysisScreen(Screen):
         else:
             self._load_plot(figure)
 
+    def _show_single(self, result: dict[str, Any]) -> None:
+        """A single-image analysis (cspine_tui/screens/single_view.py); the ROC curves are the plot."""
+        self.pack = result.get("pack_id", self.pack)
+        self.query_one("#summary", Static).update(single_view.summary_table(result))
+        self.query_one("#raters", Static).update(single_view.readers_table(result))
+        self.query_one("#groups", Static).update(single_view.groups_table(result))
+        self.query_one("#kappa", Static).update("")  # agreement is in the summary; the model under the readers
+        report = result.get("report") or {}
+        figure = single_view.figure(result)
+        self.query_one("#report", Static).update(
+            f"analysis {result.get('analysis_id')} (single-image pack {result.get('pack_id', '-')})\n"
+            f"report {report.get('html', '-')}\nmarkdown {report.get('markdown', '-')}\nplot {figure}")
+        if self.has_class("-text-plot"):
+            self.query_one("#plot-table", Static).update(single_view.groups_table(result))
+        else:
+            self._load_plot(figure)
+
     @work(thread=True, exclusive=True, group="analysis-plot")
     def _load_plot(self, path: Path) -> None:
         try:
@@ -283,7 +305,8 @@ class AnalysisScreen(Screen):
         self.app.call_from_thread(self._plot_loaded, img, path)
 
     def _plot_loaded(self, img, path: Path) -> None:
-        self.query_one("#plot", ImagePreview).show(img, caption=f"per-rater mean realism ({path.name})"
+        what = "ROC curves per group" if path.stem == "roc" else "per-rater mean realism"
+        self.query_one("#plot", ImagePreview).show(img, caption=f"{what} ({path.name})"
                                                    if img else f"plot not found: {path}")
 
     # -- running -----------------------------------------------------------------------------------------
@@ -306,10 +329,10 @@ class AnalysisScreen(Screen):
 
     @work(thread=True, exclusive=True, group="analysis-run")
     def _analyze(self, pack: str | None, coding: str) -> None:
-        from core.reader_study.analysis import analyze  # imported on use: loads scipy, duckdb (start-up cost)
+        from core.reader_study.designs import analyze_any  # imported on use: loads scipy, duckdb (start-up cost)
 
         try:
-            result = analyze(self.app.study, pack, kappa_coding=coding)
+            result = analyze_any(self.app.study, pack, kappa_coding=coding)  # the pack's own design
         except Exception as exc:  # noqa: BLE001 - shown to the user; the screen keeps working
             self.app.call_from_thread(self._done, None, exc)
             return
@@ -333,10 +356,10 @@ class AnalysisScreen(Screen):
 
     @work(thread=True, exclusive=True, group="analysis-import")
     def _import(self, path: Path) -> None:
-        from core.reader_study.responses import import_ratings  # imported on use: loads duckdb (start-up cost)
+        from core.reader_study.designs import import_any  # imported on use: loads duckdb (start-up cost)
 
         try:
-            summary = import_ratings(self.app.study, path)
+            summary = import_any(self.app.study, path)  # into the newest pack, of either design
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.report_error, exc)
             return

@@ -77,10 +77,53 @@ async def test_survey_screen_builds_from_any_groups_with_free_text(study, tmp_pa
         await until(app, pilot, lambda: scr.spec is not None and "design: quartets" in screen_text(app))
         assert scr.spec.checkpoints == ["2000", "run:ckpt-4000", "6000"] and scr.spec.free_text
         info = str(scr.query_one("#pack-info").render())  # the side panel wraps it on screen
-        assert "1 real + step 2000, run ckpt-4000, step 6000" in info and "free text per quartet" in info
+        assert "1 real + step 2000, run ckpt-4000, step 6000" in info and "free text per trial" in info
         await pilot.press("k")
         await until(app, pilot, lambda: "real:" in screen_text(app))
         assert "= run ckpt-4000" in screen_text(app)
+
+
+async def test_survey_screen_builds_a_single_image_pack_and_plans_power(study, tmp_path) -> None:
+    app = CspineApp(study, reviewer="tester", image_protocol="halfcell")
+    async with app.run_test(size=(140, 44)) as pilot:
+        app.open_screen("survey")
+        await until(app, pilot, lambda: "2000: 6" in screen_text(app))
+        scr = app.screen
+        scr.query_one("#in-design").value = "single"
+        await until(app, pilot, lambda: scr.query_one("#in-count").value == "100")  # the design's default
+        scr.query_one("#in-count").value = "6"
+        scr.query_one("#in-ckpts").value = "2000 run:ckpt-4000"  # any number of groups
+        scr.query_one("#in-seed").value = "5"
+        scr.query_one("#in-out").value = str(tmp_path / "single-pack")
+        await pilot.press("b")
+        await until(app, pilot, lambda: scr.spec is not None and "Image 1 of 6" in screen_text(app))
+        assert getattr(scr.spec, "design", "") == "single"
+        assert study.store.scalar("SELECT count(*) FROM single_packs") == 1
+        assert "design: single images" in str(scr.query_one("#pack-info").render())
+        assert not scr.query_one("#img-B").display  # one image per trial
+        await until(app, pilot, lambda: scr.query_one("#img-A").image is not None)
+        await pilot.press("k")
+        item = scr.spec.trial(1)
+        await until(app, pilot, lambda: "(k shows" not in screen_text(app))
+        assert ("real" if item.source == "real" else "step 2000" if item.source == "2000" else "run ckpt-4000") \
+            in screen_text(app)
+        # the pack table lists both designs' packs with their design
+        assert scr.query_one("#packs").get_row_at(0)[1:3] == ["single", "6"]
+        # the power plan opens prefilled with the form's design and count, and plans
+        await pilot.press("w")
+        plan = scr.query_one("#plan")
+        assert plan.has_class("shown") and plan.query_one("#pp-design").value == "single"
+        assert plan.query_one("#pp-trials").value == "6"
+        plan.sims = 200  # a quick plan: this checks the wiring; tests/unit/reader_study/test_power.py the numbers
+        plan.run_plan()
+        await until(app, pilot, lambda: plan.doc is not None)
+        assert plan.doc["design"] == "single" and plan.doc["trials"] == 6
+        # a quartet pack still needs three groups
+        scr.query_one("#in-design").value = "quartets"
+        await pilot.pause()
+        await pilot.press("b")
+        await until(app, pilot, lambda: any("three groups" in str(n.message) for n in app._notifications))
+        assert app.is_running
 
 
 async def test_analysis_screen_imports_analyses_and_shows_the_plot(study, tmp_path) -> None:

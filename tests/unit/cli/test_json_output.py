@@ -49,6 +49,8 @@ STEPS: list[tuple[str, list[str]]] = [
                   "--out", "{pack}"]),
     ("import-ratings", ["{ratings_csv}"]),
     ("analyze", ["--report", "{report}"]),
+    ("single-images", ["--groups", "run:q1", "ckpt:20", "--count", "4", "--size", "32", "--seed", "1",
+                       "--out", "{single_pack}"]),
     ("utility", ["--task", "side", "--train", "real", "synthetic", "--run", "sampled", "--model", "resnet10",
                  "--size", "32", "--steps", "2", "--batch", "2", "--boot", "50"]),
     ("condition-check", ["--run", "sampled", "--task", "side", "--model", "resnet10", "--size", "32", "--steps", "2",
@@ -141,7 +143,8 @@ def outputs(tmp_path_factory) -> dict[str, Any]:
     study = Study.create(tmp / "study", preset="tiny")
     values = {"reviews_csv": str(tmp / "reviews.csv"), "release": str(tmp / "release"),
               "verdicts_csv": str(tmp / "verdicts.csv"), "pack": str(tmp / "pack"),
-              "ratings_csv": str(tmp / "ratings.csv"), "report": str(tmp / "report")}
+              "ratings_csv": str(tmp / "ratings.csv"), "report": str(tmp / "report"),
+              "single_pack": str(tmp / "single")}
     results = {}
     for name, args in STEPS:
         _before(name, study, tmp, values)

@@ -261,7 +261,7 @@ def mirror_condition(condition: dict[str, Any] | None, size: int) -> dict[str, A
     """The condition of the mirrored image: every keypoint x -> size - x (continuous pixel coordinates)."""
     if not condition or not condition.get("keypoints"):
         return condition
-    kps = {p: [float(size) - float(xy[0]), float(xy[1])] for p, xy in condition["keypoints"].items()}
+    kps = {p: [round(float(size) - float(xy[0]), 4), float(xy[1])] for p, xy in condition["keypoints"].items()}
     return {**condition, "keypoints": kps}
 
 

@@ -277,8 +277,11 @@ def test_saving_a_mirrored_image_mirrors_its_keypoints(sample_study):
     synthetic.create_run(sample_study, "mirror", "external")
     row = synthetic.save_image(sample_study, "mirror", 0, right, condition=condition)
     assert row.flipped  # the detector turned the right-facing film to face left
-    # Back on the left-facing anatomy: the phantom's own body centres (x -> 64 - x twice, exact in float).
-    assert row.condition["keypoints"] == {f"{p}_body": [float(x), float(y)] for p, (x, y) in zip(POINTS, pts)}
+    # Back on the left-facing anatomy: the phantom's own body centres (x -> 64 - x twice; stored to 1e-4 px).
+    got = row.condition["keypoints"]
+    assert set(got) == {f"{p}_body" for p in POINTS}
+    for p, (x, y) in zip(POINTS, pts):
+        assert abs(got[f"{p}_body"][0] - x) <= 5e-5 + 1e-9 and got[f"{p}_body"][1] == y
     synthetic.add_images(sample_study, "mirror", [row])
     assert synthetic.conditions_for(sample_study, ["mirror-0"])["mirror-0"] == row.condition
 

@@ -28,10 +28,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.ddpm.condition_net import CondTable, batch_of, guided  # noqa: E402
-from core.ddpm.conditioning import ConditionSpec  # noqa: E402
-from core.ddpm.evaluation import diffusion_loss  # noqa: E402
-from core.ddpm.networks import build_unet, get_preset, training_scheduler  # noqa: E402
+from core.ddpm.condition_net import CondTable, batch_of, guided
+from core.ddpm.conditioning import ConditionSpec
+from core.ddpm.evaluation import diffusion_loss
+from core.ddpm.networks import build_unet, get_preset, training_scheduler
 
 POINTS = tuple(f"C{k}_body" for k in range(2, 8))
 SPECS = {

@@ -342,6 +342,15 @@ class SamplingPlan:
             return dict(self.combos[min(i // self.per_condition, len(self.combos) - 1)])
         return dict(self.fixed)
 
+    def check(self) -> None:
+        """Refuse now, not at image 5,000, a wanted combination no train image has."""
+        for wanted in (self.combos or [self.fixed]):
+            if not any(all(self.template_values[t].get(k) == v for k, v in wanted.items())
+                       for t in self.template_ids):
+                raise CspineError("no train image has the attributes "
+                                  + ", ".join(f"{k}={v}" for k, v in wanted.items())
+                                  + "; the model never learned that combination")
+
     def condition(self, i: int) -> dict[str, Any]:
         from core.ddpm.data import mix_seed  # imported on use: data.py loads torch (start-up cost)
 

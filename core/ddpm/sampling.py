@@ -117,6 +117,11 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
                               f"{len(conditional['combinations'])} combinations makes {quota} images; leave "
                               f"--count out (or give --count {quota})")
         count = quota
+    if conditional is not None:
+        from core.ddpm.conditioning import sampling_plan, spec_of  # imported on use: numpy
+
+        sampling_plan(study, spec_of(cfg), cfg.image_size, seed=0, fixed=conditional["fixed"],
+                      per_condition=conditional["per_condition"]).check()
     if existing is not None:
         if existing["source"] != "sampled":
             raise CspineError(f"run {run!r} holds external images; sample into a new run name")

@@ -17,7 +17,7 @@ from textual.widgets import Input, Label, Static
 
 from core.screening import decisions
 from core.errors import CspineError
-from cspine_tui.widgets.halfcell import HalfcellView
+from cspine_tui.widgets.halfcell import HalfcellView, crop_zoom, decode
 
 
 
@@ -156,6 +156,12 @@ def draw_markers(img: Any, condition: dict[str, Any] | None) -> Any:
             draw.line([(cx - arm, cy), (cx + arm, cy)], fill=colour if len(colour) > 1 else colour[0], width=width)
             draw.line([(cx, cy - arm), (cx, cy + arm)], fill=colour if len(colour) > 1 else colour[0], width=width)
     return out
+
+
+def decoded_preview(path: Any, condition: dict[str, Any] | None, zoom: int, marked: bool) -> Any:
+    """A queue item's preview image: decoded, with its keypoint markers when `marked`, cropped to the zoom."""
+    img = decode(path)
+    return crop_zoom(draw_markers(img, condition) if marked else img, zoom)
 
 
 def reasons_text() -> Text:

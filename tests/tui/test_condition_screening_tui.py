@@ -6,6 +6,7 @@ import numpy as np
 
 from core.ddpm import synthetic
 from cspine_tui.app import CspineApp
+from cspine_tui.widgets.screening_parts import decoded_preview
 from tests.factories.screening import tiny_image
 from tests.factories.screens import screen_text
 from tests.factories.waiting import open_by_key, settle
@@ -24,11 +25,11 @@ async def test_condition_markers_and_reason_0(study) -> None:
         await settle(app, pilot)
         facts = str(screen.query_one("#facts").content)
         assert "defect=missing_vertebra" in facts and "1 keypoints" in facts and "1/1" in screen_text(app)
-        plain = np.asarray(screen._decoded(screen.current, 0, False))
+        plain = np.asarray(decoded_preview(study.abs(screen.current.path), CONDITION, 0, False))
         await pilot.press("k")
         await settle(app, pilot)
         assert screen.markers and screen._marked(screen.current)
-        marked = np.asarray(screen._decoded(screen.current, 0, True))
+        marked = np.asarray(decoded_preview(study.abs(screen.current.path), CONDITION, 0, True))
         # The cross sits on pixel (10, 12): white there, black outline beside, the rest of the image untouched.
         assert marked[12, 10] == 255 and marked[11, 9] == 0 and not np.array_equal(marked, plain)
         assert np.array_equal(marked[20:], plain[20:])

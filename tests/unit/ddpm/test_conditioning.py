@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from core.ddpm import synthetic
-from core.ddpm.condition_net import CondBatch, batch_of, guided, heatmaps, predict
+from core.ddpm.condition_net import batch_of, guided, heatmaps, predict
 from core.ddpm.conditioning import ConditionSpec, build_spec, mirror_condition, spec_of
 from core.ddpm.data import BatchPlan
 from core.ddpm.networks import build_unet, get_preset, load_config, load_unet

@@ -10,7 +10,9 @@ all alike; the median of each is reported, and the median over rounds of its rat
 of the same round. The sampling part times one
 denoising step of a batch at guidance 1 (one pass) and guidance 3 (the doubled batch).
 
-Prints one JSON line per (preset, condition); CPU only unless a GPU is visible (then on the GPU).
+Prints one JSON line per (preset, condition); CPU only unless a GPU is visible (then on the GPU). With
+``--flops paper:256`` it counts instead the FLOPs of one training step per condition (torch's
+FlopCounterMode), which the load of a shared machine cannot blur.
 """
 
 from __future__ import annotations
@@ -106,6 +108,24 @@ class Case:
         return time.perf_counter() - t0
 
 
+def flops(preset: str, size: int) -> None:
+    """FLOPs of one training step (forward + backward, one image) per condition, counted by torch's
+    FlopCounterMode: a figure the machine's load cannot blur."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    base = None
+    for name, spec in SPECS.items():
+        case = Case(preset, size, 1, name, spec, torch.device("cpu"))
+        with FlopCounterMode(display=False) as counter:
+            case.step()
+        total = counter.get_total_flops()
+        base = base or total
+        print(json.dumps({"bench": "condition_flops", "preset": preset, "network": case.cfg.network,
+                          "condition": name, "size": size, "parameters": case.params(),
+                          "train_gflop_per_image": round(total / 1e9, 3),
+                          "vs_unconditional": round(total / base, 5)}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default="tiny,tiny-paper")
@@ -113,7 +133,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier on a shared CPU)")
+    ap.add_argument("--flops", default=None, metavar="PRESET:SIZE",
+                    help="count the FLOPs of a training step per condition instead (e.g. paper:256)")
     args = ap.parse_args()
+    if args.flops:
+        preset, _, size = args.flops.partition(":")
+        torch.set_num_threads(args.threads)
+        flops(preset, int(size or 256))
+        return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         torch.set_num_threads(args.threads)

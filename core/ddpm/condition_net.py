@@ -70,21 +70,22 @@ class CondTable:
         self.points = torch.from_numpy(np.asarray(points, dtype=np.float32)) if spec.points else None
         self.count = len(self.labels) if self.labels is not None else len(self.points)
 
-    def batch(self, index: torch.Tensor, flip: torch.Tensor | None = None,
-              keep: torch.Tensor | None = None) -> CondBatch:
-        """The condition of images `index`, mirrored where `flip`, dropped (null) where not `keep`."""
+    def batch(self, index: torch.Tensor, flip: torch.Tensor | None = None, keep: torch.Tensor | None = None,
+              device: torch.device | str = "cpu") -> CondBatch:
+        """The condition of images `index`, mirrored where `flip`, dropped (null) where not `keep`; the heatmaps
+        are rendered on `device` (the training device: no per-step transfer of full-size maps)."""
         index = index.cpu()
         labels = hm = None
         if self.labels is not None:
-            labels = self.labels[index]
+            labels = self.labels[index].to(device)
             if keep is not None:
-                labels = torch.where(keep.cpu(), labels, torch.full_like(labels, NULL_CLASS))
+                labels = torch.where(keep.to(device), labels, torch.full_like(labels, NULL_CLASS))
         if self.points is not None:
-            hm = heatmaps(self.points[index], self.size, self.spec.sigma)
+            hm = heatmaps(self.points[index].to(device), self.size, self.spec.sigma)
             if flip is not None:
-                hm = torch.where(flip.cpu().view(-1, 1, 1, 1), hm.flip(-1), hm)
+                hm = torch.where(flip.to(device).view(-1, 1, 1, 1), hm.flip(-1), hm)
             if keep is not None:
-                hm = hm * keep.cpu().view(-1, 1, 1, 1).float()
+                hm = hm * keep.to(device).view(-1, 1, 1, 1).float()
         return CondBatch(hm, labels)
 
 

@@ -21,7 +21,8 @@ pixel i spans [i, i+1)); the network works at ``image_size``, so a point scales 
 A synthetic image's stored condition is in its own pixel coordinates, mirrored with it (x -> size - x) when
 sampling mirrors the image to face left.
 
-This module is torch-free (the CLI builds specs without loading torch); the tensors are in
+This module imports no torch at load time (the CLI parses and lists without torch's start-up cost; reading the
+data selection loads core/ddpm/data.py when a spec or a plan is built); the tensors are in
 core/ddpm/condition_net.py.
 """
 

@@ -72,7 +72,7 @@ def validation_loss(model: torch.nn.Module, cfg: ModelConfig, alphas_cumprod: to
         x0 = to_model_range(val.pixels[idx]).to(device).contiguous(memory_format=memory_format)
         noise = plan.noise(pairs).to(device).contiguous(memory_format=memory_format)
         t = plan.timesteps[pairs].to(device)
-        cond = conditions.batch(idx) if conditions is not None else None
+        cond = conditions.batch(idx, device=device) if conditions is not None else None
         with autocast() if autocast else _null():
             losses = diffusion_loss(model, cfg, alphas_cumprod, x0, noise, t, reduce=False, cond=cond)
         total += float(losses.double().sum())

@@ -126,11 +126,10 @@ class Trainer:
             if self.val_set is not None:
                 self.cond_val = self._cond_table(val_labels, self.val_set.ids)
             if self.main:
+                val = "" if data != "train" else "; no labelled val image, so no validation loss" \
+                    if self.val_set is None else f"; validation on {len(self.val_set)} labelled val images"
                 self.ctx.log(f"conditioned on {self.spec.describe()}: training on the {len(self.train_set)} of "
-                             f"{self.spec.selection_images} {data} images that carry those labels"
-                             + (f"; validation on {len(self.val_set)} labelled val images" if self.val_set
-                                is not None else "; no labelled val image, so no validation loss"
-                                if data == "train" else ""))
+                             f"{self.spec.selection_images} {data} images that carry those labels{val}")
         shape = (cfg.channels, cfg.image_size, cfg.image_size)
         self.plan = BatchPlan(len(self.train_set), cfg.batch_size, cfg.grad_accum, self.seed,
                               cfg.num_train_timesteps, shape, cfg.horizontal_flip, self.rank, self.world,
@@ -295,7 +294,7 @@ class Trainer:
         flip = b.flip.to(device).view(-1, 1, 1, 1)
         x0 = torch.where(flip, x0.flip(-1), x0).contiguous(memory_format=fmt)
         noise = b.noise.to(device).contiguous(memory_format=fmt)
-        cond = self.cond_train.batch(b.indices, b.flip, b.keep) if self.cond_train is not None else None
+        cond = self.cond_train.batch(b.indices, b.flip, b.keep, device) if self.cond_train is not None else None
         return diffusion_loss(self.model, self.cfg, self.alphas_cumprod, x0, noise, b.timesteps.to(device),
                               cond=cond)
 

@@ -31,7 +31,8 @@ def resolve_config(study: Study, preset: str | None, overrides: dict[str, Any] |
     section = dict(study.settings.get("train", {}))
     name = preset or section.pop("preset", None) or "paper"
     section.pop("preset", None)
-    model_keys = set(get_preset(name).to_dict())
+    # The condition spec is read from the labels (--condition-on), never set by hand.
+    model_keys = set(get_preset(name).to_dict()) - {"condition"}
     from_toml = {k: v for k, v in section.items() if k in model_keys}
     unknown = set(section) - model_keys - set(TRAIN_SETTINGS_EXTRA)
     if unknown:

@@ -140,7 +140,8 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
         fid = fmt(r["fid"], ".2f") + (" (proxy)" if r["fid_extractor"] == "proxy" else "")
         table.add_row(r["job"], str(r["step"]), fmt(r["train_loss"]), fmt(r["val_loss"]), fid,
                       "yes" if r["kept"] else "", "yes" if r["resumable"] else "",
-                      (r["network"] or "") + (" (EMA only)" if r["ema_only"] else ""), r["path"])
+                      (r["network"] or "") + (" (EMA only)" if r["ema_only"] else "")
+                      + (f" on {r['condition']}" if r["condition"] else ""), r["path"])
     table_console().print(table)
     return 0
 

@@ -163,6 +163,9 @@ def test_both_families_train_conditioned_and_the_checkpoint_carries_the_spec(lab
     assert spec.points == tuple(f"{p}_body" for p in POINTS) and (spec.sigma, spec.drop) == (1.5, 0.2)
     assert spec.num_classes == 3 and {c["attributes"]["defect"] for c in spec.combinations} == {"none",
                                                                                                  "missing_vertebra"}
+    from core.ddpm.checkpoints import list_checkpoints
+
+    assert [r["condition"] for r in list_checkpoints(labelled, rec["id"])] == ["defect, keypoints"]
     net = load_unet(folder)
     state = net.state_dict()
     if preset == "tiny":
@@ -197,9 +200,13 @@ def test_conditional_resume_repeats_the_uninterrupted_run(labelled):
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6  # deterministic kernels on one CPU
 
 
-def test_training_refusals_are_one_line(labelled, tmp_path):
+def test_training_refusals_are_one_line(labelled, tmp_path, capsys):
     from core.study import Study
+    from cspine_tui.cli.main import main
 
+    assert main(["train", "--study", str(labelled.root), "--preset", "tiny", "--condition-on", "sex"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no attribute sex among the study's labels (defect)") and "\n" not in err
     with pytest.raises(CspineError, match="no attribute sex among the study's labels"):
         train_params(labelled, preset="tiny", condition_on="sex")
     with pytest.raises(CspineError, match="--cond-drop must be in"):

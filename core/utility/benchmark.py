@@ -56,24 +56,30 @@ def parse_arm(text: str) -> tuple[str, float | None]:
 
 
 def check_runs(study: Study, runs: list[str], *, trust_external: bool = False) -> list[dict[str, Any]]:
-    """The runs' rows; a run whose generator saw the validation images (or may have) is refused."""
+    """The runs' rows; a run whose generator saw the validation images (or may have) is refused.
+
+    Only a training job of this study with ``--data train`` on record is known not to have seen them; an
+    external set, an imported checkpoint (the paper's weights were trained on every CSXA image) or a job not
+    in the study are unknown, and pass only with ``trust_external``."""
     out = []
     for name in runs:
         row = synthetic.find_run(study, name)
         train_job = row.get("train_job")
-        if train_job is None:
-            if not trust_external:
-                raise CspineError(f"run {name!r} has no training job on record ({row['source']}): its generator "
-                                  f"may have seen the validation images; pass --trust-external if it did not")
-        else:
-            try:
-                data = job_record(study, train_job)["params"].get("data")
-            except CspineError:
-                data = None
-            if data == "all":
-                raise CspineError(f"run {name!r} comes from {train_job}, trained with --data all: it has seen "
-                                  f"every real image, the validation images this benchmark tests on included; "
-                                  f"use a generator trained with --data train")
+        try:
+            record = job_record(study, train_job) if train_job else None
+        except CspineError:
+            record = None
+        data = record["params"].get("data") if record and record["kind"] == "train" else None
+        if data == "all":
+            raise CspineError(f"run {name!r} comes from {train_job}, trained with --data all: it has seen every "
+                              f"real image, the validation images this benchmark tests on included; use a "
+                              f"generator trained with --data train")
+        if data != "train" and not trust_external:
+            why = ("an external set" if not train_job else f"{train_job} is not in this study" if record is None
+                   else f"{train_job} is an imported checkpoint" if record["kind"] != "train"
+                   else f"{train_job} records no data selection")
+            raise CspineError(f"run {name!r} has no training job with a known data selection ({why}): its "
+                              f"generator may have seen the validation images; pass --trust-external if it did not")
         out.append(row)
     return out
 

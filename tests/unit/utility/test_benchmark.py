@@ -105,9 +105,16 @@ def test_refuses_a_generator_trained_on_every_image(tmp_path: Path) -> None:
     assert benchmark.utility_params(study, task="curve", train=["real"])["runs"] == []
 
 
-def test_refuses_external_runs_unless_trusted(pstudy: Study) -> None:
+def test_refuses_generators_of_unknown_data_unless_trusted(pstudy: Study) -> None:
+    job = pstudy.store.scalar("SELECT train_job FROM synthetic_runs")
+    pstudy.store.execute("UPDATE jobs SET kind = 'imported' WHERE id = ?", [job])
+    with pytest.raises(CspineError, match=f"{job} is an imported checkpoint"):
+        benchmark.utility_params(pstudy, task="curve")
+    pstudy.store.execute("UPDATE synthetic_runs SET train_job = 'train-gone'")
+    with pytest.raises(CspineError, match="train-gone is not in this study"):
+        benchmark.utility_params(pstudy, task="curve")
     pstudy.store.execute("UPDATE synthetic_runs SET train_job = NULL, source = 'external'")
-    with pytest.raises(CspineError, match="no training job on record"):
+    with pytest.raises(CspineError, match="no training job with a known data selection \\(an external set\\)"):
         benchmark.utility_params(pstudy, task="curve")
     assert benchmark.utility_params(pstudy, task="curve", trust_external=True)["runs"] == ["syn"]
 

@@ -126,11 +126,16 @@ def demo_train(study: Study, log) -> str | None:
         job_id = demo_jobs[0]["id"]
         log(f"resuming demo training job {job_id}")
     else:
+        # Conditioned on the keypoint layout when the labels stage imported the phantoms' keypoints: the
+        # demo's samples then carry the layout they were drawn for, which the utility stage learns from.
+        keypoints = bool(study.store.scalar("SELECT count(*) FROM real_keypoints"))
         params = train_params(study, preset="tiny", overrides=DEMO_TRAIN, seed=DEMO_TRAIN_SEED, keep_last=0,
-                              fid_extractor="auto", val_repeats=2, demo=True)
+                              fid_extractor="auto", val_repeats=2, demo=True,
+                              condition_on="keypoints" if keypoints else None)
         job_id = runner.create_job(study, "train", params)
-        log(f"training the tiny preset for {DEMO_TRAIN['max_steps']} steps (checkpoints every "
-            f"{DEMO_TRAIN['checkpoint_every']}, FID with {DEMO_TRAIN['fid_samples']} samples at the end)")
+        log(f"training the tiny preset{' conditioned on the keypoint layout' if keypoints else ''} for "
+            f"{DEMO_TRAIN['max_steps']} steps (checkpoints every {DEMO_TRAIN['checkpoint_every']}, FID with "
+            f"{DEMO_TRAIN['fid_samples']} samples at the end)")
     record = runner.run_job(study, job_id, foreground=True)
     if record["state"] != "succeeded":
         raise CspineError(f"demo training ended {record['state']}: {record['error']}; run the demo again to "

@@ -3,7 +3,7 @@ conditional demo run.
 
 Landmarks on the phantoms' keypoints, a learning curve over 25% and 100% of the real train split, and, when the
 study has accepted images generated for a keypoint layout from a generator trained on the train split, the
-synthetic and mixed training sets beside it. A ResNet-10 at 64 px for 40 steps per model keeps the stage to
+synthetic and mixed training sets beside it. A ResNet-10 at 48 px for 25 steps per model keeps the stage to
 seconds on a CPU; its numbers show the pipeline end to end, not what the method can reach (docs/guide/utility.md).
 Idempotent: a finished demo benchmark is reported again, a stopped one resumed.
 """
@@ -21,7 +21,7 @@ from core.study import Study
 from core.utility import benchmark, check, data
 
 DEMO_SEED = 2510
-DEMO = {"size": 64, "arch": "resnet10", "steps": 40, "batch": 16, "boot": 1000, "fractions": [0.25, 1.0]}
+DEMO = {"size": 48, "arch": "resnet10", "steps": 25, "batch": 16, "boot": 1000, "fractions": [0.25, 1.0]}
 
 
 def _demo_job(study: Study, kind: str) -> dict[str, Any] | None:

@@ -33,3 +33,20 @@ def test_demo_stage_without_labels_is_skipped(tmp_path: Path) -> None:
     lines: list[str] = []
     assert demo_utility(Study.create(tmp_path / "study"), lines.append) is None
     assert "needs the labels stage" in lines[0]
+
+
+def test_demo_training_is_conditioned_on_keypoints_when_the_study_has_them(tmp_path: Path, monkeypatch) -> None:
+    """The wiring the utility stage relies on: with the labels stage's keypoints, the demo's generator is
+    keypoint-conditioned, so its samples carry layouts; without keypoints it is trained as before."""
+    from core.ddpm import trainer
+    from core.jobs import runner
+    from tests.factories.conditioned import add_labelled_images
+    from tests.factories.train import TINY
+
+    monkeypatch.setattr(trainer, "DEMO_TRAIN", {**TINY, "max_steps": 1, "checkpoint_every": 1, "fid_every": 0})
+    study = Study.create(tmp_path / "study")
+    add_labelled_images(study, n=8, size=64)
+    lines: list[str] = []
+    job = trainer.demo_train(study, lines.append)
+    condition = runner.job_record(study, job)["params"]["config"]["condition"]
+    assert condition["points"] and any("conditioned on the keypoint layout" in x for x in lines)

@@ -10,6 +10,7 @@ be sampled after training, as the paper chose its checkpoints (68k, 80k, 160k) f
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,8 @@ def prune_checkpoints(study: Study, job_id: str, run_folder: Path, keep_last: in
 def list_checkpoints(study: Study, job: str | None = None, *, include_deleted: bool = False) -> list[dict[str, Any]]:
     """One row per checkpoint: job, step, path, train_loss (the last window at or before the step), val_loss,
     fid (with its extractor), kept, resumable (the full training state is still there), ema_only (the
-    checkpoint kept its EMA weights alone), network (family: lucidrains or diffusers) and parameters."""
+    checkpoint kept its EMA weights alone), network (family: lucidrains or diffusers), parameters and
+    condition (what a conditional network is conditioned on, None otherwise)."""
     where, args = [], []
     if job:
         where.append("c.job_id = ?")
@@ -122,7 +124,19 @@ def list_checkpoints(study: Study, job: str | None = None, *, include_deleted: b
         r["resumable"] = (folder / "state").is_dir() and not r["deleted"]
         r["ema_only"] = not r["deleted"] and (folder / "unet_ema").is_dir() and not (folder / "unet").is_dir()
         r.update(network_summary(folder) if not r["deleted"] else {"network": None, "parameters": None})
+        r["condition"] = condition_summary(folder) if not r["deleted"] else None
     return rows
+
+
+def condition_summary(folder: Path) -> str | None:
+    """What a checkpoint's network is conditioned on ("defect, keypoints"); None for an unconditional one."""
+    meta = Path(folder) / "cspine.json"
+    if not meta.exists():
+        return None
+    condition = (json.loads(meta.read_text()).get("config") or {}).get("condition")
+    if not condition:
+        return None
+    return ", ".join(list(condition.get("attributes") or []) + (["keypoints"] if condition.get("points") else []))
 
 
 def set_kept(study: Study, job: str, step: int, kept: bool = True) -> dict[str, Any]:

@@ -95,9 +95,17 @@ def read_canonical(path: Path, size: int) -> np.ndarray:
         raise CspineError(f"canonical image {path} cannot be read ({exc}); re-ingest its source") from None
 
 
-def load_images(study: Study, selection: str, size: int, *, use_cache: bool = True) -> ImageSet:
+def load_images(study: Study, selection: str, size: int, *, use_cache: bool = True,
+                only: list[str] | None = None, subset_note: str = "") -> ImageSet:
+    """The selection's images; with `only`, just those ids (a conditional run's labelled subset, which
+    `subset_note` names in the dataset hash)."""
     rows = image_rows(study, selection)
-    digest = dataset_hash(rows, size)
+    if only is not None:
+        wanted = set(only)
+        rows = [r for r in rows if r["id"] in wanted]
+        if not rows:
+            raise CspineError(f"no {selection!r} image of {study.root} carries the labels this run needs")
+    digest = dataset_hash(rows, size, subset_note)
     cache = study.cache_dir / "train-data" / f"{digest[:32]}.npy"
     pixels: np.ndarray | None = None
     if use_cache and cache.exists():
@@ -129,6 +137,7 @@ class Batch:
     timesteps: torch.Tensor
     noise: torch.Tensor       # float32, CPU
     flip: torch.Tensor        # bool
+    keep: torch.Tensor | None = None   # bool: the image keeps its condition (None: no condition dropout)
 
 
 class BatchPlan:
@@ -136,13 +145,14 @@ class BatchPlan:
 
     def __init__(self, n_images: int, batch_size: int, grad_accum: int, seed: int, num_timesteps: int,
                  image_shape: tuple[int, int, int], horizontal_flip: bool,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, cond_drop: float | None = None) -> None:
         if batch_size % world_size:
             raise CspineError(f"batch size {batch_size} does not split over {world_size} processes; choose a "
                               f"batch size divisible by --num-processes")
         self.n, self.batch, self.accum, self.seed = n_images, batch_size, grad_accum, seed
         self.T, self.shape, self.flip = num_timesteps, image_shape, horizontal_flip
         self.rank, self.world = rank, world_size
+        self.cond_drop = cond_drop
         self._perm_epoch = -1
         self._perm: torch.Tensor | None = None
 
@@ -166,9 +176,14 @@ class BatchPlan:
         t = torch.randint(0, self.T, (self.batch,), generator=gen)
         noise = torch.randn((self.batch, *self.shape), generator=gen)
         flip = torch.rand(self.batch, generator=gen) < 0.5 if self.flip else torch.zeros(self.batch, dtype=torch.bool)
+        keep = None
+        if self.cond_drop is not None:
+            # Its own generator: the images, timesteps, noise and flips stay those of an unconditional run.
+            drop_gen = torch.Generator().manual_seed(mix_seed(self.seed, "cond-drop", step, micro))
+            keep = torch.rand(self.batch, generator=drop_gen) >= self.cond_drop
         per = self.batch // self.world
         sl = slice(self.rank * per, (self.rank + 1) * per)
-        return Batch(torch.tensor(idx[sl]), t[sl], noise[sl], flip[sl])
+        return Batch(torch.tensor(idx[sl]), t[sl], noise[sl], flip[sl], None if keep is None else keep[sl])
 
 
 class ValPlan:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from core.ddpm.condition_net import CondBatch, CondTable, predict
 from core.ddpm.data import ImageSet, ValPlan, mix_seed, to_model_range
 from core.ddpm.networks import ModelConfig
 from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, autocast_dtype, check_sampler, sample_batch
@@ -44,9 +45,11 @@ def target_and_weight(cfg: ModelConfig, alphas_cumprod: torch.Tensor, x0: torch.
 
 
 def diffusion_loss(model: torch.nn.Module, cfg: ModelConfig, alphas_cumprod: torch.Tensor, x0: torch.Tensor,
-                   noise: torch.Tensor, t: torch.Tensor, *, reduce: bool = True) -> torch.Tensor:
+                   noise: torch.Tensor, t: torch.Tensor, *, reduce: bool = True,
+                   cond: CondBatch | None = None) -> torch.Tensor:
+    """The weighted loss; `cond` is a conditional network's condition of the batch (core/ddpm/condition_net.py)."""
     xt, target, weight = target_and_weight(cfg, alphas_cumprod, x0, noise, t)
-    out = model(xt, t).sample.float()
+    out = predict(model, xt, t, cond).float()
     per_sample = ((out - target) ** 2).mean(dim=(1, 2, 3)) * weight
     return per_sample.mean() if reduce else per_sample
 
@@ -55,8 +58,10 @@ def diffusion_loss(model: torch.nn.Module, cfg: ModelConfig, alphas_cumprod: tor
 def validation_loss(model: torch.nn.Module, cfg: ModelConfig, alphas_cumprod: torch.Tensor, val: ImageSet,
                     plan: ValPlan, device: torch.device, *, rank: int = 0, world: int = 1, batch_size: int = 32,
                     memory_format: torch.memory_format = torch.contiguous_format,
-                    autocast: Callable[[], Any] | None = None) -> tuple[float, int]:
-    """(sum of weighted per-pair losses, number of pairs) over this process's share of the fixed plan."""
+                    autocast: Callable[[], Any] | None = None,
+                    conditions: CondTable | None = None) -> tuple[float, int]:
+    """(sum of weighted per-pair losses, number of pairs) over this process's share of the fixed plan; a
+    conditional network is scored with each validation image's full condition (`conditions`)."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -67,8 +72,9 @@ def validation_loss(model: torch.nn.Module, cfg: ModelConfig, alphas_cumprod: to
         x0 = to_model_range(val.pixels[idx]).to(device).contiguous(memory_format=memory_format)
         noise = plan.noise(pairs).to(device).contiguous(memory_format=memory_format)
         t = plan.timesteps[pairs].to(device)
+        cond = conditions.batch(idx, device=device) if conditions is not None else None
         with autocast() if autocast else _null():
-            losses = diffusion_loss(model, cfg, alphas_cumprod, x0, noise, t, reduce=False)
+            losses = diffusion_loss(model, cfg, alphas_cumprod, x0, noise, t, reduce=False, cond=cond)
         total += float(losses.double().sum())
         count += len(pairs)
     model.train(was_training)
@@ -121,10 +127,17 @@ def orient_left(images: np.ndarray) -> tuple[np.ndarray, int]:
 
 @torch.no_grad()
 def generate_uint8(model: torch.nn.Module, cfg: ModelConfig, spec: SamplerSpec, indices: list[int], seed: int,
-                   device: torch.device) -> torch.Tensor:
-    """FID images for the given sample indices as uint8 (B, 1, H, W): rounded like saved PNGs, facing left."""
+                   device: torch.device, conditions: CondTable | None = None) -> torch.Tensor:
+    """FID images for the given sample indices as uint8 (B, 1, H, W): rounded like saved PNGs, facing left.
+
+    A conditional network samples image i with the condition of training image mix_seed(seed, i) mod n (the
+    training set's distribution of conditions), unguided (scale 1: the conditional model itself)."""
+    cond = None
+    if conditions is not None:
+        n = conditions.count
+        cond = conditions.batch(torch.tensor([mix_seed(seed, "fid-condition", i) % n for i in indices]))
     images = sample_batch(model, cfg, spec.name, spec.steps, [mix_seed(seed, "fid", i) for i in indices], device,
-                          autocast_dtype(device, spec.precision))
+                          autocast_dtype(device, spec.precision), cond=cond)
     return torch.from_numpy(orient_left(images)[0]).unsqueeze(1)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from denoising_diffusion_pytorch import Unet
 from denoising_diffusion_pytorch.version import __version__ as LIBRARY_VERSION
 
@@ -36,17 +37,51 @@ class NetOutput:
     sample: torch.Tensor
 
 
+class TimeAndClass(nn.Sequential):
+    """The Unet's time MLP plus a class embedding added to its output, as diffusers' ``num_class_embeds`` does.
+
+    It takes (B, 2) rows (timestep, class) where the plain MLP takes (B,) timesteps: the Unet's own forward
+    passes its ``time`` argument to ``time_mlp`` untouched, so the class reaches every residual block without
+    copying the library's forward. Its layers keep their keys (``time_mlp.0`` ...); the embedding is
+    ``time_mlp.classes``.
+    """
+
+    def __init__(self, time_mlp: nn.Sequential, num_classes: int, dim: int) -> None:
+        super().__init__(*time_mlp)
+        self.n_layers = len(time_mlp)
+        self.classes = nn.Embedding(num_classes, dim)
+
+    def forward(self, time: torch.Tensor) -> torch.Tensor:
+        t, labels = time.unbind(-1)
+        emb = t
+        for layer in list(self)[:self.n_layers]:
+            emb = layer(emb)
+        return emb + self.classes(labels)
+
+
 class StudyUnet(Unet):
-    """lucidrains' Unet with the diffusers calling convention; ``kwargs`` are Unet's constructor arguments."""
+    """lucidrains' Unet with the diffusers calling convention; ``kwargs`` are Unet's constructor arguments.
 
-    def __init__(self, **kwargs: Any) -> None:
+    ``num_classes`` (conditional generation, not a Unet argument) adds a class embedding to the timestep
+    embedding (:class:`TimeAndClass`); heatmap conditions come in as extra input ``channels`` with
+    ``out_dim`` the image's channels. Without them the network is exactly lucidrains' Unet.
+    """
+
+    def __init__(self, num_classes: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.init_kwargs = dict(kwargs)
+        self.init_kwargs = dict(kwargs, **({"num_classes": num_classes} if num_classes else {}))
+        self.num_classes = num_classes
+        if num_classes:
+            self.time_mlp = TimeAndClass(self.time_mlp, num_classes, self.time_mlp[-1].out_features)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | int, x_self_cond: torch.Tensor | None = None) -> NetOutput:
+    def forward(self, x: torch.Tensor, t: torch.Tensor | int, x_self_cond: torch.Tensor | None = None,
+                class_labels: torch.Tensor | None = None) -> NetOutput:
         t = torch.as_tensor(t, device=x.device)
         if t.ndim == 0:  # the samplers pass one timestep for the whole batch
             t = t.expand(x.shape[0])
+        if self.num_classes:
+            labels = torch.zeros_like(t) if class_labels is None else class_labels.to(t.device)
+            t = torch.stack([t.long(), labels.long()], dim=-1)
         return NetOutput(super().forward(x, t, x_self_cond))
 
     def save_pretrained(self, folder: Path | str) -> None:

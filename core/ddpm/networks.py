@@ -69,6 +69,8 @@ class ModelConfig:
     # The in-training FID sampler (None: the fast default of core/ddpm/samplers.py); paper: the study's DDIM-500.
     fid_sampler: str | None = None
     fid_sampler_steps: int | None = None
+    # Conditional generation (core/ddpm/conditioning.py ConditionSpec.to_dict()); None: unconditional.
+    condition: dict[str, Any] | None = None
     differences: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,18 +205,40 @@ def lucidrains_kwargs(cfg: ModelConfig) -> dict[str, Any]:
             "full_attn": tuple(cfg.full_attn) or None, "flash_attn": cfg.flash_attn}
 
 
+def condition_widths(cfg: ModelConfig) -> tuple[int, int]:
+    """(extra input channels, class-embedding rows) of a conditional network; (0, 0) for an unconditional one.
+
+    Both families take a keypoint layout as heatmap channels beside the noisy image and attributes as a class
+    embedding added to the timestep embedding (core/ddpm/conditioning.py).
+    """
+    if not cfg.condition:
+        return 0, 0
+    from core.ddpm.conditioning import ConditionSpec  # imported on use: keeps this module's imports light
+
+    spec = ConditionSpec.from_dict(cfg.condition)
+    return spec.extra_channels, spec.num_classes
+
+
 def build_unet(cfg: ModelConfig):
-    """A freshly initialised network of the config's family; both are called as ``net(x, t).sample``."""
+    """A freshly initialised network of the config's family; both are called as ``net(x, t).sample``
+    (conditional ones through core/ddpm/condition_net.py ``predict``)."""
+    extra, classes = condition_widths(cfg)
     if cfg.network == "lucidrains":
         from core.ddpm import lucidrains  # imported on use: loads denoising-diffusion-pytorch (start-up cost)
 
-        return lucidrains.build(lucidrains_kwargs(cfg))
+        kwargs = lucidrains_kwargs(cfg)
+        if extra:  # the heatmaps are extra input channels; the output stays the image's
+            kwargs.update(channels=cfg.channels + extra, out_dim=cfg.channels)
+        if classes:
+            kwargs["num_classes"] = classes
+        return lucidrains.build(kwargs)
     if cfg.network != "diffusers":
         raise CspineError(f"unknown network family {cfg.network!r}; choose one of {', '.join(NETWORK_FAMILIES)}")
     from diffusers import UNet2DModel
 
     return UNet2DModel(
-        sample_size=cfg.image_size, in_channels=cfg.channels, out_channels=cfg.channels,
+        sample_size=cfg.image_size, in_channels=cfg.channels + extra, out_channels=cfg.channels,
+        num_class_embeds=classes or None,
         block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
         down_block_types=tuple(cfg.down_block_types), up_block_types=tuple(cfg.up_block_types),
         attention_head_dim=cfg.attention_head_dim, norm_num_groups=cfg.norm_num_groups,

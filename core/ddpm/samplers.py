@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from core.errors import CspineError
-from core.ddpm.networks import ModelConfig, scheduler_config
+from core.ddpm.condition_net import CondBatch, guided
+from core.ddpm.networks import ModelConfig, condition_widths, scheduler_config
 
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpmpp", "unipc")
 
@@ -139,11 +140,14 @@ def prepare_unet(unet: torch.nn.Module, device: torch.device | str, *, compile: 
 @torch.inference_mode()
 def denoise(unet: torch.nn.Module, cfg: ModelConfig, sampler: str, steps: int | None, seeds: Sequence[int],
             device: torch.device | str, dtype: torch.dtype | None = None,
-            on_step: StepCallback | None = None) -> torch.Tensor:
+            on_step: StepCallback | None = None, cond: CondBatch | None = None,
+            guidance: float = 1.0) -> torch.Tensor:
     """Run `sampler` on one batch, image i seeded by seeds[i]; returns float32 images in [-1, 1] on the CPU.
 
     `dtype` is the autocast dtype of the network (default: bf16 on CUDA, float32 elsewhere); the scheduler's
-    arithmetic always runs in float32.
+    arithmetic always runs in float32. A conditional network gets `cond` (image i's condition in row i) with
+    classifier-free guidance scale `guidance` (core/ddpm/condition_net.py ``guided``); without `cond` the loop
+    is the unconditional one, unchanged.
     """
     device = torch.device(device)
     dtype = dtype or autocast_dtype(device)
@@ -156,12 +160,15 @@ def denoise(unet: torch.nn.Module, cfg: ModelConfig, sampler: str, steps: int | 
     if sampler == "ddim":
         step_kwargs.update(eta=0.0, use_clipped_model_output=True)
     use_autocast = dtype != torch.float32
+    if cond is not None:
+        cond = CondBatch(None if cond.heatmaps is None else cond.heatmaps.to(device),
+                         None if cond.labels is None else cond.labels.to(device))
     timesteps = sched.timesteps
     for k, t in enumerate(timesteps):
         model_in = sched.scale_model_input(x, t)
         t_in = t.to(device)
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=use_autocast):
-            out = unet(model_in, t_in).sample
+            out = unet(model_in, t_in).sample if cond is None else guided(unet, model_in, t_in, cond, guidance)
         x = sched.step(out.float(), t, x, **step_kwargs).prev_sample
         if on_step is not None:
             on_step(k + 1, len(timesteps))
@@ -176,35 +183,41 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def sample_batch(unet: torch.nn.Module, cfg: ModelConfig, sampler: str, steps: int | None, seeds: Sequence[int],
                  device: torch.device | str, dtype: torch.dtype | None = None,
-                 on_step: StepCallback | None = None) -> np.ndarray:
+                 on_step: StepCallback | None = None, cond: CondBatch | None = None,
+                 guidance: float = 1.0) -> np.ndarray:
     """Denoise one batch and return 8-bit images (B, H, W), image i from its own generator seeded seeds[i].
 
     The network must already be on `device` (see `prepare_unet`). Used by sampling jobs and in-training FID.
     """
     if not seeds:
         return np.zeros((0, cfg.image_size, cfg.image_size), dtype=np.uint8)
-    return to_uint8(denoise(unet, cfg, sampler, steps, seeds, device, dtype, on_step))
+    return to_uint8(denoise(unet, cfg, sampler, steps, seeds, device, dtype, on_step, cond, guidance))
 
 
-def default_batch_size(unet: torch.nn.Module, cfg: ModelConfig, device: torch.device | str) -> int:
+def default_batch_size(unet: torch.nn.Module, cfg: ModelConfig, device: torch.device | str,
+                       guidance: float = 1.0) -> int:
     """A batch that keeps the device busy: moderate on CPU; on CUDA sized from a measured probe.
 
     On CUDA one forward pass of two images measures the activation memory per image, and the batch takes
-    about 60% of the free memory (the rest is headroom for the scheduler and the allocator).
+    about 60% of the free memory (the rest is headroom for the scheduler and the allocator). Guidance other
+    than 0 or 1 runs a doubled batch, so it gets half.
     """
     device = torch.device(device)
     pixels = cfg.image_size * cfg.image_size
+    doubled = 2 if cfg.condition and guidance not in (0.0, 1.0) else 1
     if device.type != "cuda":
-        return int(min(32, max(2, 2 ** 20 // pixels)))
-    x = torch.zeros(2, cfg.channels, cfg.image_size, cfg.image_size, device=device)
+        return int(min(32, max(2, 2 ** 20 // pixels)) // doubled) or 1
+    extra, classes = condition_widths(cfg)
+    x = torch.zeros(2, cfg.channels + extra, cfg.image_size, cfg.image_size, device=device)
+    kwargs = {"class_labels": torch.zeros(2, dtype=torch.long, device=device)} if classes else {}
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
     dtype = autocast_dtype(device)
     with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
-        unet(x.contiguous(memory_format=torch.channels_last), torch.tensor([500, 500], device=device))
+        unet(x.contiguous(memory_format=torch.channels_last), torch.tensor([500, 500], device=device), **kwargs)
     torch.cuda.synchronize(device)
-    per_image = max(1, (torch.cuda.max_memory_allocated(device) - base) / 2)
+    per_image = max(1, (torch.cuda.max_memory_allocated(device) - base) / 2) * doubled
     free, _total = torch.cuda.mem_get_info(device)
     return int(min(512, max(1, (free * 0.6) // per_image)))
 

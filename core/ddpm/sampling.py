@@ -68,15 +68,19 @@ def default_run_name(step: int, sampler: str, steps: int, job_id: str) -> str:
     return f"s{step}-{sampler}{steps}-{job_id.removeprefix('sample-')}"
 
 
-def sample_params(study: Study, *, checkpoint: int, job: str | None = None, count: int,
+def sample_params(study: Study, *, checkpoint: int, job: str | None = None, count: int | None,
                   sampler: str | None = None, steps: int | None = None, batch: int | None = None,
                   seed: int | None = None, weights: str | None = None, run: str | None = None,
                   device: str = "auto", compile: bool = False, num_processes: int = 1,
-                  cpu_threads: int | None = None, orient: bool = True, precision: str | None = None) -> dict[str, Any]:
+                  cpu_threads: int | None = None, orient: bool = True, precision: str | None = None,
+                  condition: list[str] | None = None, per_condition: int | None = None,
+                  guidance_scale: float | None = None) -> dict[str, Any]:
     """Validate a sampling request and resolve what it leaves open; the job's params.
 
     Naming an existing run extends it to `count` images: what the request leaves open (sampler, steps,
-    weights, seed) is the run's, and anything it states must agree with the run.
+    weights, seed) is the run's, and anything it states must agree with the run. A conditional checkpoint
+    takes `condition` (ATTR=VALUE pairs), `per_condition` (N images per attribute combination seen in
+    training; the count follows) and `guidance_scale` (classifier-free guidance, default 1: no guidance).
     """
     import torch
 
@@ -84,8 +88,9 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
     from core.ddpm.networks import load_config
     from core.ddpm.samplers import DEFAULT_FAST_SAMPLER, PRECISIONS, autocast_dtype, check_sampler, precision_name
 
-    if count < 1:
-        raise CspineError(f"--count must be at least 1, not {count}")
+    if per_condition is None and (count is None or count < 1):
+        raise CspineError(f"--count must be at least 1, not {count}" if count is not None else
+                          "give --count N (or --per-condition N for a conditional checkpoint)")
     if weights is not None and weights not in WEIGHTS:
         raise CspineError(f"--weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
     if device not in DEVICES:
@@ -101,6 +106,22 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
     ckpt = resolve_checkpoint(study, checkpoint, job)
     cfg = load_config(study.abs(ckpt["path"]))
     existing = synthetic.get_run(study, run) if run else None
+    if existing is not None and condition is None and per_condition is None and guidance_scale is None:
+        conditional = existing["params"].get("condition")  # extending a run: its condition settings
+    else:
+        conditional = condition_params(cfg, ckpt["path"], condition, per_condition, guidance_scale)
+    if conditional is not None and conditional["per_condition"]:
+        quota = conditional["per_condition"] * len(conditional["combinations"])
+        if count is not None and count != quota:
+            raise CspineError(f"--per-condition {conditional['per_condition']} over "
+                              f"{len(conditional['combinations'])} combinations makes {quota} images; leave "
+                              f"--count out (or give --count {quota})")
+        count = quota
+    if conditional is not None:
+        from core.ddpm.conditioning import sampling_plan, spec_of  # imported on use: numpy
+
+        sampling_plan(study, spec_of(cfg), cfg.image_size, seed=0, fixed=conditional["fixed"],
+                      per_condition=conditional["per_condition"]).check()
     if existing is not None:
         if existing["source"] != "sampled":
             raise CspineError(f"run {run!r} holds external images; sample into a new run name")
@@ -123,10 +144,12 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
     if existing is not None:
         asked = {"train_job": ckpt["job_id"], "checkpoint_step": ckpt["step"], "sampler": sampler, "steps": steps,
                  "weights": weights, "seed": seed}
-        mismatch = [k for k, v in asked.items() if existing[k] != v]
+        had = {**{k: existing[k] for k in asked}, "condition": existing["params"].get("condition")}
+        asked["condition"] = conditional
+        mismatch = [k for k, v in asked.items() if had[k] != v]
         if mismatch:
             raise CspineError(f"run {run!r} was sampled with other settings ("
-                              + ", ".join(f"{k} {existing[k]}, not {asked[k]}" for k in mismatch)
+                              + ", ".join(f"{k} {had[k]}, not {asked[k]}" for k in mismatch)
                               + "); leave them out to extend it, or drop --run for a new run")
     if seed is None:
         seed = secrets.randbelow(2 ** 31)  # recorded: every image can be regenerated from its record
@@ -137,8 +160,10 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
         twin = study.store.query_one(
             "SELECT id FROM synthetic_runs WHERE source = 'sampled' AND train_job = ? AND checkpoint_step = ? AND "
             "sampler = ? AND steps = ? AND seed = ? AND weights = ? AND "
-            "coalesce(json_extract_string(params, '$.precision'), ?) = ?",
-            [ckpt["job_id"], ckpt["step"], sampler, steps, int(seed), weights, resolved, resolved])
+            "coalesce(json_extract_string(params, '$.precision'), ?) = ? AND "
+            "coalesce(json_extract_string(params, '$.condition_key'), '') = ?",
+            [ckpt["job_id"], ckpt["step"], sampler, steps, int(seed), weights, resolved, resolved,
+             condition_key(conditional)])
         if twin is not None:
             raise CspineError(f"run {twin['id']!r} already sampled this checkpoint with the same sampler, steps, "
                               f"weights and seed {seed}: these images would repeat it. Continue it with "
@@ -147,7 +172,41 @@ def sample_params(study: Study, *, checkpoint: int, job: str | None = None, coun
             "count": int(count), "sampler": sampler, "steps": int(steps), "batch": batch, "seed": int(seed),
             "weights": weights, "run": run, "device": device, "compile": bool(compile),
             "num_processes": int(num_processes), "cpu_threads": int(cpu_threads or torch.get_num_threads()),
-            "orient": bool(orient), "precision": precision or "auto"}
+            "orient": bool(orient), "precision": precision or "auto", "condition": conditional}
+
+
+def condition_params(cfg: Any, where: str, condition: list[str] | None, per_condition: int | None,
+                     guidance_scale: float | None) -> dict[str, Any] | None:
+    """The conditional part of a sampling request, checked against the checkpoint's condition spec."""
+    from core.ddpm.conditioning import parse_fixed, quota_combinations, spec_of  # imported on use: numpy
+
+    spec = spec_of(cfg)
+    if spec is None:
+        if condition or per_condition is not None or guidance_scale is not None:
+            raise CspineError(f"checkpoint {where} is unconditional; --condition, --per-condition and "
+                              f"--guidance-scale need a model trained with --condition-on")
+        return None
+    fixed = parse_fixed(spec, condition or [])
+    if guidance_scale is not None and not guidance_scale >= 0:
+        raise CspineError(f"--guidance-scale must be 0 or more (1 = the conditional model unguided), "
+                          f"not {guidance_scale}")
+    combos: list[dict[str, str]] = []
+    if per_condition is not None:
+        if per_condition < 1:
+            raise CspineError(f"--per-condition must be at least 1, not {per_condition}")
+        if not spec.attributes:
+            raise CspineError("--per-condition needs a model conditioned on attributes; this one is conditioned "
+                              "on keypoints only (every image gets a train image's layout)")
+        combos = quota_combinations(spec, fixed)
+    return {"fixed": fixed, "per_condition": per_condition, "combinations": combos,
+            "guidance_scale": 1.0 if guidance_scale is None else float(guidance_scale)}
+
+
+def condition_key(conditional: dict[str, Any] | None) -> str:
+    """What makes two conditional runs' images the same besides seed and sampler ('' for unconditional)."""
+    import json
+
+    return "" if conditional is None else json.dumps(conditional, sort_keys=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -255,13 +314,16 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
         torch.set_num_threads(threads)
     cfg, unet = _load_network(study, p, device, compile=bool(p.get("compile")) and device.type == "cuda")
     dtype = autocast_dtype(device, p.get("precision", "auto"))
+    conditional = p.get("condition")
+    plan = _plan(study, cfg, p, existing)
+    guidance = float(conditional["guidance_scale"]) if conditional else 1.0
     if existing is not None and existing["params"].get("batch"):
         batch = int(existing["params"]["batch"])
         if existing["params"].get("device") not in (None, device.type) and group.rank == 0:
             ctx.log(f"note: run {run_id} began on {existing['params']['device']} and continues on "
                     f"{device.type}; its images stay valid but are not bit-identical across devices")
     else:
-        batch = int(p.get("batch") or default_batch_size(unet, cfg, device))
+        batch = int(p.get("batch") or default_batch_size(unet, cfg, device, guidance))
         batch = min(min(group.gather(batch)), int(p["count"]))  # every rank must cut the same blocks
     folder = synthetic.run_folder(study, run_id)
     if group.rank == 0:
@@ -273,7 +335,9 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
                     "precision": precision_name(dtype),
                     "checkpoint_path": p["checkpoint_path"], "image_size": cfg.image_size,
                     "prediction_type": cfg.prediction_type, "torch": torch.__version__,
-                    "diffusers": _version("diffusers")})
+                    "diffusers": _version("diffusers"), "condition": conditional,
+                    "condition_key": condition_key(conditional),
+                    "condition_plan_sha256": plan[1] if plan else None})
         if existing is None:
             ctx.log(f"run {run_id}: folder {study.rel(folder)}")
         removed = synthetic.clean_partial_files(folder)
@@ -313,10 +377,13 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
                     ctx.progress(n_done, count, partial=adding * s / n,
                                  message=f"block {block[0] // batch + 1}/{n_blocks}: step {s}/{n}")
 
-            images = sample_batch(unet, cfg, p["sampler"], p["steps"], seeds, device, dtype, on_step=on_step)
-            for i, seed, arr in zip(block, seeds, images):
+            conditions, cond = _block_conditions(plan, cfg, block)
+            images = sample_batch(unet, cfg, p["sampler"], p["steps"], seeds, device, dtype, on_step=on_step,
+                                  cond=cond, guidance=guidance)
+            for i, seed, arr, c in zip(block, seeds, images, conditions):
                 if i < count and i not in done:
-                    rows.append(synthetic.save_image(study, run_id, i, arr, seed=seed, orient=p["orient"]))
+                    rows.append(synthetic.save_image(study, run_id, i, arr, seed=seed, orient=p["orient"],
+                                                     condition=c))
         gathered = [row for part in group.gather(rows) for row in part]
         if group.rank == 0:
             synthetic.add_images(study, run_id, gathered)
@@ -334,6 +401,35 @@ def _run(ctx: JobContext, group: _Group) -> dict[str, Any]:
             "seconds": round(seconds_all, 2),
             "images_per_s": round(made_all / seconds_all, 4) if seconds_all > 0 else None,
             "batch": batch, "device": str(device), "processes": group.world}
+
+
+def _plan(study: Study, cfg: Any, p: dict[str, Any], existing: dict[str, Any] | None):
+    """(the run's SamplingPlan, its digest) for a conditional run, None otherwise; an extended or resumed run
+    must draw its conditions from the same labels as its first images."""
+    conditional = p.get("condition")
+    if not conditional:
+        return None
+    from core.ddpm.conditioning import plan_digest, sampling_plan, spec_of  # imported on use: numpy
+
+    plan = sampling_plan(study, spec_of(cfg), cfg.image_size, seed=p["seed"], fixed=conditional["fixed"],
+                         per_condition=conditional["per_condition"])
+    digest = plan_digest(plan)
+    recorded = (existing or {}).get("params", {}).get("condition_plan_sha256")
+    if recorded and recorded != digest:
+        raise CspineError(f"the train split's labels changed since run {existing['id']} began (its conditions "
+                          f"were drawn from them); sample into a new run")
+    return plan, digest
+
+
+def _block_conditions(plan, cfg: Any, block: list[int]):
+    """The conditions of a block's images (stored format, network pixels) and their CondBatch; None for an
+    unconditional run."""
+    if plan is None:
+        return [None] * len(block), None
+    from core.ddpm.condition_net import batch_of  # imported on use: loads torch (start-up cost)
+
+    conditions = [plan[0].condition(i) for i in block]
+    return conditions, batch_of(plan[0].spec, conditions, cfg.image_size)
 
 
 def _version(package: str) -> str | None:
@@ -367,7 +463,8 @@ def regenerate(study: Study, image_id: str, device: str = "cpu") -> Any:
     if run["source"] != "sampled":
         raise CspineError(f"image {image_id} comes from an external set; it cannot be regenerated here")
     rp = run["params"]
-    params = {"checkpoint_path": rp["checkpoint_path"], "weights": run["weights"]}
+    params = {"checkpoint_path": rp["checkpoint_path"], "weights": run["weights"], "seed": run["seed"],
+              "condition": rp.get("condition")}
     dev = torch.device(device)
     old_threads = torch.get_num_threads()
     if dev.type == "cpu":
@@ -377,8 +474,11 @@ def regenerate(study: Study, image_id: str, device: str = "cpu") -> Any:
         batch, idx = int(rp["batch"]), int(row["idx"])
         start = idx - idx % batch
         block = list(range(start, start + batch))
+        plan = _plan(study, cfg, params, run)
+        _conditions, cond = _block_conditions(plan, cfg, block)
+        guidance = float(rp["condition"]["guidance_scale"]) if rp.get("condition") else 1.0
         images = sample_batch(unet, cfg, run["sampler"], run["steps"], [image_seed(run["seed"], i) for i in block],
-                              dev, autocast_dtype(dev, rp.get("precision", "auto")))
+                              dev, autocast_dtype(dev, rp.get("precision", "auto")), cond=cond, guidance=guidance)
     finally:
         torch.set_num_threads(old_threads)
     arr = images[idx - start]

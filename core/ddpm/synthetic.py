@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from core.ddpm.conditioning import mirror_condition
 from core.disk_errors import DiskFull, disk_full_path
 from core.errors import CspineError
 from core.files import write_bytes_atomic
@@ -202,16 +203,23 @@ def write_png_atomic(path: Path, data: bytes) -> None:
 
 
 def save_image(study: Study, run_id: str, idx: int, arr: np.ndarray, *, seed: int | None = None,
-               orient: bool = True, source_path: str | None = None) -> SyntheticImage:
-    """Standardise (optionally), encode and atomically write image `idx` of a run; returns its row."""
+               orient: bool = True, source_path: str | None = None,
+               condition: dict[str, Any] | None = None) -> SyntheticImage:
+    """Standardise (optionally), encode and atomically write image `idx` of a run; returns its row.
+
+    `condition` is what the image was generated for, in its pixels as generated; when the image is mirrored
+    to face left, its keypoints are mirrored with it, so the stored condition matches the stored pixels."""
     flipped, confidence = False, None
     if orient:
         arr, flipped, confidence = standardise_orientation(arr)
+        if flipped:
+            condition = mirror_condition(condition, arr.shape[1])
     data = encode_png(arr)
     path = run_folder(study, run_id) / image_filename(idx)
     write_png_atomic(path, data)
     return SyntheticImage(idx=int(idx), path=study.rel(path), sha256=hashlib.sha256(data).hexdigest(),
-                          seed=seed, flipped=flipped, orientation_confidence=confidence, source_path=source_path)
+                          seed=seed, flipped=flipped, orientation_confidence=confidence, source_path=source_path,
+                          condition=condition)
 
 
 def clean_partial_files(folder: Path) -> int:

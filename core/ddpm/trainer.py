@@ -8,6 +8,7 @@ core/ddpm/checkpoints.py. The demo's training stage is here too.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -30,7 +31,8 @@ def resolve_config(study: Study, preset: str | None, overrides: dict[str, Any] |
     section = dict(study.settings.get("train", {}))
     name = preset or section.pop("preset", None) or "paper"
     section.pop("preset", None)
-    model_keys = set(get_preset(name).to_dict())
+    # The condition spec is read from the labels (--condition-on), never set by hand.
+    model_keys = set(get_preset(name).to_dict()) - {"condition"}
     from_toml = {k: v for k, v in section.items() if k in model_keys}
     unknown = set(section) - model_keys - set(TRAIN_SETTINGS_EXTRA)
     if unknown:
@@ -40,12 +42,26 @@ def resolve_config(study: Study, preset: str | None, overrides: dict[str, Any] |
 
 
 def train_params(study: Study, *, preset: str | None = None, overrides: dict[str, Any] | None = None,
-                 data: str = "train", seed: int | None = None, **run: Any) -> dict[str, Any]:
-    """The job parameters of a training run: the resolved model config plus run settings (flags win)."""
+                 data: str = "train", seed: int | None = None, condition_on: str | None = None,
+                 cond_drop: float | None = None, heatmap_sigma: float | None = None, **run: Any) -> dict[str, Any]:
+    """The job parameters of a training run: the resolved model config plus run settings (flags win).
+
+    `condition_on` (``ATTR[,ATTR]``, ``keypoints`` or both) makes a conditional run: its spec, read from the
+    study's labels now (core/ddpm/conditioning.py), goes into the model config and so into every checkpoint.
+    """
     cfg = resolve_config(study, preset, overrides)
     check_config(cfg)
     if data not in ("train", "all"):
         raise CspineError(f"--data must be train or all, not {data!r}")
+    if condition_on:
+        from core.ddpm.conditioning import build_spec  # imported on use: reads labels and loads numpy
+
+        spec = build_spec(study, condition_on, drop=0.1 if cond_drop is None else float(cond_drop),
+                          sigma=heatmap_sigma, image_size=cfg.image_size, selection=data)
+        cfg = dataclasses.replace(cfg, condition=spec.to_dict())
+    elif cond_drop is not None or heatmap_sigma is not None:
+        raise CspineError("--cond-drop and --heatmap-sigma apply to conditional runs; add --condition-on "
+                          "ATTR[,ATTR] | keypoints | ATTR,keypoints")
     toml = study.settings.get("train", {})
     # keep_ema: pruned checkpoints keep their EMA weights (core/ddpm/checkpoints.py); the paper preset's default,
     # because the study chose its checkpoints from the loss curves after training.

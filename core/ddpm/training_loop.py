@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 
@@ -45,7 +46,9 @@ from core.ddpm.checkpoints import (
     latest_resumable,
     prune_checkpoints,
 )
-from core.ddpm.data import BatchPlan, ValPlan, load_images, to_model_range
+from core.ddpm.condition_net import CondTable
+from core.ddpm.conditioning import LabelTable, canonical_sizes, check_labels_unchanged, label_table, spec_of
+from core.ddpm.data import BatchPlan, ValPlan, image_rows, load_images, to_model_range
 from core.ddpm.ema import EMA
 from core.ddpm.evaluation import diffusion_loss, generate_uint8, resolve_sampler, shard, validation_loss
 from core.ddpm.networks import ModelConfig, build_unet, save_model_folder, training_scheduler
@@ -102,14 +105,59 @@ class Trainer:
     # -- set-up ------------------------------------------------------------------------------------
     def _load_data(self) -> None:
         cfg, data = self.cfg, self.params["data"]
-        self.train_set = load_images(self.study, data, cfg.image_size)
-        self.val_set = load_images(self.study, "val", cfg.image_size) if data == "train" else None
+        self.spec = spec_of(cfg)
+        train_only = val_only = None
+        if self.spec is not None:
+            train_labels = self._labels(data, check=True)
+            train_only = train_labels.ids
+        self.train_set = load_images(self.study, data, cfg.image_size, only=train_only,
+                                     subset_note=self._subset_note())
+        self.val_set = None
+        if data == "train":
+            val_labels = self._labels("val") if self.spec is not None else None
+            val_only = val_labels.ids if val_labels is not None else None
+            # A conditional run without labelled validation images has no validation loss (said in the log).
+            if val_only is None or val_only:
+                self.val_set = load_images(self.study, "val", cfg.image_size, only=val_only,
+                                           subset_note=self._subset_note())
+        self.cond_train = self.cond_val = None
+        if self.spec is not None:
+            self.cond_train = self._cond_table(train_labels, self.train_set.ids)
+            if self.val_set is not None:
+                self.cond_val = self._cond_table(val_labels, self.val_set.ids)
+            if self.main:
+                val = "" if data != "train" else "; no labelled val image, so no validation loss" \
+                    if self.val_set is None else f"; validation on {len(self.val_set)} labelled val images"
+                self.ctx.log(f"conditioned on {self.spec.describe()}: training on the {len(self.train_set)} of "
+                             f"{self.spec.selection_images} {data} images that carry those labels{val}")
         shape = (cfg.channels, cfg.image_size, cfg.image_size)
         self.plan = BatchPlan(len(self.train_set), cfg.batch_size, cfg.grad_accum, self.seed,
-                              cfg.num_train_timesteps, shape, cfg.horizontal_flip, self.rank, self.world)
+                              cfg.num_train_timesteps, shape, cfg.horizontal_flip, self.rank, self.world,
+                              cond_drop=self.spec.drop if self.spec is not None else None)
         self.vplan = ValPlan(len(self.val_set), cfg.num_train_timesteps, shape, self.params.get("val_repeats")) \
             if self.val_set is not None else None
         self.pixels = self.train_set.pixels.to(self.device) if self.cuda else self.train_set.pixels
+
+    def _subset_note(self) -> str:
+        return f"labelled:{self.spec.labels_sha256}" if self.spec is not None else ""
+
+    def _labels(self, selection: str, check: bool = False) -> LabelTable:
+        """The labels of a selection's images; the training selection's must be those the run was set up with."""
+        ids = [r["id"] for r in image_rows(self.study, selection)]
+        table = label_table(self.study, self.spec.attributes, self.spec.points, ids)
+        if check:
+            check_labels_unchanged(self.spec, table)
+        return table
+
+    def _cond_table(self, table: LabelTable, ids: list[str]) -> CondTable:
+        """Class labels and keypoints (in the network's pixels) in the order of the loaded images."""
+        spec, size = self.spec, self.cfg.image_size
+        classes = [spec.class_index(table.values[i]) for i in ids] if spec.attributes else None
+        points = None
+        if spec.points:
+            side = canonical_sizes(self.study, ids)
+            points = np.stack([table.keypoints[i] * (size / side[i]) for i in ids])
+        return CondTable(spec, classes, points, size)
 
     def _prepare_fid(self) -> None:
         """Fail now, not at step 20,000, when the FID's extractor weights are missing."""
@@ -246,7 +294,9 @@ class Trainer:
         flip = b.flip.to(device).view(-1, 1, 1, 1)
         x0 = torch.where(flip, x0.flip(-1), x0).contiguous(memory_format=fmt)
         noise = b.noise.to(device).contiguous(memory_format=fmt)
-        return diffusion_loss(self.model, self.cfg, self.alphas_cumprod, x0, noise, b.timesteps.to(device))
+        cond = self.cond_train.batch(b.indices, b.flip, b.keep, device) if self.cond_train is not None else None
+        return diffusion_loss(self.model, self.cfg, self.alphas_cumprod, x0, noise, b.timesteps.to(device),
+                              cond=cond)
 
     def _check_finite(self, loss_value: float) -> None:
         if torch.isfinite(torch.tensor(loss_value)):
@@ -298,7 +348,8 @@ class Trainer:
         for name, net in (("val_loss", self.model), ("val_loss_ema", self.ema.model)):
             total, count = validation_loss(net, self.cfg, self.alphas_cumprod, self.val_set, self.vplan,
                                            self.device, rank=self.rank, world=self.world,
-                                           memory_format=self.mem_fmt, autocast=self.acc.autocast)
+                                           memory_format=self.mem_fmt, autocast=self.acc.autocast,
+                                           conditions=self.cond_val)
             t = self.acc.reduce(torch.tensor([total, float(count)], dtype=torch.float64, device=self.device), "sum")
             out[name] = float(t[0] / t[1])
         vplan = self.vplan
@@ -315,7 +366,8 @@ class Trainer:
         batch = int(self.params.get("fid_batch", 64))
         feats = []
         for i in range(0, len(mine), batch):
-            imgs = generate_uint8(self.ema.model, cfg, self.sampler, mine[i:i + batch], self.seed, self.device)
+            imgs = generate_uint8(self.ema.model, cfg, self.sampler, mine[i:i + batch], self.seed, self.device,
+                                  conditions=self.cond_train)
             feats.append(extractor(imgs.float() / 255.0))
         local = torch.cat(feats) if feats else torch.zeros((0, extractor.dim), dtype=torch.float64)
         per = -(-cfg.fid_samples // world)

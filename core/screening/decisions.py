@@ -68,6 +68,8 @@ class QueueItem:
     decision: str | None = None
     reason: str | None = None
     note: str | None = None
+    # What a conditional image was generated for ({"attributes": ..., "keypoints": ...}); None otherwise.
+    condition: dict[str, Any] | None = None
 
     @property
     def checkpoint_label(self) -> str:
@@ -95,12 +97,14 @@ def load_queue(study: Study, reviewer: str, *, run_id: str | None = None, checkp
         f"""
         SELECT s.id, s.run_id, r.name AS run_name, r.source AS run_source, s.idx, s.seed, s.path, s.sha256,
                s.flipped, r.checkpoint_step, r.sampler, r.steps, r.weights, p.score AS prescreen,
-               v.decision, v.reason, v.note
+               v.decision, v.reason, v.note, s.condition
         FROM synthetic_images s JOIN synthetic_runs r ON r.id = s.run_id
         LEFT JOIN reviews v ON v.image_id = s.id AND v.reviewer = ?
         LEFT JOIN prescreen_scores p ON p.image_id = s.id
         WHERE {' AND '.join(where)} ORDER BY {order_sql}
         """, params)
+    for row in rows:
+        row["condition"] = json.loads(row["condition"]) if row["condition"] else None
     return [QueueItem(**row) for row in rows]
 
 
@@ -312,16 +316,30 @@ def _write_mirror(study: Study, rel: str) -> Path:
 
 
 def _toggle_flip(study: Study, tx: Tx, image_id: str) -> dict[str, Any]:
-    row = tx.query_one("SELECT path, flipped FROM synthetic_images WHERE id = ?", [image_id])
+    row = tx.query_one("SELECT path, flipped, condition FROM synthetic_images WHERE id = ?", [image_id])
     assert row is not None
     target = _flip_target(row["path"])
     dst = study.abs(target)
     if not dst.exists():  # normally written by _prepare_flip; small, so writing it here is fine
         _write_mirror(study, row["path"])
     state = {"path": target, "sha256": sha256_file(dst), "flipped": not row["flipped"]}
-    tx.execute("UPDATE synthetic_images SET path = ?, sha256 = ?, flipped = ? WHERE id = ?",
-               [state["path"], state["sha256"], state["flipped"], image_id])
+    tx.execute("UPDATE synthetic_images SET path = ?, sha256 = ?, flipped = ?, condition = ? WHERE id = ?",
+               [state["path"], state["sha256"], state["flipped"], _mirrored_condition(row["condition"], dst),
+                image_id])
     return state
+
+
+def _mirrored_condition(raw: str | None, image: Path) -> str | None:
+    """A conditional image's stored keypoints follow its pixels: x -> width - x (the same rule as
+    core/ddpm/conditioning.py mirror_condition, which this layer may not import)."""
+    condition = json.loads(raw) if raw else None
+    if not condition or not condition.get("keypoints"):
+        return raw
+    with Image.open(image) as img:
+        width = img.size[0]
+    condition["keypoints"] = {p: [round(width - float(x), 4), float(y)] for p, (x, y) in
+                              condition["keypoints"].items()}
+    return json.dumps(condition)
 
 
 def _apply_flip(study: Study, tx: Tx, event: ReviewEvent, seq: int) -> Applied:

@@ -18,7 +18,8 @@ class Reason:
     label: str
 
 
-# The paper's two named abnormalities first, then the ones docs/reference/anatomy.md lists; 9 asks for a note.
+# The paper's two named abnormalities first, then the ones docs/reference/anatomy.md lists; 9 asks for a note;
+# 0 is for conditional images.
 REASONS: tuple[Reason, ...] = (
     Reason("1", "airway_posterior", "airway/pharynx posterior to the spine"),
     Reason("2", "elements_inverted", "anterior/posterior elements inverted"),
@@ -29,6 +30,9 @@ REASONS: tuple[Reason, ...] = (
     Reason("7", "truncated", "abruptly truncated field"),
     Reason("8", "second_spine", "a second spine or doubled outlines"),
     Reason("9", "other", "other (with a note)"),
+    # A conditional image (core/ddpm/conditioning.py) that does not show the attributes or the keypoint layout
+    # it was generated for: the screening screen shows that condition beside the image.
+    Reason("0", "condition_not_shown", "does not show its condition"),
 )
 REASON_BY_KEY = {r.key: r for r in REASONS}
 REASON_BY_CODE = {r.code: r for r in REASONS}

@@ -2,7 +2,7 @@
 
     OUT/
       images/<checkpoint>/<run>/<index>.png   accepted images (or data/train/... with --hf)
-      manifest.csv     file, checkpoint, run, sampler, steps, seed, weights, flip, decisions, sha256, ...
+      manifest.csv     file, checkpoint, run, sampler, steps, seed, weights, flip, decisions, sha256, condition
       table_s1.csv     per run and checkpoint: generated, final count (the paper's Table S1)
       README.md        dataset card: method, counts, licence (YAML front matter for the Hugging Face Hub)
       release.json     what `release --json` prints
@@ -32,7 +32,7 @@ from core.study import Study
 from core.jobs.runner import JobPaused
 
 MANIFEST_COLUMNS = ("file", "image_id", "checkpoint", "run", "run_source", "sampler", "steps", "seed", "weights",
-                    "flip", "decisions", "final_rule", "sha256")
+                    "flip", "decisions", "final_rule", "sha256", "condition")
 DEFAULT_LICENCE = "unspecified"
 Progress = Callable[[int, int, str], None]
 
@@ -53,13 +53,20 @@ def accepted_rows(study: Study, rule: str | None = None) -> list[dict[str, Any]]
             f"""WITH {cte},
             dec AS (SELECT image_id, string_agg(reviewer || ':' || decision || coalesce(':' || reason, ''), ';'
                                                 ORDER BY reviewer) AS decisions FROM reviews GROUP BY image_id)
-            SELECT s.id AS image_id, s.path, s.sha256, s.flipped, s.idx, s.seed, r.id AS run_id, r.name AS run,
+            SELECT s.id AS image_id, s.path, s.sha256, s.flipped, s.idx, s.seed, s.condition, r.id AS run_id,
+                   r.name AS run,
                    r.source AS run_source, r.checkpoint_step AS checkpoint, r.sampler, r.steps, r.weights,
                    d.decisions
             FROM synthetic_images s JOIN synthetic_runs r ON r.id = s.run_id JOIN final f ON f.image_id = s.id
             LEFT JOIN dec d ON d.image_id = s.id
             WHERE f.final = 'accept'
             ORDER BY r.checkpoint_step NULLS LAST, r.created_at, r.name, s.idx""", params)
+
+
+def _condition_cell(raw: str | None) -> str:
+    """A conditional image's condition as compact JSON ({"attributes": ..., "keypoints": {point: [x, y]}} in the
+    released image's pixels, mirrored with it); empty for unconditional and external images."""
+    return json.dumps(json.loads(raw), separators=(",", ":"), sort_keys=True) if raw else ""
 
 
 def _copy_checked(src: Path, dst: Path, expected: str) -> str:
@@ -118,7 +125,7 @@ def write_release(study: Study, out: Path | str, *, rule: str | None = None, hf:
                          "run": row["run"], "run_source": row["run_source"], "sampler": row["sampler"],
                          "steps": row["steps"], "seed": row["seed"], "weights": row["weights"],
                          "flip": bool(row["flipped"]), "decisions": row["decisions"] or "", "final_rule": rule,
-                         "sha256": digest})
+                         "sha256": digest, "condition": _condition_cell(row["condition"])})
         if progress is not None and (i % 50 == 0 or i == total - 1):
             progress(i + 1, total, f"copied {i + 1}/{total} images")
     _write_csv(staging / "manifest.csv", MANIFEST_COLUMNS, manifest)
@@ -231,7 +238,8 @@ def dataset_card(study: Study, summary: dict[str, Any], s1_rows: list[dict[str, 
                       f"{summary['unreviewed']} not yet reviewed."]
     lines += ["", "## Files", "",
               "- `manifest.csv`: one row per image: file, image_id, checkpoint, run, sampler, steps, seed, weights, "
-              "flip, decisions (reviewer:decision[:reason];...), final_rule, sha256.",
+              "flip, decisions (reviewer:decision[:reason];...), final_rule, sha256, condition (for images of a "
+              "conditional model: the attributes and keypoints, in the image's pixels, it was generated for).",
               "- `table_s1.csv`: generated and final counts per run and checkpoint.",
               "- `SHA256SUMS`: check with `sha256sum -c SHA256SUMS`.", ""]
     if summary["hf"]:

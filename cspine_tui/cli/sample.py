@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_job_options(p)
     p.add_argument("--checkpoint", type=int, required=True, metavar="STEP", help="checkpoint step to sample")
     p.add_argument("--job", default=None, help="training job of the checkpoint (when several have that step)")
-    p.add_argument("--count", type=int, required=True, metavar="N",
-                   help="images in the run (with --run of an existing run: its new total)")
+    p.add_argument("--count", type=int, default=None, metavar="N",
+                   help="images in the run (with --run of an existing run: its new total); required unless "
+                        "--per-condition gives it")
     p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp", "unipc"], default=None,
                    help="ddpm = the paper's 1000-step ancestral sampler; default: the fast default (see README)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the sampler's default)")
@@ -41,6 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "it, else fp32); recorded with the run")
     add_launch_options(p, processes_help="processes (GPUs) through accelerate launch; images are the same as "
                                          "with one")
+    g = p.add_argument_group("conditional checkpoints (docs/guide/conditioning.md)")
+    g.add_argument("--condition", action="append", default=None, metavar="ATTR=VALUE",
+                   help="fix an attribute for every image (repeatable); the rest of each image's condition, and "
+                        "its keypoint layout, come from a train image with those values")
+    g.add_argument("--per-condition", type=int, default=None, metavar="N",
+                   help="N images for every attribute combination seen in training (the count follows)")
+    g.add_argument("--guidance-scale", type=float, default=None, metavar="W",
+                   help="classifier-free guidance: eps_uncond + W (eps_cond - eps_uncond); 1 = the conditional "
+                        "model unguided (default), 0 = unconditional, above 1 stronger (two network passes)")
     p.add_argument("--no-orient", action="store_true",
                    help="keep images as generated (default: mirror right-facing ones to face left, recorded)")
     p.set_defaults(func=cmd_sample)
@@ -73,7 +83,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     params = sample_params(
         study, checkpoint=args.checkpoint, job=args.job, count=args.count, sampler=args.sampler, steps=args.steps,
         batch=args.batch, seed=args.seed, weights=args.weights, run=args.run, device=args.device,
-        compile=args.compile, num_processes=args.num_processes, orient=not args.no_orient, precision=args.precision)
+        compile=args.compile, num_processes=args.num_processes, orient=not args.no_orient, precision=args.precision,
+        condition=args.condition, per_condition=args.per_condition, guidance_scale=args.guidance_scale)
     if args.sbatch and args.device == "cpu":
         args.sbatch_cpu = True  # --device cpu: the script asks for cores, not GPUs
     record = run_as_job(args, study, "sample", params)

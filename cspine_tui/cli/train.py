@@ -36,6 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--image-size", type=int, default=None)
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="random horizontal flips (the paper had them)")
+    g = p.add_argument_group("conditional generation (docs/guide/conditioning.md)")
+    g.add_argument("--condition-on", default=None, metavar="ATTR[,ATTR]|keypoints|ATTR,keypoints",
+                   help="train on the labelled images, conditioned on these attributes and/or the keypoint layout")
+    g.add_argument("--cond-drop", type=float, default=None,
+                   help="probability that an image trains without its condition, for classifier-free guidance "
+                        "(default 0.1)")
+    g.add_argument("--heatmap-sigma", type=float, default=None,
+                   help="width of the keypoint heatmaps in pixels at the network's size (default size/64, "
+                        "at least 1)")
     g = p.add_argument_group("run settings")
     g.add_argument("--keep-last", type=int, default=None, help="checkpoints kept besides those marked kept")
     g.add_argument("--keep-ema", action=argparse.BooleanOptionalAction, default=None,
@@ -99,7 +108,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         keep_last=args.keep_last, keep_ema=args.keep_ema, deterministic=args.deterministic or None,
         mixed_precision=args.precision,
         compile=args.compile or None, fid_extractor=args.fid_extractor, inception_weights=args.inception_weights,
-        fid_sampler=args.fid_sampler, fid_steps=args.fid_steps, num_processes=args.num_processes)
+        fid_sampler=args.fid_sampler, fid_steps=args.fid_steps, num_processes=args.num_processes,
+        condition_on=args.condition_on, cond_drop=args.cond_drop, heatmap_sigma=args.heatmap_sigma)
     if args.sbatch and args.sbatch_cpu:
         params["cpu"] = True  # CPU-only nodes: train there on the CPU even if a GPU shows up
     record = run_as_job(args, study, "train", params)
@@ -130,7 +140,8 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
         fid = fmt(r["fid"], ".2f") + (" (proxy)" if r["fid_extractor"] == "proxy" else "")
         table.add_row(r["job"], str(r["step"]), fmt(r["train_loss"]), fmt(r["val_loss"]), fid,
                       "yes" if r["kept"] else "", "yes" if r["resumable"] else "",
-                      (r["network"] or "") + (" (EMA only)" if r["ema_only"] else ""), r["path"])
+                      (r["network"] or "") + (" (EMA only)" if r["ema_only"] else "")
+                      + (f" on {r['condition']}" if r["condition"] else ""), r["path"])
     table_console().print(table)
     return 0
 

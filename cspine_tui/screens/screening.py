@@ -27,11 +27,10 @@ from core.screening import decisions
 from core.errors import CspineError
 from core.jobs import launch
 from cspine_tui.widgets.preview import ImagePreview, resolved_protocol
-from cspine_tui.widgets.halfcell import (ZOOMS, HalfcellView, RenderCache, TextPanel, crop_zoom, decode,
-                                         render_strips)
+from cspine_tui.widgets.halfcell import ZOOMS, HalfcellView, RenderCache, TextPanel, render_strips
 from cspine_tui.widgets.screening_parts import (DEFAULT_KEYS, FACTS_HEIGHT, KEY_LABELS, NoteModal, PreviewReady,
-                                                Thumb, WriteFailed, Written, facts_text, queue_text, keymap,
-                                                reasons_text, table_s1_renderable)
+                                                Thumb, WriteFailed, Written, decoded_preview, facts_text,
+                                                queue_text, keymap, reasons_text, table_s1_renderable)
 from cspine_tui.screens.screening_summary import ScreeningSummaryScreen
 
 PREFETCH_AHEAD = 6
@@ -43,7 +42,8 @@ class ScreeningScreen(Screen):
             "Decisions are saved as you make them; reopening continues at your first undecided image. "
             "Grid mode shows 9 thumbnails: move with the arrows, reject with r + digit, and accept the rest of "
             "the page with a. Zoom cycles whole / upper half / lower half. Flip mirrors the stored image "
-            "(recorded; undo mirrors back). Keys are remappable in study.toml [keys] (names: "
+            "(recorded; undo mirrors back, keypoints too). A conditional model's image shows its condition; k marks "
+            "its keypoints, r then 0 rejects it as not showing it. Keys are remappable in study.toml [keys] (names: "
             + ", ".join(DEFAULT_KEYS) + ").")
     DEFAULT_CSS = """
     ScreeningScreen #stage { width: 1fr; height: 1fr; }
@@ -73,6 +73,7 @@ class ScreeningScreen(Screen):
         self.pos = 0
         self.grid_mode = False
         self.zoom = 0
+        self.markers = False  # keypoint markers on conditional images (off: the image as it will be released)
         self.rejecting = False
         self.filters: dict[str, Any] = {"checkpoint_step": None, "run_id": None, "order": "index"}
         self.loaded = False
@@ -198,10 +199,13 @@ class ScreeningScreen(Screen):
         self._prefetch()
 
     def _key(self, item: decisions.QueueItem, view: HalfcellView, zoom: int) -> tuple:
-        return (item.path, zoom, view.size.width, view.size.height)
+        return (item.path, zoom, view.size.width, view.size.height, self._marked(item))
+
+    def _marked(self, item: decisions.QueueItem) -> bool:  # keypoint markers on this preview (key k)
+        return self.markers and bool((item.condition or {}).get("keypoints"))
 
     def _render_item(self, item: decisions.QueueItem, zoom: int, width: int, height: int) -> tuple:
-        img = crop_zoom(decode(self.app.study.abs(item.path)), zoom)
+        img = decoded_preview(self.app.study.abs(item.path), item.condition, zoom, self._marked(item))
         return render_strips(img, width, height), img
 
     def _draw_single(self, item: decisions.QueueItem) -> None:
@@ -221,7 +225,7 @@ class ScreeningScreen(Screen):
     def _draw_graphic(self, item: decisions.QueueItem) -> None:
         """Kitty / Sixel / Unicode previews: a decoded image (prefetched) handed to textual-image."""
         graphic = self.query_one("#graphic", ImagePreview)
-        key = ("pil", item.path, self.zoom)
+        key = ("pil", item.path, self.zoom, self._marked(item))
         if getattr(graphic, "key", None) == key:
             return
         if self.mode == "off":
@@ -262,14 +266,14 @@ class ScreeningScreen(Screen):
 
     def _prefetch_key(self, key: tuple) -> Any:
         """Start rendering (half-cell strips) or decoding (other protocols) one key in the background."""
-        if key[0] == "pil":
-            _, path, zoom = key
-            return self.cache.prefetch(key, lambda: crop_zoom(decode(self.app.study.abs(path)), zoom))
-        path, zoom, width, height = key
+        path = key[1] if key[0] == "pil" else key[0]
         item = next((i for i in self.items if i.path == path), None)
         if item is None:
             return None
-        return self.cache.prefetch(key, lambda: self._render_item(item, zoom, width, height))
+        if key[0] == "pil":
+            return self.cache.prefetch(key, lambda: decoded_preview(self.app.study.abs(path), item.condition,
+                                                                    key[2], key[3]))
+        return self.cache.prefetch(key, lambda: self._render_item(item, key[1], key[2], key[3]))
 
     def on_preview_ready(self, message: PreviewReady) -> None:
         if message.key[0] == "pil":
@@ -320,7 +324,7 @@ class ScreeningScreen(Screen):
         if self.mode != "halfcell":
             if self.mode != "off":
                 for item in ahead + behind:
-                    self._prefetch_key(("pil", item.path, self.zoom))
+                    self._prefetch_key(("pil", item.path, self.zoom, self._marked(item)))
             return
         view = self.query_one("#single", HalfcellView)
         if view.size.width == 0:
@@ -504,6 +508,10 @@ class ScreeningScreen(Screen):
         self.zoom = (self.zoom + 1) % len(ZOOMS)
         if self.grid_mode:
             self.grid_mode = False
+        self.refresh_view()
+
+    def action_markers(self) -> None:  # show or hide the keypoints a conditional image was generated for
+        self.markers = not self.markers
         self.refresh_view()
 
     def action_flip(self) -> None:

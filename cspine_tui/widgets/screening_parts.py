@@ -17,7 +17,7 @@ from textual.widgets import Input, Label, Static
 
 from core.screening import decisions
 from core.errors import CspineError
-from cspine_tui.widgets.halfcell import HalfcellView
+from cspine_tui.widgets.halfcell import HalfcellView, crop_zoom, decode
 
 
 
@@ -43,6 +43,7 @@ class WriteFailed(Message):
 DEFAULT_KEYS: dict[str, str] = {
     "accept": "a", "reject": "r", "undo": "u", "prev": "left", "next": "right", "grid": "g", "flip": "f",
     "zoom": "z", "jump": "j", "checkpoint": "c", "run": "w", "order": "o", "summary": "s", "back": "escape",
+    "markers": "k",
 }
 # action -> (footer label, shown in the footer)
 KEY_LABELS: dict[str, tuple[str, bool]] = {
@@ -50,8 +51,9 @@ KEY_LABELS: dict[str, tuple[str, bool]] = {
     "next": ("Next", True), "grid": ("Grid", True), "flip": ("Flip", True), "zoom": ("Zoom", True),
     "jump": ("Next undecided", False), "checkpoint": ("Checkpoint filter", False), "run": ("Run filter", False),
     "order": ("Pre-screen order", False), "summary": ("Summary", True), "back": ("Back", True),
+    "markers": ("Keypoint markers", False),
 }
-RESERVED = {str(d) for d in range(1, 10)} | {"up", "down", "enter", "ctrl+p", "question_mark", "q"}
+RESERVED = {str(d) for d in range(0, 10)} | {"up", "down", "enter", "ctrl+p", "question_mark", "q"}
 
 
 def keymap(config: dict[str, Any] | None) -> dict[str, str]:
@@ -118,11 +120,48 @@ def facts_text(item: decisions.QueueItem, pos: int, items: list[decisions.QueueI
     row("flipped", "yes (mirrored)" if item.flipped else "no")
     if item.prescreen is not None:
         row("pre-screen", f"{item.prescreen:.2f}")
+    if item.condition:
+        row("condition", Text(condition_text(item.condition), style="bold magenta"))
     row(reviewer, _decision_text(item.decision, item.reason, item.note))
     row("view", zoom)
     row("queue", queue_text(filters, run_name))
     text.rstrip()
     return text
+
+
+def condition_text(condition: dict[str, Any]) -> str:
+    """A conditional image's condition in one line: its attributes and its keypoints (x, y in its pixels)."""
+    parts = [f"{k}={v}" for k, v in (condition.get("attributes") or {}).items()]
+    points = condition.get("keypoints") or {}
+    if points:
+        parts.append(f"{len(points)} keypoints")
+    return "  ·  ".join(parts) or "unconditional"
+
+
+def draw_markers(img: Any, condition: dict[str, Any] | None) -> Any:
+    """A copy of a decoded preview with a small cross on each keypoint of the image's condition (white on a
+    black outline, so it shows on bone and on background); the image itself when there are none."""
+    from PIL import ImageDraw  # imported on use: only conditional images with markers on need it
+
+    points = (condition or {}).get("keypoints") or {}
+    if not points:
+        return img
+    out = img.copy()
+    draw = ImageDraw.Draw(out)
+    arm = max(1, round(out.size[0] / 48))
+    white, black = (255, 255, 255)[:len(out.getbands())], (0, 0, 0)[:len(out.getbands())]
+    for x, y in points.values():
+        cx, cy = int(x), int(y)  # the pixel the point lies in (pixel i spans [i, i+1))
+        for colour, width in ((black, 3), (white, 1)):
+            draw.line([(cx - arm, cy), (cx + arm, cy)], fill=colour if len(colour) > 1 else colour[0], width=width)
+            draw.line([(cx, cy - arm), (cx, cy + arm)], fill=colour if len(colour) > 1 else colour[0], width=width)
+    return out
+
+
+def decoded_preview(path: Any, condition: dict[str, Any] | None, zoom: int, marked: bool) -> Any:
+    """A queue item's preview image: decoded, with its keypoint markers when `marked`, cropped to the zoom."""
+    img = decode(path)
+    return crop_zoom(draw_markers(img, condition) if marked else img, zoom)
 
 
 def reasons_text() -> Text:

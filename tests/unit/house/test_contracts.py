@@ -148,3 +148,10 @@ def test_importing_every_core_module_pulls_in_no_ui() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_docs_links_and_paths_resolve() -> None:
+    # The docs name modules, paths and anchors that move with the code: a stale one fails here, not for a reader.
+    out = subprocess.run([sys.executable, str(ROOT / "docs" / "check_links.py")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]

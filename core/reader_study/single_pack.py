@@ -26,10 +26,11 @@ import shutil
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
+from core.ddpm.synthetic import conditions_for
 from core.errors import CspineError
 from core.realset.labels import attributes_for
 from core.reader_study import single_formats
@@ -40,9 +41,6 @@ from core.reader_study.single_spec import REAL_SHARE, SingleItem, SinglePackSpec
 from core.study import Study
 
 Log = Callable[[str], None]
-# {synthetic image id: condition} as core/ddpm/synthetic.conditions_for returns it; passed in by the caller
-# because core.reader_study and core.ddpm are independent layers (pyproject.toml, import-linter).
-ConditionsFor = Callable[[Study, Iterable[str]], dict[str, dict[str, Any]]]
 
 
 def plan_trials(count: int, n_groups: int) -> tuple[int, list[int]]:
@@ -52,11 +50,8 @@ def plan_trials(count: int, n_groups: int) -> tuple[int, list[int]]:
     return n_real, [syn // n_groups + (1 if g < syn % n_groups else 0) for g in range(n_groups)]
 
 
-def _conditions(study: Study, attribute: str, real: list[dict], groups: list[Group],
-                conditions_for: ConditionsFor | None) -> tuple[dict[str, str], dict[str, str]]:
-    if conditions_for is None:
-        raise CspineError("the condition question needs the synthetic images' conditions; call build_single_pack "
-                          "with conditions_for=core.ddpm.synthetic.conditions_for")
+def _conditions(study: Study, attribute: str, real: list[dict], groups: list[Group]
+                ) -> tuple[dict[str, str], dict[str, str]]:
     real_values = attributes_for(study, attribute, [r["id"] for r in real])
     syn_ids = [i["id"] for g in groups for i in g.pool]
     syn_values = {k: str(v["attributes"][attribute]) for k, v in conditions_for(study, syn_ids).items()
@@ -71,7 +66,7 @@ def _only_with(images: list[dict], values: dict[str, str]) -> list[dict]:
 def build_single_pack(study: Study, out: Path | str, *, groups: list[str], count: int = 100,
                       seed: int | None = None, image_base_url: str | None = None, size: int = 256,
                       shuffle_pages: bool = False, condition_attribute: str | None = None,
-                      free_text: bool = False, conditions_for: ConditionsFor | None = None,
+                      free_text: bool = False,
                       log: Log | None = None) -> SinglePackSpec:
     """Draw `count` blinded single-image trials (half real, the rest split between the groups) and write a pack."""
     log = log or (lambda _m: None)
@@ -96,7 +91,7 @@ def build_single_pack(study: Study, out: Path | str, *, groups: list[str], count
     real_values: dict[str, str] = {}
     syn_values: dict[str, str] = {}
     if condition_attribute:
-        real_values, syn_values = _conditions(study, condition_attribute, real, resolved, conditions_for)
+        real_values, syn_values = _conditions(study, condition_attribute, real, resolved)
         real = _only_with(real, real_values)
         resolved = [Group(g.source, g.kind, _only_with(g.pool, syn_values)) for g in resolved]
     which = f" labelled with {condition_attribute!r}" if condition_attribute else ""

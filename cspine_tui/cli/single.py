@@ -64,7 +64,6 @@ def _condition_attribute(study: Study, given: str | None) -> str | None:
 def cmd_single_images(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from core.ddpm.synthetic import conditions_for  # imported on use: numpy (start-up cost of `--help`)
     from core.reader_study.single_formats import txt_limits  # imported on use: numpy, PIL (start-up cost)
     from core.reader_study.single_pack import build_single_pack, plan_trials  # the same
 
@@ -73,7 +72,7 @@ def cmd_single_images(args: argparse.Namespace) -> int:
     spec = build_single_pack(study, out, groups=args.groups, count=args.count, seed=args.seed,
                              image_base_url=args.image_base_url, size=args.size, shuffle_pages=args.shuffle_pages,
                              condition_attribute=_condition_attribute(study, args.condition_question),
-                             free_text=args.free_text, conditions_for=conditions_for, log=_err)
+                             free_text=args.free_text, log=_err)
     if not args.image_base_url:
         _err(f"note: image URLs are placeholders; host upload/images/ and run `cspine-tui survey-urls --pack {out} "
              "--image-base-url https://...` (see the pack's README.md)")

@@ -331,8 +331,7 @@ class SurveyScreen(Screen):
     def _build(self, form: dict[str, Any]) -> None:
         from datetime import datetime
 
-        from core.ddpm.synthetic import conditions_for  # imported on use: loads numpy, duckdb (start-up cost)
-        from core.reader_study.pack import build_pack  # the same
+        from core.reader_study.pack import build_pack  # imported on use: loads numpy, duckdb (start-up cost)
         from core.reader_study.single_pack import build_single_pack  # the same
 
         study = self.app.study
@@ -341,7 +340,7 @@ class SurveyScreen(Screen):
         out = form.pop("out") or study.exports_dir / (f"pack-{stamp}" if design == "quartets" else f"single-{stamp}")
         try:
             if design == "single":
-                spec = build_single_pack(study, out, conditions_for=conditions_for, **form)
+                spec = build_single_pack(study, out, **form)
             else:
                 spec = build_pack(study, out, **form)
         except Exception as exc:  # noqa: BLE001 - shown to the user, the screen keeps working

@@ -268,7 +268,6 @@ def test_no_difference_is_not_found(env, tmp_path):
 
 
 def test_conditions_consistency_and_model_with_condition(env, tmp_path):
-    from core.ddpm.synthetic import conditions_for
     from core.realset.labels import replace_labels
 
     study, _, _ = env
@@ -280,7 +279,7 @@ def test_conditions_consistency_and_model_with_condition(env, tmp_path):
         study.store.execute("UPDATE synthetic_images SET condition = ? WHERE id = ?",
                             [json.dumps({"attributes": {"curvature": ["lordotic", "straight"][k % 2]}}), i])
     spec = build_single_pack(study, tmp_path / "p", groups=GROUPS, count=40, seed=13, size=32,
-                             condition_attribute="curvature", conditions_for=conditions_for)
+                             condition_attribute="curvature")
     assert all(i.condition in ("lordotic", "straight") for i in spec.items)
     qsf = (tmp_path / "p" / "upload" / "survey.qsf").read_text()
     assert qsf.count("Does this image show curvature: ") == 40 * 3  # text, description, SecondaryAttribute
@@ -297,8 +296,6 @@ def test_conditions_consistency_and_model_with_condition(env, tmp_path):
     assert {k: c["yes"] for k, c in cells.items()} == expected
     assert cells[("4000", "lordotic")]["estimate"] < cells[("2000", "lordotic")]["estimate"]
     assert "C(condition)" in res["model"]["formula"]
-    with pytest.raises(CspineError, match="needs the synthetic images' conditions"):
-        build_single_pack(study, tmp_path / "x", groups=GROUPS, count=4, condition_attribute="curvature")
 
 
 def test_design_dispatch(env, tmp_path):

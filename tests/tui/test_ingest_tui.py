@@ -76,6 +76,9 @@ async def test_dataset_screen_is_idle_after_a_preview_load_replaced_before_it_st
     app = CspineApp(study, reviewer="alice", image_protocol="halfcell")
     async with app.run_test(size=(140, 40)) as pilot:
         screen = await open_by_key(app, pilot, "1", "DatasetScreen")
+        # The screen's own first load ends by starting a preview; let it finish, or under load it starts one
+        # after the wait below and the screen is rightly busy at the assert.
+        await settle(app, pilot)
         screen._show_current()
         screen._show_current()  # exclusive: cancels the first before the event loop ever ran it
         with contextlib.suppress(WorkerCancelled):  # the first one: cancelled, never run

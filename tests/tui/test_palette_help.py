@@ -87,7 +87,7 @@ async def test_help_lists_screen_commands_keys_and_no_dashboard_key(study) -> No
         lines = await _help(app, pilot)
         text = "\n".join(lines)
         assert "filter to checkpoint 34" in text          # the palette's commands of this screen
-        assert "`0`" not in text                           # no key that does nothing
+        assert "Dashboard" not in text and "`0` after reject" in text  # no dead "0 Dashboard"; 0 is a reason
         assert "up up" not in text and "down down" not in text
         assert "`↑` Grid: cursor up a row" in text or "`up` Grid: cursor up a row" in text, text
         assert "esc" in screen_text(app).splitlines()[-1]  # the footer offers Back

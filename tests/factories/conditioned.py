@@ -8,10 +8,10 @@ are drawn, and the ``defect`` attribute is the defect each film was drawn with. 
 from __future__ import annotations
 
 import hashlib
-import io
 
 import numpy as np
-from PIL import Image
+
+from tests.factories.train import REAL_COLUMNS, real_image_row
 
 POINTS = ("C2", "C3", "C4", "C5", "C6", "C7")
 
@@ -28,14 +28,8 @@ def add_labelled_images(study, n: int = 24, size: int = 64, val_every: int = 4, 
     for i in range(n + unlabelled):
         defect = "missing_vertebra" if i % 2 else None
         pix = render_canonical(seed * 1000 + i, size=size, defect=defect)
-        buf = io.BytesIO()
-        Image.fromarray(pix, "L").save(buf, format="PNG")
-        data = buf.getvalue()
-        digest = hashlib.sha256(data).hexdigest()
-        path = study.real_dir / f"{digest}.png"
-        path.write_bytes(data)
         image_id = hashlib.sha256(f"phantom-{seed}-{i}".encode()).hexdigest()
-        rows.append([image_id, study.rel(path), digest, f"/src/{i}.png", "png", False, False, "stretch"])
+        rows.append(real_image_row(study, pix, image_id, i))
         splits.append([image_id, "val" if i % val_every == 0 else "train", seed])
         if i >= n:
             continue
@@ -45,8 +39,7 @@ def add_labelled_images(study, n: int = 24, size: int = 64, val_every: int = 4, 
         kps += [(image_id, f"{lv}_body", *bodies[lv]) for lv in POINTS]
         attrs.append((image_id, "defect", defect or "none", None))
     with study.store.connect() as tx:
-        tx.executemany("INSERT INTO real_images (id, path, canonical_sha256, source_path, source_format, inverted, "
-                       "flipped, resize_mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        tx.executemany(f"INSERT INTO real_images ({REAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         tx.executemany("INSERT INTO splits (image_id, split, seed) VALUES (?, ?, ?)", splits)
     labels.replace_labels(study, f"kp-{seed}", "keypoints", file=None, file_sha256=None, summary={}, keypoints=kps)
     labels.replace_labels(study, f"attr-{seed}", "attributes", file=None, file_sha256=None, summary={},

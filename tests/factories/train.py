@@ -19,6 +19,20 @@ TINY = {"image_size": 32, "batch_size": 4, "block_out_channels": [16, 32], "laye
         "attention_head_dim": 8, "fid_samples": 8, "fid_every": 0}
 
 
+def real_image_row(study, pix: np.ndarray, image_id: str, index: int) -> list:
+    """Write a canonical PNG into the real set's folder; the real_images row (insert with REAL_COLUMNS)."""
+    buf = io.BytesIO()
+    Image.fromarray(pix, "L").save(buf, format="PNG")
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    path = study.real_dir / f"{digest}.png"
+    path.write_bytes(data)
+    return [image_id, study.rel(path), digest, f"/src/{index}.png", "png", False, False, "stretch"]
+
+
+REAL_COLUMNS = "id, path, canonical_sha256, source_path, source_format, inverted, flipped, resize_mode"
+
+
 def add_real_images(study, n: int = 24, size: int = 64, val_every: int = 4, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
@@ -27,18 +41,10 @@ def add_real_images(study, n: int = 24, size: int = 64, val_every: int = 4, seed
         cx, cy, r = rng.uniform(0.3, 0.7), rng.uniform(0.2, 0.8), rng.uniform(0.08, 0.2)
         img = 0.3 * xx + 0.6 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r)) + rng.normal(0, 0.02, xx.shape)
         pix = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(pix, "L").save(buf, format="PNG")
-        data = buf.getvalue()
-        digest = hashlib.sha256(data).hexdigest()
-        path = study.real_dir / f"{digest}.png"
-        path.write_bytes(data)
-        image_id = hashlib.sha256(f"source-{seed}-{i}".encode()).hexdigest()
-        rows.append([image_id, study.rel(path), digest, f"/src/{i}.png", "png", False, False, "stretch"])
-        splits.append([image_id, "val" if i % val_every == 0 else "train", seed])
+        rows.append(real_image_row(study, pix, hashlib.sha256(f"source-{seed}-{i}".encode()).hexdigest(), i))
+        splits.append([rows[-1][0], "val" if i % val_every == 0 else "train", seed])
     with study.store.connect() as tx:
-        tx.executemany("INSERT INTO real_images (id, path, canonical_sha256, source_path, source_format, inverted, "
-                       "flipped, resize_mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        tx.executemany(f"INSERT INTO real_images ({REAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         tx.executemany("INSERT INTO splits (image_id, split, seed) VALUES (?, ?, ?)", splits)
     return [r[0] for r in rows]
 

@@ -60,7 +60,9 @@ def planted_values(folder: Path) -> set[str]:
                 text = str(ds.data_element(keyword).value).strip()
                 values.add(text)
                 values.update(part for part in text.replace("^", " ").split() if len(part) >= 6)
-    values -= {"PHANTOM"}  # StudyID: a generic word; the tool's own texts say "phantom" (lower case) anyway
+    # Generic words, not identifiers: StudyID "PHANTOM" (the tool's own texts say "phantom" anyway), and the
+    # "General" of "Phantom General Hospital", which the rater questionnaire's "General radiology" contains.
+    values -= {"PHANTOM", "General"}
     assert len(values) >= 20
     return values
 

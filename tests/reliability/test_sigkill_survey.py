@@ -143,7 +143,8 @@ def _analysis(root: Path) -> dict:
 
     study = Study.open(root)
     spec = load_pack(study)
-    result = compute(spec, *_load(study, spec, True))
+    raters, picks, ratings, unanswered, comments = _load(study, spec, True)
+    result = compute(spec, raters, picks, ratings, unanswered=unanswered, comments=comments)
     return {k: result[k] for k in ANALYSIS_KEYS}
 
 

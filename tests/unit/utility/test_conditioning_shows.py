@@ -49,7 +49,7 @@ MIN_GAP_PX = 0.5
 def steered(tmp_path_factory) -> dict:
     import torch  # imported here: the fixture pins torch's threads (loaded for the jobs anyway)
 
-    # One thread: on a loaded 2-core machine two OpenMP threads wait for each other (5-10x slower, measured).
+    # One thread: on a loaded 2-core machine two OpenMP threads wait for each other (4-7x slower, measured).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

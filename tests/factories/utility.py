@@ -62,11 +62,25 @@ def facing_of(k: int, mirror: bool) -> str:
     return "right" if mirror and k % 2 else "left"
 
 
-def add_real_phantoms(study: Study, seeds: list[int], split: str, size: int, *, mirror: bool = False) -> list[str]:
+def shifted(image: np.ndarray, seed: int, shift: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The film moved by a whole-pixel offset (dx, dy) in [-shift, shift] drawn from `seed` (edges repeated), and
+    that offset: the phantoms' own layouts vary by about a pixel at 32 px, a positioning shift by several."""
+    if not shift:
+        return image, (0, 0)
+    dx, dy = (int(v) for v in np.random.default_rng([seed, 7]).integers(-shift, shift + 1, 2))
+    padded = np.pad(image, shift, mode="edge")
+    h, w = image.shape
+    return padded[shift - dy:shift - dy + h, shift - dx:shift - dx + w], (dx, dy)
+
+
+def add_real_phantoms(study: Study, seeds: list[int], split: str, size: int, *, mirror: bool = False,
+                      shift: int = 0) -> list[str]:
+    """Labelled phantom films of one split; with `shift`, each moved by its own offset (see `shifted`)."""
     rows, splits, kps, attrs = [], [], [], []
     for k, s in enumerate(seeds):
         facing = facing_of(k, mirror)
-        data = _png(phantom.render_canonical(s, size, facing=facing))
+        image, (dx, dy) = shifted(phantom.render_canonical(s, size, facing=facing), s, shift)
+        data = _png(image)
         digest = hashlib.sha256(data).hexdigest()
         path = study.real_dir / f"{digest}.png"
         path.write_bytes(data)
@@ -74,7 +88,7 @@ def add_real_phantoms(study: Study, seeds: list[int], split: str, size: int, *, 
         rows.append([image_id, study.rel(path), digest, f"/src/{s}.png", "png", False, False, "stretch"])
         splits.append([image_id, split, 0])
         t = truth(s, size, facing)
-        kps += [(image_id, p, x, y) for p, (x, y) in t["keypoints"].items()]
+        kps += [(image_id, p, x + dx, y + dy) for p, (x, y) in t["keypoints"].items()]
         attrs += [(image_id, n, v, None) for n, v in t["attributes"].items()]
     with study.store.connect() as tx:
         tx.executemany("INSERT INTO real_images (id, path, canonical_sha256, source_path, source_format, inverted, "

@@ -185,7 +185,20 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str] | None =
                     created_at=now.isoformat(timespec="seconds"), items=items, study=str(study.root.resolve()),
                     questionnaire=True, free_text=free_text)
 
-    # Write everything into a temporary sibling and rename at the end: a failed build leaves no half pack.
+    write_blinded(out, src_path, size, now, log=log, write_files=lambda tmp: formats.write_pack_files(tmp, spec),
+                  record=lambda tmp: _record_pack(study, spec, out, move_from=tmp))
+    log(f"pack {pack_id}: {count} quartets from groups {', '.join(spec.checkpoints)} (seed {seed}) in {out}")
+    return spec
+
+
+def write_blinded(out: Path, src_path: dict[str, Path], size: int, now: datetime, *, log: Log,
+                  write_files: Callable[[Path], None], record: Callable[[Path], None]) -> None:
+    """Write a pack's blinded images and files into a temporary sibling of `out`; `record` renames it with the rows.
+
+    `src_path` maps each opaque image name to its source; `write_files(folder)` writes the design's survey files,
+    `record(folder)` commits the design's rows and moves `folder` to `out` in the same transaction, so a failed
+    build leaves no half pack. Both designs blind through here: one encoder, name order, one file time.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_killed_builds(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
@@ -193,21 +206,19 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str] | None =
     try:
         images = tmp / "upload" / "images"
         images.mkdir(parents=True)
-        log(f"re-encoding {len(items)} images to {size}x{size} 8-bit PNG")
+        log(f"re-encoding {len(src_path)} images to {size}x{size} 8-bit PNG")
         for name in sorted(src_path):  # name order: the creation order reveals nothing
             (images / name).write_bytes(blind_encode(src_path[name], size))
         stamp = time.mktime(now.replace(microsecond=0).timetuple())
         for name in sorted(src_path):
             os.utime(images / name, (stamp, stamp))
-        formats.write_pack_files(tmp, spec)
+        write_files(tmp)
         if out.exists():
-            out.rmdir()  # empty, checked above
-        _record_pack(study, spec, out, move_from=tmp)
+            out.rmdir()  # empty, checked by the caller
+        record(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log(f"pack {pack_id}: {count} quartets from groups {', '.join(spec.checkpoints)} (seed {seed}) in {out}")
-    return spec
 
 
 def _remove_killed_builds(out: Path) -> None:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -35,7 +33,7 @@ from core.errors import CspineError
 from core.realset.labels import attributes_for
 from core.reader_study import single_formats
 from core.reader_study.groups import Group, describe, resolve_all
-from core.reader_study.pack import _read_url_csv, _remove_killed_builds, blind_encode
+from core.reader_study.pack import _read_url_csv, write_blinded
 from core.reader_study.pack_check import fingerprint, record, verify_pack
 from core.reader_study.single_spec import REAL_SHARE, SingleItem, SinglePackSpec, is_single_manifest
 from core.study import Study
@@ -134,27 +132,9 @@ def build_single_pack(study: Study, out: Path | str, *, groups: list[str], count
                           shuffle_pages=shuffle_pages, created_at=now.isoformat(timespec="seconds"),
                           condition_attribute=condition_attribute or None, free_text=free_text, items=items,
                           study=str(study.root.resolve()), questionnaire=True)
-    # Write into a temporary sibling and rename with the rows' commit: a failed build leaves no half pack.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_killed_builds(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
-    tmp.mkdir()
-    try:
-        images = tmp / "upload" / "images"
-        images.mkdir(parents=True)
-        log(f"re-encoding {len(items)} images to {size}x{size} 8-bit PNG")
-        for name in sorted(src_path):  # name order: the creation order reveals nothing
-            (images / name).write_bytes(blind_encode(src_path[name], size))
-        stamp = time.mktime(now.replace(microsecond=0).timetuple())
-        for name in sorted(src_path):
-            os.utime(images / name, (stamp, stamp))
-        single_formats.write_pack_files(tmp, spec)
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        _record(study, spec, out, move_from=tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_blinded(out, src_path, size, now, log=log,
+                  write_files=lambda tmp: single_formats.write_pack_files(tmp, spec),
+                  record=lambda tmp: _record(study, spec, out, move_from=tmp))
     log(f"pack {spec.pack_id}: {count} single-image trials ({n_real} real; "
         + ", ".join(f"{g} {n}" for g, n in zip(names, per_group)) + f"; seed {seed}) in {out}")
     return spec

@@ -146,25 +146,9 @@ def build_preview(spec: SinglePackSpec) -> str:
         if spec.free_text:  # optional, as in Qualtrics: the page script's forced-response check skips it
             body += questionnaire.free_text_preview(t)
         pages.append(f'<section class="page" data-title="Image {t}" id="q{t}">{body}</section>')
-    pages.append('<section class="page" data-title="End"><p>We thank you for your time spent taking this '
-                 "survey.<br>Your response has been recorded.</p></section>")
-    order = ("the images appear in a random order per rater in Qualtrics (block randomizer)"
-             if spec.shuffle_pages else "all raters see this order")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Survey preview</title><style>{quartet_preview.CSS}</style></head>
-<body>
-<div class="bar">Study-team preview of single-image pack {e(spec.pack_id)} ({spec.count} images; {order}); offline,
-nothing is recorded. Page <select id="jump"></select> <label><input type="checkbox" id="force" checked> forced
-response</label></div>
-<main>
-{chr(10).join(pages)}
-<div class="err" id="err"></div>
-</main>
-<nav><span class="progress" id="progress"></span><button id="next" type="button">&rarr;</button></nav>
-<script>{quartet_preview.JS}</script>
-</body></html>
-"""
+    bar = (f"Study-team preview of single-image pack {e(spec.pack_id)} ({spec.count} images; "
+           f"{quartet_preview.page_order('images', spec.shuffle_pages)}); offline,\nnothing is recorded.")
+    return quartet_preview.preview_document(bar, pages)
 
 
 def build_readme(spec: SinglePackSpec) -> str:

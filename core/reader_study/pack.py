@@ -369,13 +369,7 @@ def set_image_urls(study: Study | None, folder: Path | str, *, base_url: str | N
                                                                [spec.pack_id]))
     if registered:
         verify_pack(study, spec.pack_id, folder)  # never re-bless a pack edited by hand
-    if base_url:
-        if not base_url.startswith(("https://", "http://")):
-            raise CspineError(f"--image-base-url {base_url!r} must start with https:// (or http://)")
-        spec.image_base_url = base_url
-    if url_csv:
-        mapping = _read_url_csv(Path(url_csv), {i.image_file for i in spec.items})
-        spec.image_urls.update(mapping)
+    apply_image_urls(spec, base_url, url_csv)
     formats.write_pack_files(folder, spec, images_written=True)
     if study is not None:
         study.store.execute("UPDATE quartet_packs SET image_base_url = ? WHERE id = ?",
@@ -383,6 +377,16 @@ def set_image_urls(study: Study | None, folder: Path | str, *, base_url: str | N
         if registered:
             record(study, spec.pack_id, folder)  # the rewritten survey files are the new reference
     return spec
+
+
+def apply_image_urls(spec: Any, base_url: str | None, url_csv: Path | str | None) -> None:
+    """Set a pack spec's (either design) image base URL and/or per-image URLs from an image_file,url CSV."""
+    if base_url:
+        if not base_url.startswith(("https://", "http://")):
+            raise CspineError(f"--image-base-url {base_url!r} must start with https:// (or http://)")
+        spec.image_base_url = base_url
+    if url_csv:
+        spec.image_urls.update(_read_url_csv(Path(url_csv), {i.image_file for i in spec.items}))
 
 
 def _read_url_csv(path: Path, files: set[str]) -> dict[str, str]:

@@ -33,7 +33,7 @@ from core.errors import CspineError
 from core.realset.labels import attributes_for
 from core.reader_study import single_formats
 from core.reader_study.groups import Group, describe, resolve_all
-from core.reader_study.pack import _read_url_csv, write_blinded
+from core.reader_study.pack import apply_image_urls, write_blinded
 from core.reader_study.pack_check import fingerprint, record, verify_pack
 from core.reader_study.single_spec import REAL_SHARE, SingleItem, SinglePackSpec, is_single_manifest
 from core.study import Study
@@ -255,12 +255,7 @@ def set_single_image_urls(study: Study | None, folder: Path | str, *, base_url: 
                                                                [spec.pack_id]))
     if registered:
         verify_pack(study, spec.pack_id, folder)  # never re-bless a pack edited by hand
-    if base_url:
-        if not base_url.startswith(("https://", "http://")):
-            raise CspineError(f"--image-base-url {base_url!r} must start with https:// (or http://)")
-        spec.image_base_url = base_url
-    if url_csv:
-        spec.image_urls.update(_read_url_csv(Path(url_csv), {i.image_file for i in spec.items}))
+    apply_image_urls(spec, base_url, url_csv)
     single_formats.write_pack_files(folder, spec)
     if study is not None and registered:
         study.store.execute("UPDATE single_packs SET image_base_url = ? WHERE id = ?",

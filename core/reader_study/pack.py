@@ -92,6 +92,19 @@ def png_chunks(data: bytes) -> list[str]:
     return out
 
 
+def opaque_names(rng: np.random.Generator) -> Callable[[], str]:
+    """A source of distinct random image names (16 hex digits + .png) drawn from the pack's seeded `rng`."""
+    names: set[str] = set()
+
+    def opaque() -> str:
+        while True:
+            name = rng.bytes(8).hex() + ".png"
+            if name not in names:
+                names.add(name)
+                return name
+    return opaque
+
+
 # ---------------------------------------------------------------------------------------------------
 # Selecting images
 
@@ -155,14 +168,7 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str] | None =
     rng = np.random.default_rng(seed)
     chosen_real = [real[i] for i in rng.choice(len(real), size=count, replace=False)]
     chosen = {s: [pools[s][i] for i in rng.choice(len(pools[s]), size=count, replace=False)] for s in sources}
-    names: set[str] = set()
-
-    def opaque() -> str:
-        while True:
-            name = rng.bytes(8).hex() + ".png"
-            if name not in names:
-                names.add(name)
-                return name
+    opaque = opaque_names(rng)
 
     items: list[QuartetItem] = []
     src_path: dict[str, Path] = {}

@@ -33,7 +33,7 @@ from core.errors import CspineError
 from core.realset.labels import attributes_for
 from core.reader_study import single_formats
 from core.reader_study.groups import Group, describe, resolve_all
-from core.reader_study.pack import apply_image_urls, write_blinded
+from core.reader_study.pack import apply_image_urls, opaque_names, write_blinded
 from core.reader_study.pack_check import fingerprint, record, verify_pack
 from core.reader_study.single_spec import REAL_SHARE, SingleItem, SinglePackSpec, is_single_manifest
 from core.study import Study
@@ -108,14 +108,7 @@ def build_single_pack(study: Study, out: Path | str, *, groups: list[str], count
     for g, n in zip(resolved, per_group):
         drawn += [("synthetic", g.source, g.pool[i]) for i in rng.choice(len(g.pool), size=n, replace=False)]
     order = rng.permutation(len(drawn))
-    taken: set[str] = set()
-
-    def opaque() -> str:
-        while True:
-            name = rng.bytes(8).hex() + ".png"
-            if name not in taken:
-                taken.add(name)
-                return name
+    opaque = opaque_names(rng)
 
     items, src_path = [], {}
     for t, k in enumerate(order, 1):

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -171,19 +172,28 @@ def _answer(resp: SimulatedResponse, what: tuple, choice_text: bool, seen_unansw
 def write_qualtrics_csv(path: Path | str, spec: PackSpec, responses: list[SimulatedResponse], *,
                         legacy: bool = False, choice_text: bool = False, seen_unanswered: bool = False) -> Path:
     """`seen_unanswered`: the export option "recode seen but unanswered questions as -99"."""
+    return write_export_csv(path, _question_columns(spec), responses,
+                            lambda r, what: _answer(r, what, choice_text, seen_unanswered), legacy=legacy,
+                            choice_text=choice_text, legacy_tail=("LocationLatitude", "LocationLongitude", ""))
+
+
+def write_export_csv(path: Path | str, qcols: list[tuple[str, str, str, tuple]], responses: list[Any],
+                     answer: Callable[[Any, tuple], str], *, legacy: bool, choice_text: bool,
+                     legacy_tail: tuple[str, ...] = ()) -> Path:
+    """A Qualtrics export CSV of simulated responses (either design): the metadata columns, then one column per
+    `qcols` entry (export tag, question text, import id, what) rendered by `answer(response, what)`.
+    `legacy`: the old two-row export (V1..V10), with `legacy_tail` header columns left empty in every row."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    qcols = _question_columns(spec)
     rows: list[list[str]] = []
     if legacy:
-        rows.append([f"V{i}" for i in range(1, 11)] + [c[0] for c in qcols] + ["LocationLatitude",
-                                                                               "LocationLongitude", ""])
-        rows.append(LEGACY_META + [c[1] for c in qcols] + ["LocationLatitude", "LocationLongitude", ""])
+        rows.append([f"V{i}" for i in range(1, 11)] + [c[0] for c in qcols] + list(legacy_tail))
+        rows.append(LEGACY_META + [c[1] for c in qcols] + list(legacy_tail))
         for r in responses:
             status = STATUS_TEXT.get(r.status, r.status) if choice_text else r.status
             meta = [r.response_id, "Default Response Set", "Anonymous", "", "", "", status, r.recorded,
                     r.recorded, ("True" if r.finished else "False") if choice_text else str(int(r.finished))]
-            rows.append(meta + [_answer(r, c[3], choice_text, seen_unanswered) for c in qcols] + ["", "", ""])
+            rows.append(meta + [answer(r, c[3]) for c in qcols] + [""] * len(legacy_tail))
     else:
         rows.append([m[0] for m in CURRENT_META] + [c[0] for c in qcols])
         rows.append([m[1] for m in CURRENT_META] + [c[1] for c in qcols])
@@ -195,7 +205,7 @@ def write_qualtrics_csv(path: Path | str, spec: PackSpec, responses: list[Simula
             progress = "100" if r.finished else "9"
             meta = [r.recorded, r.recorded, status, "", progress, "1800", finished, r.recorded, r.response_id,
                     "", "", "", "", "", "", r.channel, "EN"]
-            rows.append(meta + [_answer(r, c[3], choice_text, seen_unanswered) for c in qcols])
+            rows.append(meta + [answer(r, c[3]) for c in qcols])
     with open(path, "w", newline="", encoding="utf-8-sig") as fh:
         csv.writer(fh).writerows(rows)
     return path

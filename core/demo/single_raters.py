@@ -15,15 +15,13 @@ numeric values or choice text), with "-99" where `unanswered` marked an answer a
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
-from core.demo.raters import CURRENT_META, LEGACY_META, SIM_CUES, SIM_SPECIALTIES, STATUS_TEXT, _rid
+from core.demo.raters import SIM_CUES, SIM_SPECIALTIES, _rid, write_export_csv
 from core.reader_study import questionnaire
 from core.reader_study.single_spec import CONFIDENCE, QUESTION, SinglePackSpec, condition_question
 from core.reader_study.spec import RATER_CODE_TAG, RATER_CODE_TEXT
@@ -125,29 +123,5 @@ def _answer(resp: SingleResponse, what: tuple, choice_text: bool) -> str:
 
 def write_single_qualtrics_csv(path: Path | str, spec: SinglePackSpec, responses: list[SingleResponse], *,
                                legacy: bool = False, choice_text: bool = False) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    qcols = _columns(spec)
-    rows: list[list[str]] = []
-    if legacy:
-        rows.append([f"V{i}" for i in range(1, 11)] + [c[0] for c in qcols])
-        rows.append(LEGACY_META + [c[1] for c in qcols])
-        for r in responses:
-            status = STATUS_TEXT.get(r.status, r.status) if choice_text else r.status
-            meta = [r.response_id, "Default Response Set", "Anonymous", "", "", "", status, r.recorded, r.recorded,
-                    ("True" if r.finished else "False") if choice_text else str(int(r.finished))]
-            rows.append(meta + [_answer(r, c[3], choice_text) for c in qcols])
-    else:
-        rows.append([m[0] for m in CURRENT_META] + [c[0] for c in qcols])
-        rows.append([m[1] for m in CURRENT_META] + [c[1] for c in qcols])
-        rows.append([json.dumps(m[2], separators=(",", ":")) for m in CURRENT_META]
-                    + [json.dumps({"ImportId": c[2]}, separators=(",", ":")) for c in qcols])
-        for r in responses:
-            status = STATUS_TEXT.get(r.status, r.status) if choice_text else r.status
-            finished = ("True" if r.finished else "False") if choice_text else str(int(r.finished))
-            meta = [r.recorded, r.recorded, status, "", "100" if r.finished else "9", "1800", finished, r.recorded,
-                    r.response_id, "", "", "", "", "", "", r.channel, "EN"]
-            rows.append(meta + [_answer(r, c[3], choice_text) for c in qcols])
-    with open(path, "w", newline="", encoding="utf-8-sig") as fh:
-        csv.writer(fh).writerows(rows)
-    return path
+    return write_export_csv(path, _columns(spec), responses, lambda r, what: _answer(r, what, choice_text),
+                            legacy=legacy, choice_text=choice_text)

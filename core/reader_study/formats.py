@@ -62,9 +62,12 @@ def _forced() -> dict[str, Any]:
     return {"Settings": {"ForceResponse": "ON", "ForceResponseType": "ON", "Type": "None"}}
 
 
-def build_qsf(spec: PackSpec) -> dict[str, Any]:
+def intro_qsf(spec: Any, instructions: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(questions, blocks) of a survey's first page, for both designs: the instructions, the forced rater code,
+    the rater questionnaire (if the pack asks it); the blocks are that intro block and the trash block, to which
+    the caller appends one block per page (the layout assemble_qsf expects)."""
     questions: list[dict[str, Any]] = [
-        _sq(spec, "QID1", {"QuestionText": instructions_html(spec), "DataExportTag": "instructions",
+        _sq(spec, "QID1", {"QuestionText": instructions, "DataExportTag": "instructions",
                            "QuestionType": "DB", "Selector": "TB", "Configuration": {
                                "QuestionDescriptionOption": "UseText"},
                            "QuestionDescription": "Instructions", "ChoiceOrder": [],
@@ -85,6 +88,11 @@ def build_qsf(spec: PackSpec) -> dict[str, Any]:
                "Options": {"BlockLocking": "false", "RandomizeQuestions": "false", "BlockVisibility": "Expanded"}},
               {"Type": "Trash", "Description": "Trash / Unused Questions", "ID": _sid("BL", spec.pack_id, "trash"),
                "BlockElements": []}]
+    return questions, blocks
+
+
+def build_qsf(spec: PackSpec) -> dict[str, Any]:
+    questions, blocks = intro_qsf(spec, instructions_html(spec))
     for q in range(1, spec.count + 1):
         members = spec.quartet(q)
         choices = {str(i.position): {"Display": pick_choice_html(spec, i.image_file, i.letter)} for i in members}

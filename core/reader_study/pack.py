@@ -92,6 +92,19 @@ def png_chunks(data: bytes) -> list[str]:
     return out
 
 
+def opaque_names(rng: np.random.Generator) -> Callable[[], str]:
+    """A source of distinct random image names (16 hex digits + .png) drawn from the pack's seeded `rng`."""
+    names: set[str] = set()
+
+    def opaque() -> str:
+        while True:
+            name = rng.bytes(8).hex() + ".png"
+            if name not in names:
+                names.add(name)
+                return name
+    return opaque
+
+
 # ---------------------------------------------------------------------------------------------------
 # Selecting images
 
@@ -155,14 +168,7 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str] | None =
     rng = np.random.default_rng(seed)
     chosen_real = [real[i] for i in rng.choice(len(real), size=count, replace=False)]
     chosen = {s: [pools[s][i] for i in rng.choice(len(pools[s]), size=count, replace=False)] for s in sources}
-    names: set[str] = set()
-
-    def opaque() -> str:
-        while True:
-            name = rng.bytes(8).hex() + ".png"
-            if name not in names:
-                names.add(name)
-                return name
+    opaque = opaque_names(rng)
 
     items: list[QuartetItem] = []
     src_path: dict[str, Path] = {}
@@ -185,7 +191,20 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str] | None =
                     created_at=now.isoformat(timespec="seconds"), items=items, study=str(study.root.resolve()),
                     questionnaire=True, free_text=free_text)
 
-    # Write everything into a temporary sibling and rename at the end: a failed build leaves no half pack.
+    write_blinded(out, src_path, size, now, log=log, write_files=lambda tmp: formats.write_pack_files(tmp, spec),
+                  record=lambda tmp: _record_pack(study, spec, out, move_from=tmp))
+    log(f"pack {pack_id}: {count} quartets from groups {', '.join(spec.checkpoints)} (seed {seed}) in {out}")
+    return spec
+
+
+def write_blinded(out: Path, src_path: dict[str, Path], size: int, now: datetime, *, log: Log,
+                  write_files: Callable[[Path], None], record: Callable[[Path], None]) -> None:
+    """Write a pack's blinded images and files into a temporary sibling of `out`; `record` renames it with the rows.
+
+    `src_path` maps each opaque image name to its source; `write_files(folder)` writes the design's survey files,
+    `record(folder)` commits the design's rows and moves `folder` to `out` in the same transaction, so a failed
+    build leaves no half pack. Both designs blind through here: one encoder, name order, one file time.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_killed_builds(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
@@ -193,21 +212,19 @@ def build_pack(study: Study, out: Path | str, *, checkpoints: list[str] | None =
     try:
         images = tmp / "upload" / "images"
         images.mkdir(parents=True)
-        log(f"re-encoding {len(items)} images to {size}x{size} 8-bit PNG")
+        log(f"re-encoding {len(src_path)} images to {size}x{size} 8-bit PNG")
         for name in sorted(src_path):  # name order: the creation order reveals nothing
             (images / name).write_bytes(blind_encode(src_path[name], size))
         stamp = time.mktime(now.replace(microsecond=0).timetuple())
         for name in sorted(src_path):
             os.utime(images / name, (stamp, stamp))
-        formats.write_pack_files(tmp, spec)
+        write_files(tmp)
         if out.exists():
-            out.rmdir()  # empty, checked above
-        _record_pack(study, spec, out, move_from=tmp)
+            out.rmdir()  # empty, checked by the caller
+        record(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log(f"pack {pack_id}: {count} quartets from groups {', '.join(spec.checkpoints)} (seed {seed}) in {out}")
-    return spec
 
 
 def _remove_killed_builds(out: Path) -> None:
@@ -358,13 +375,7 @@ def set_image_urls(study: Study | None, folder: Path | str, *, base_url: str | N
                                                                [spec.pack_id]))
     if registered:
         verify_pack(study, spec.pack_id, folder)  # never re-bless a pack edited by hand
-    if base_url:
-        if not base_url.startswith(("https://", "http://")):
-            raise CspineError(f"--image-base-url {base_url!r} must start with https:// (or http://)")
-        spec.image_base_url = base_url
-    if url_csv:
-        mapping = _read_url_csv(Path(url_csv), {i.image_file for i in spec.items})
-        spec.image_urls.update(mapping)
+    apply_image_urls(spec, base_url, url_csv)
     formats.write_pack_files(folder, spec, images_written=True)
     if study is not None:
         study.store.execute("UPDATE quartet_packs SET image_base_url = ? WHERE id = ?",
@@ -372,6 +383,16 @@ def set_image_urls(study: Study | None, folder: Path | str, *, base_url: str | N
         if registered:
             record(study, spec.pack_id, folder)  # the rewritten survey files are the new reference
     return spec
+
+
+def apply_image_urls(spec: Any, base_url: str | None, url_csv: Path | str | None) -> None:
+    """Set a pack spec's (either design) image base URL and/or per-image URLs from an image_file,url CSV."""
+    if base_url:
+        if not base_url.startswith(("https://", "http://")):
+            raise CspineError(f"--image-base-url {base_url!r} must start with https:// (or http://)")
+        spec.image_base_url = base_url
+    if url_csv:
+        spec.image_urls.update(_read_url_csv(Path(url_csv), {i.image_file for i in spec.items}))
 
 
 def _read_url_csv(path: Path, files: set[str]) -> dict[str, str]:

@@ -81,16 +81,27 @@ def build_preview(spec: PackSpec) -> str:
                      f"{spec.count}.</b> {QUESTION}</p><div class=\"choices\">{choices}</div><p>{RATE}</p>"
                      f'<table class="matrix"><tr><th></th>{header}</tr>{rows}</table>'
                      f"{questionnaire.free_text_preview(q) if spec.free_text else ''}</section>")
-    pages.append('<section class="page" data-title="End"><p>We thank you for your time spent taking this '
-                 "survey.<br>Your response has been recorded.</p></section>")
-    order = ("the quartets appear in a random order per rater in Qualtrics (block randomizer)"
-             if spec.shuffle_pages else "all raters see this order")
+    bar = (f"Study-team preview of pack {e(spec.pack_id)} ({spec.count} quartets; "
+           f"{page_order('quartets', spec.shuffle_pages)}); offline, nothing\nis recorded.")
+    return preview_document(bar, pages)
+
+
+def page_order(units: str, shuffle_pages: bool) -> str:
+    """How raters will see the pages, for the preview's bar (`units`: "quartets", "images")."""
+    return (f"the {units} appear in a random order per rater in Qualtrics (block randomizer)"
+            if shuffle_pages else "all raters see this order")
+
+
+def preview_document(bar: str, pages: list[str]) -> str:
+    """The offline preview page of either design: the study-team `bar`, the survey `pages`, the end page, the
+    page script (forced response, page jumps)."""
+    pages = pages + ['<section class="page" data-title="End"><p>We thank you for your time spent taking this '
+                     "survey.<br>Your response has been recorded.</p></section>"]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Survey preview</title><style>{CSS}</style></head>
 <body>
-<div class="bar">Study-team preview of pack {e(spec.pack_id)} ({spec.count} quartets; {order}); offline, nothing
-is recorded. Page <select id="jump"></select> <label><input type="checkbox" id="force" checked> forced
+<div class="bar">{bar} Page <select id="jump"></select> <label><input type="checkbox" id="force" checked> forced
 response</label></div>
 <main>
 {chr(10).join(pages)}

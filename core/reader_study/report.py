@@ -282,19 +282,26 @@ def build_markdown(r: dict[str, Any], spec: PackSpec) -> str:
 
 
 def write_report(r: dict[str, Any], spec: PackSpec, out: Path) -> dict[str, str]:
-    from markdown_it import MarkdownIt
-
     text = build_markdown(r, spec)
     r.pop("mean_realism_exact_fraction", None)
+    figs = r["figures"]
+    return write_markdown_html(text, out, f"Reader study report {spec.pack_id}",
+                               {figs["rater_means_png"]: figs["rater_means_svg"],
+                                figs["ratings_png"]: figs["ratings_svg"]})
+
+
+def write_markdown_html(text: str, out: Path, title: str, svg_for: dict[str, str]) -> dict[str, str]:
+    """Write a report (either design) as report.md and report.html; the HTML shows the vector figures (`svg_for`:
+    PNG path -> SVG path). Returns the folder and both files' paths."""
+    from markdown_it import MarkdownIt  # imported on use: only reports need it
+
     md_path = out / "report.md"
     md_path.write_text(text, encoding="utf-8")
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
-    figs = r["figures"]
-    # The HTML shows the vector figures.
-    body = body.replace(f'src="{figs["rater_means_png"]}"', f'src="{figs["rater_means_svg"]}"')
-    body = body.replace(f'src="{figs["ratings_png"]}"', f'src="{figs["ratings_svg"]}"')
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Reader study report '
-            f"{html.escape(spec.pack_id)}</title><style>{CSS}</style></head><body>{body}</body></html>\n")
+    for png, svg in svg_for.items():
+        body = body.replace(f'src="{png}"', f'src="{svg}"')
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{CSS}</style></head><body>{body}</body></html>\n")
     html_path = out / "report.html"
     html_path.write_text(page, encoding="utf-8")
     return {"dir": str(out.resolve()), "markdown": str(md_path.resolve()), "html": str(html_path.resolve())}

@@ -23,13 +23,15 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core.errors import CspineError
 from core.study import Study
 from core.reader_study import questionnaire
 from core.reader_study.questionnaire import is_seen_unanswered
 from core.reader_study.spec import LETTERS, RATER_CODE_TAG, PackSpec
+
+R = TypeVar("R")  # a parsed response of either design (Response, single_responses.Answers)
 
 EXCLUSION_REASONS = ("preview", "test", "spam", "incomplete", "already_imported", "duplicate_rater")
 TRUE_WORDS = {"1", "true", "yes", "wahr", "vrai", "verdadero", "vero", "waar", "sim", "ja"}
@@ -289,32 +291,9 @@ def import_ratings(study: Study, path: Path | str, pack: str | Path | None = Non
     path = Path(path).expanduser()
     spec = load_checked_pack(study, pack)  # a pack edited by hand since export is refused
     header, rows, responses, sha, values = read_responses(path, spec)
-    previous = study.store.query_one("SELECT id, summary FROM rating_imports WHERE pack_id = ? AND file_sha256 = ?",
-                                     [spec.pack_id, sha])
-    if previous:
-        summary = json.loads(previous["summary"])
-        return {**summary, "already_imported_as": previous["id"]}
-
-    known = study.store.query("SELECT id, response_id, label, flags FROM raters WHERE pack_id = ?", [spec.pack_id])
-    known_ids = {r["response_id"] for r in known}
-    by_label: dict[str, dict[str, Any]] = {r["label"].casefold(): r for r in known if r["label"]}
-    flags: list[str] = []
-    new_flags: dict[str, dict[str, Any]] = {}  # rater id -> flags to store
-    kept: dict[str, Response] = {}
-    candidates = sorted((r for r in responses if r.status == "used"), key=lambda r: (r.recorded, r.row_index))
-    for resp in candidates:
-        key = resp.label.casefold()
-        if resp.response_id in known_ids:
-            resp.status = "already_imported"
-        elif key in by_label or key in kept:
-            resp.status = "duplicate_rater"
-            first = by_label.get(key) or {"id": rater_id(spec, kept[key].response_id), "flags": None}
-            f = new_flags.setdefault(first["id"], json.loads(first["flags"]) if first.get("flags") else {})
-            f.setdefault("duplicate_responses", []).append(resp.response_id)
-            flags.append(f"rater {resp.label!r} answered more than once: kept the first finished response, "
-                         f"excluded {resp.response_id}")
-        else:
-            kept[key] = resp
+    if previous := previous_import(study, spec.pack_id, sha):
+        return previous
+    kept, new_flags, flags = keep_first_responses(study, spec, responses)
     if header.find(RATER_CODE_TAG, f"{spec.rater_code_qid}_TEXT", RATER_CODE_TAG) is None:
         flags.append("no rater_code column: each response counts as its own rater (repeat raters cannot be seen)")
     for resp in kept.values():
@@ -341,13 +320,7 @@ def import_ratings(study: Study, path: Path | str, pack: str | Path | None = Non
                                     or r.rater_info.get("years") is not None),
                "simulated_raters": sum(1 for r in kept.values() if _is_simulated(r, simulated))}
     with study.store.connect() as tx:
-        tx.execute("INSERT INTO rating_imports (id, pack_id, file, file_sha256, format, summary) VALUES (?,?,?,?,?,?)",
-                   [import_id, spec.pack_id, str(path.resolve()), sha, header.fmt, json.dumps(summary)])
-        raw = [[import_id, -header.n_rows + i, json.dumps({"header": True, "cells": rows[i]})]
-               for i in range(header.n_rows)]
-        raw += [[import_id, r.row_index, json.dumps({"cells": r.cells, "response_id": r.response_id,
-                                                     "status": r.status})] for r in responses]
-        tx.executemany("INSERT INTO raw_responses (import_id, row_index, data) VALUES (?, ?, ?)", raw)
+        store_import(tx, summary, path=path, sha=sha, header=header, rows=rows, responses=responses)
         for resp in kept.values():
             rid = rater_id(spec, resp.response_id)
             sim = _is_simulated(resp, simulated)
@@ -368,6 +341,58 @@ def import_ratings(study: Study, path: Path | str, pack: str | Path | None = Non
         for rid, f in new_flags.items():  # flags on raters kept by an earlier import
             tx.execute("UPDATE raters SET flags = ? WHERE id = ?", [json.dumps(f), rid])
     return summary
+
+
+def previous_import(study: Study, pack_id: str, sha: str) -> dict[str, Any] | None:
+    """The summary of an earlier import of the same file (by its hash) into this pack, or None."""
+    previous = study.store.query_one("SELECT id, summary FROM rating_imports WHERE pack_id = ? AND file_sha256 = ?",
+                                     [pack_id, sha])
+    if previous:
+        return {**json.loads(previous["summary"]), "already_imported_as": previous["id"]}
+    return None
+
+
+def keep_first_responses(study: Study, spec: Any, responses: list[R]
+                         ) -> tuple[dict[str, R], dict[str, dict[str, Any]], list[str]]:
+    """(kept by rater code, rater id -> flags to store, flag lines): each rater's first finished response.
+
+    Both designs' imports: a response already stored is marked "already_imported", a later one of a rater code
+    seen before (in this file or an earlier import) "duplicate_rater", flagged on the rater that is kept.
+    """
+    known = study.store.query("SELECT id, response_id, label, flags FROM raters WHERE pack_id = ?", [spec.pack_id])
+    known_ids = {r["response_id"] for r in known}
+    by_label: dict[str, dict[str, Any]] = {r["label"].casefold(): r for r in known if r["label"]}
+    flags: list[str] = []
+    new_flags: dict[str, dict[str, Any]] = {}  # rater id -> flags to store
+    kept: dict[str, R] = {}
+    candidates = sorted((r for r in responses if r.status == "used"), key=lambda r: (r.recorded, r.row_index))
+    for resp in candidates:
+        key = resp.label.casefold()
+        if resp.response_id in known_ids:
+            resp.status = "already_imported"
+        elif key in by_label or key in kept:
+            resp.status = "duplicate_rater"
+            first = by_label.get(key) or {"id": rater_id(spec, kept[key].response_id), "flags": None}
+            f = new_flags.setdefault(first["id"], json.loads(first["flags"]) if first.get("flags") else {})
+            f.setdefault("duplicate_responses", []).append(resp.response_id)
+            flags.append(f"rater {resp.label!r} answered more than once: kept the first finished response, "
+                         f"excluded {resp.response_id}")
+        else:
+            kept[key] = resp
+    return kept, new_flags, flags
+
+
+def store_import(tx: Any, summary: dict[str, Any], *, path: Path, sha: str, header: Header,
+                 rows: list[list[str]], responses: list[Any]) -> None:
+    """Insert the import's row and every raw row of the file (header rows with negative indexes) in `tx`."""
+    import_id = summary["import_id"]
+    tx.execute("INSERT INTO rating_imports (id, pack_id, file, file_sha256, format, summary) VALUES (?,?,?,?,?,?)",
+               [import_id, summary["pack_id"], str(path.resolve()), sha, header.fmt, json.dumps(summary)])
+    raw = [[import_id, -header.n_rows + i, json.dumps({"header": True, "cells": rows[i]})]
+           for i in range(header.n_rows)]
+    raw += [[import_id, r.row_index, json.dumps({"cells": r.cells, "response_id": r.response_id,
+                                                 "status": r.status})] for r in responses]
+    tx.executemany("INSERT INTO raw_responses (import_id, row_index, data) VALUES (?, ?, ?)", raw)
 
 
 def _is_simulated(resp: Response, simulated: bool) -> bool:

@@ -1,7 +1,7 @@
 """The files of a single-image pack: Qualtrics QSF and Advanced Format TXT, answer key, manifest, preview, README.
 
-The QSF is put together from the quartet pack's building blocks (formats._sq, _forced, _img, _sid and
-assemble_qsf: the same flow, options and SurveyEntry). Each trial is its own block, hence its own page: the
+The QSF is put together from the quartet pack's building blocks (formats._sq, _forced, _img, _sid, intro_qsf
+and assemble_qsf: the same flow, options and SurveyEntry). Each trial is its own block, hence its own page: the
 image and "real or synthetic?" as a six-point single answer (recode 1-6 = the confidence), then, where the image
 carries a condition, "does this image show <attribute>: <value>?" (Yes = 1, No = 2), then, with --free-text, an
 optional multi-line text "what made you decide?". Everything but the free text has forced response.
@@ -18,7 +18,7 @@ from typing import Any
 from core.reader_study import preview as quartet_preview
 from core.reader_study import questionnaire
 from core.reader_study.groups import describe
-from core.reader_study.formats import _forced, _img, _sid, _sq, _write_text, assemble_qsf
+from core.reader_study.formats import _forced, _img, _sid, _sq, _write_text, assemble_qsf, intro_qsf
 from core.reader_study.spec import IMAGE_URL_PLACEHOLDER, RATER_CODE_TAG, RATER_CODE_TEXT
 from core.reader_study.single_spec import (CONDITION_CHOICES, CONFIDENCE, INSTRUCTIONS, INSTRUCTIONS_CONDITION,
                                           INSTRUCTIONS_WHY, QUESTION, SingleItem, SinglePackSpec,
@@ -67,27 +67,7 @@ def _mc(spec: SinglePackSpec, qid: str, tag: str, text: str, choices: dict[int, 
 
 
 def build_qsf(spec: SinglePackSpec) -> dict[str, Any]:
-    questions: list[dict[str, Any]] = [
-        _sq(spec, "QID1", {"QuestionText": instructions(spec), "DataExportTag": "instructions", "QuestionType": "DB",
-                           "Selector": "TB", "Configuration": {"QuestionDescriptionOption": "UseText"},
-                           "QuestionDescription": "Instructions", "ChoiceOrder": [],
-                           "Validation": {"Settings": {"Type": "None"}}, "NextChoiceId": 4, "NextAnswerId": 1}),
-        _sq(spec, spec.rater_code_qid, {
-            "QuestionText": RATER_CODE_TEXT, "DataExportTag": RATER_CODE_TAG, "QuestionType": "TE", "Selector": "SL",
-            "Configuration": {"QuestionDescriptionOption": "UseText"}, "QuestionDescription": "Rater code",
-            "Validation": _forced(), "NextChoiceId": 4, "NextAnswerId": 1,
-            "SearchSource": {"AllowFreeResponse": "false"}}),
-    ]
-    intro = ["QID1", spec.rater_code_qid]
-    if spec.questionnaire:
-        for payload in questionnaire.qsf_questions(spec.questionnaire_qid):
-            questions.append(_sq(spec, payload["QuestionID"], payload))
-            intro.append(payload["QuestionID"])
-    blocks = [{"Type": "Default", "Description": "Instructions", "ID": _sid("BL", spec.pack_id, "intro"),
-               "BlockElements": [{"Type": "Question", "QuestionID": qid} for qid in intro],
-               "Options": {"BlockLocking": "false", "RandomizeQuestions": "false", "BlockVisibility": "Expanded"}},
-              {"Type": "Trash", "Description": "Trash / Unused Questions", "ID": _sid("BL", spec.pack_id, "trash"),
-               "BlockElements": []}]
+    questions, blocks = intro_qsf(spec, instructions(spec))
     for item in spec.items:
         t = item.trial
         page = [_mc(spec, spec.qid(t, "call"), spec.tag(t, "call"), _head(spec, item), CONFIDENCE,
@@ -166,25 +146,9 @@ def build_preview(spec: SinglePackSpec) -> str:
         if spec.free_text:  # optional, as in Qualtrics: the page script's forced-response check skips it
             body += questionnaire.free_text_preview(t)
         pages.append(f'<section class="page" data-title="Image {t}" id="q{t}">{body}</section>')
-    pages.append('<section class="page" data-title="End"><p>We thank you for your time spent taking this '
-                 "survey.<br>Your response has been recorded.</p></section>")
-    order = ("the images appear in a random order per rater in Qualtrics (block randomizer)"
-             if spec.shuffle_pages else "all raters see this order")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Survey preview</title><style>{quartet_preview.CSS}</style></head>
-<body>
-<div class="bar">Study-team preview of single-image pack {e(spec.pack_id)} ({spec.count} images; {order}); offline,
-nothing is recorded. Page <select id="jump"></select> <label><input type="checkbox" id="force" checked> forced
-response</label></div>
-<main>
-{chr(10).join(pages)}
-<div class="err" id="err"></div>
-</main>
-<nav><span class="progress" id="progress"></span><button id="next" type="button">&rarr;</button></nav>
-<script>{quartet_preview.JS}</script>
-</body></html>
-"""
+    bar = (f"Study-team preview of single-image pack {e(spec.pack_id)} ({spec.count} images; "
+           f"{quartet_preview.page_order('images', spec.shuffle_pages)}); offline,\nnothing is recorded.")
+    return quartet_preview.preview_document(bar, pages)
 
 
 def build_readme(spec: SinglePackSpec) -> str:

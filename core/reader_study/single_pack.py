@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -35,7 +33,7 @@ from core.errors import CspineError
 from core.realset.labels import attributes_for
 from core.reader_study import single_formats
 from core.reader_study.groups import Group, describe, resolve_all
-from core.reader_study.pack import _read_url_csv, _remove_killed_builds, blind_encode
+from core.reader_study.pack import apply_image_urls, opaque_names, write_blinded
 from core.reader_study.pack_check import fingerprint, record, verify_pack
 from core.reader_study.single_spec import REAL_SHARE, SingleItem, SinglePackSpec, is_single_manifest
 from core.study import Study
@@ -110,14 +108,7 @@ def build_single_pack(study: Study, out: Path | str, *, groups: list[str], count
     for g, n in zip(resolved, per_group):
         drawn += [("synthetic", g.source, g.pool[i]) for i in rng.choice(len(g.pool), size=n, replace=False)]
     order = rng.permutation(len(drawn))
-    taken: set[str] = set()
-
-    def opaque() -> str:
-        while True:
-            name = rng.bytes(8).hex() + ".png"
-            if name not in taken:
-                taken.add(name)
-                return name
+    opaque = opaque_names(rng)
 
     items, src_path = [], {}
     for t, k in enumerate(order, 1):
@@ -134,27 +125,9 @@ def build_single_pack(study: Study, out: Path | str, *, groups: list[str], count
                           shuffle_pages=shuffle_pages, created_at=now.isoformat(timespec="seconds"),
                           condition_attribute=condition_attribute or None, free_text=free_text, items=items,
                           study=str(study.root.resolve()), questionnaire=True)
-    # Write into a temporary sibling and rename with the rows' commit: a failed build leaves no half pack.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_killed_builds(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
-    tmp.mkdir()
-    try:
-        images = tmp / "upload" / "images"
-        images.mkdir(parents=True)
-        log(f"re-encoding {len(items)} images to {size}x{size} 8-bit PNG")
-        for name in sorted(src_path):  # name order: the creation order reveals nothing
-            (images / name).write_bytes(blind_encode(src_path[name], size))
-        stamp = time.mktime(now.replace(microsecond=0).timetuple())
-        for name in sorted(src_path):
-            os.utime(images / name, (stamp, stamp))
-        single_formats.write_pack_files(tmp, spec)
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        _record(study, spec, out, move_from=tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_blinded(out, src_path, size, now, log=log,
+                  write_files=lambda tmp: single_formats.write_pack_files(tmp, spec),
+                  record=lambda tmp: _record(study, spec, out, move_from=tmp))
     log(f"pack {spec.pack_id}: {count} single-image trials ({n_real} real; "
         + ", ".join(f"{g} {n}" for g, n in zip(names, per_group)) + f"; seed {seed}) in {out}")
     return spec
@@ -275,12 +248,7 @@ def set_single_image_urls(study: Study | None, folder: Path | str, *, base_url: 
                                                                [spec.pack_id]))
     if registered:
         verify_pack(study, spec.pack_id, folder)  # never re-bless a pack edited by hand
-    if base_url:
-        if not base_url.startswith(("https://", "http://")):
-            raise CspineError(f"--image-base-url {base_url!r} must start with https:// (or http://)")
-        spec.image_base_url = base_url
-    if url_csv:
-        spec.image_urls.update(_read_url_csv(Path(url_csv), {i.image_file for i in spec.items}))
+    apply_image_urls(spec, base_url, url_csv)
     single_formats.write_pack_files(folder, spec)
     if study is not None and registered:
         study.store.execute("UPDATE single_packs SET image_base_url = ? WHERE id = ?",

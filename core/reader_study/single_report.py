@@ -4,11 +4,10 @@ verbatim, and a methods paragraph filled in with the study's numbers (the quarte
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
-from core.reader_study.report import CSS, _e, _pct, _table, _versions
+from core.reader_study.report import _e, _pct, _table, _versions, write_markdown_html
 from core.reader_study.groups import describe
 from core.reader_study.power import power_lines
 from core.reader_study.single_spec import SinglePackSpec
@@ -146,17 +145,6 @@ def build_markdown(r: dict[str, Any], spec: SinglePackSpec) -> str:
 
 
 def write_report(r: dict[str, Any], spec: SinglePackSpec, out: Path) -> dict[str, str]:
-    from markdown_it import MarkdownIt
-
-    text = build_markdown(r, spec)
-    md_path = out / "report.md"
-    md_path.write_text(text, encoding="utf-8")
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
     figs = r["figures"]
-    body = body.replace(f'src="{figs["violins_png"]}"', f'src="{figs["violins_svg"]}"')
-    body = body.replace(f'src="{figs["roc_png"]}"', f'src="{figs["roc_svg"]}"')
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Single-image reader study report '
-            f"{html.escape(spec.pack_id)}</title><style>{CSS}</style></head><body>{body}</body></html>\n")
-    html_path = out / "report.html"
-    html_path.write_text(page, encoding="utf-8")
-    return {"dir": str(out.resolve()), "markdown": str(md_path.resolve()), "html": str(html_path.resolve())}
+    return write_markdown_html(build_markdown(r, spec), out, f"Single-image reader study report {spec.pack_id}",
+                               {figs["violins_png"]: figs["violins_svg"], figs["roc_png"]: figs["roc_svg"]})

@@ -22,7 +22,8 @@ from typing import Any
 from core.errors import CspineError
 from core.reader_study import questionnaire
 from core.reader_study.responses import (EXCLUSION_REASONS, META, Header, _cell, _column_name, _is_simulated,
-                                         _read_rows, _row_status, parse_header, rater_id)
+                                         _read_rows, _row_status, keep_first_responses, parse_header,
+                                         previous_import, rater_id, store_import)
 from core.reader_study.single_spec import CONDITION_CHOICES, SinglePackSpec
 from core.reader_study.spec import RATER_CODE_TAG
 from core.study import Study
@@ -132,30 +133,9 @@ def import_single_ratings(study: Study, path: Path | str, pack: str | Path | Non
     path = Path(path).expanduser()
     spec = load_single_pack(study, pack)  # a pack edited by hand since export is refused
     header, rows, responses, sha, values = read_single_responses(path, spec)
-    previous = study.store.query_one("SELECT id, summary FROM rating_imports WHERE pack_id = ? AND file_sha256 = ?",
-                                     [spec.pack_id, sha])
-    if previous:
-        return {**json.loads(previous["summary"]), "already_imported_as": previous["id"]}
-
-    known = study.store.query("SELECT id, response_id, label, flags FROM raters WHERE pack_id = ?", [spec.pack_id])
-    known_ids = {r["response_id"] for r in known}
-    by_label = {r["label"].casefold(): r for r in known if r["label"]}
-    flags: list[str] = []
-    new_flags: dict[str, dict[str, Any]] = {}
-    kept: dict[str, Answers] = {}
-    for resp in sorted((r for r in responses if r.status == "used"), key=lambda r: (r.recorded, r.row_index)):
-        key = resp.label.casefold()
-        if resp.response_id in known_ids:
-            resp.status = "already_imported"
-        elif key in by_label or key in kept:
-            resp.status = "duplicate_rater"
-            first = by_label.get(key) or {"id": rater_id(spec, kept[key].response_id), "flags": None}
-            f = new_flags.setdefault(first["id"], json.loads(first["flags"]) if first.get("flags") else {})
-            f.setdefault("duplicate_responses", []).append(resp.response_id)
-            flags.append(f"rater {resp.label!r} answered more than once: kept the first finished response, "
-                         f"excluded {resp.response_id}")
-        else:
-            kept[key] = resp
+    if previous := previous_import(study, spec.pack_id, sha):
+        return previous
+    kept, new_flags, flags = keep_first_responses(study, spec, responses)
     if meta_missing := header.find(RATER_CODE_TAG, f"{spec.rater_code_qid}_TEXT", RATER_CODE_TAG) is None:
         flags.append("no rater_code column: each response counts as its own rater (repeat raters cannot be seen)")
     for resp in kept.values():
@@ -183,13 +163,7 @@ def import_single_ratings(study: Study, path: Path | str, pack: str | Path | Non
                "rater_code_column": not meta_missing,
                "simulated_raters": sum(1 for r in kept.values() if _is_simulated(r, simulated))}
     with study.store.connect() as tx:
-        tx.execute("INSERT INTO rating_imports (id, pack_id, file, file_sha256, format, summary) VALUES (?,?,?,?,?,?)",
-                   [import_id, spec.pack_id, str(path.resolve()), sha, header.fmt, json.dumps(summary)])
-        raw = [[import_id, -header.n_rows + i, json.dumps({"header": True, "cells": rows[i]})]
-               for i in range(header.n_rows)]
-        raw += [[import_id, r.row_index, json.dumps({"cells": r.cells, "response_id": r.response_id,
-                                                     "status": r.status})] for r in responses]
-        tx.executemany("INSERT INTO raw_responses (import_id, row_index, data) VALUES (?, ?, ?)", raw)
+        store_import(tx, summary, path=path, sha=sha, header=header, rows=rows, responses=responses)
         for resp in kept.values():
             rid = rater_id(spec, resp.response_id)
             info = resp.rater_info

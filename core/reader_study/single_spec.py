@@ -3,7 +3,7 @@ on a six-point confidence scale and, when the images carry a condition, "does th
 
 Shared by the builder (single_pack.py), the survey files (single_formats.py), the import (single_responses.py)
 and the analysis (single_analysis.py). Image names, URLs and the hash checks are the quartet pack's
-(spec.check_image_name, pack_check).
+(spec.image_url, spec_from_json with its check_image_name, pack_check).
 
 Why one six-point question rather than a yes/no call plus a separate confidence rating: the rating-scale method
 of ROC observer studies gets the call and its confidence from one answer (1-3 = real, 4-6 = synthetic), so the
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.reader_study import questionnaire
-from core.reader_study.spec import IMAGE_URL_PLACEHOLDER, RATER_CODE_TAG, check_image_name
+from core.reader_study.spec import RATER_CODE_TAG, image_url, spec_from_json
 
 DESIGN = "single"
 FORMAT = "cspine-tui single-image pack 1"
@@ -92,10 +92,7 @@ class SinglePackSpec:
         return self.items[t - 1]
 
     def url_for(self, image_file: str) -> str:
-        if image_file in self.image_urls:
-            return self.image_urls[image_file]
-        base = self.image_base_url or IMAGE_URL_PLACEHOLDER
-        return base + ("" if base.endswith("/") else "/") + image_file
+        return image_url(self, image_file)
 
     def asks_condition(self, item: SingleItem) -> bool:
         return self.condition_attribute is not None and item.condition is not None
@@ -114,13 +111,7 @@ class SinglePackSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "SinglePackSpec":
-        items = [SingleItem(**i) for i in data["items"]]
-        for item in items:  # a hand-edited manifest must not point outside the pack (../, /abs, ...)
-            check_image_name(item.image_file, "pack.json")
-        for name in data.get("image_urls") or {}:
-            check_image_name(name, "pack.json image_urls")
-        keys = {f for f in cls.__dataclass_fields__ if f != "items"}
-        return cls(**{k: v for k, v in data.items() if k in keys}, items=items)
+        return spec_from_json(cls, SingleItem, data)
 
 
 def is_single_manifest(data: dict[str, Any]) -> bool:

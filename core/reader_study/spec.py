@@ -80,10 +80,7 @@ class PackSpec:
         return sorted((i for i in self.items if i.quartet == q), key=lambda i: i.position)
 
     def url_for(self, image_file: str) -> str:
-        if image_file in self.image_urls:
-            return self.image_urls[image_file]
-        base = self.image_base_url or IMAGE_URL_PLACEHOLDER
-        return base + ("" if base.endswith("/") else "/") + image_file
+        return image_url(self, image_file)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -96,13 +93,26 @@ class PackSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "PackSpec":
-        items = [QuartetItem(**i) for i in data["items"]]
-        for item in items:  # a hand-edited manifest must not point outside the pack (../, /abs, ...)
-            check_image_name(item.image_file, "pack.json")
-        for name in data.get("image_urls") or {}:
-            check_image_name(name, "pack.json image_urls")
-        keys = {f for f in cls.__dataclass_fields__ if f != "items"}
-        return cls(**{k: v for k, v in data.items() if k in keys}, items=items)
+        return spec_from_json(cls, QuartetItem, data)
+
+
+def image_url(spec: Any, image_file: str) -> str:
+    """The survey's URL of a pack image (either design): its own URL from --url-csv, else base URL + name."""
+    if image_file in spec.image_urls:
+        return spec.image_urls[image_file]
+    base = spec.image_base_url or IMAGE_URL_PLACEHOLDER
+    return base + ("" if base.endswith("/") else "/") + image_file
+
+
+def spec_from_json(cls: Any, item_cls: Any, data: dict[str, Any]) -> Any:
+    """A pack spec (either design) from its pack.json, refusing image names that point outside the pack."""
+    items = [item_cls(**i) for i in data["items"]]
+    for item in items:  # a hand-edited manifest must not point outside the pack (../, /abs, ...)
+        check_image_name(item.image_file, "pack.json")
+    for name in data.get("image_urls") or {}:
+        check_image_name(name, "pack.json image_urls")
+    keys = {f for f in cls.__dataclass_fields__ if f != "items"}
+    return cls(**{k: v for k, v in data.items() if k in keys}, items=items)
 
 
 # An image name in a pack is a bare file name: no folder, no parent reference, no absolute path.

@@ -96,6 +96,17 @@ def print_json(data: Any, study: Study | None = None) -> None:
     sys.stdout.flush()
 
 
+def note_survey_setup(out: Path | str, image_base_url: str | None, txt_limits: list[str]) -> None:
+    """Tell on stderr what a freshly built survey pack (either design) still needs before raters can open it."""
+    if not image_base_url:
+        print(f"note: image URLs are placeholders; host upload/images/ and run `cspine-tui survey-urls --pack {out} "
+              "--image-base-url https://...` (see the pack's README.md)", file=sys.stderr)
+    print("note: upload/survey.qsf carries every setting; if you import upload/survey.txt instead, set by hand "
+          "in Qualtrics (also in the pack's README.md):", file=sys.stderr)
+    for line in txt_limits:
+        print(f"  - {line}", file=sys.stderr)
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

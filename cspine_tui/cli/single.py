@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cspine_tui.cli.common import add_json, add_study, open_study, print_json
+from cspine_tui.cli.common import add_json, add_study, note_survey_setup, open_study, print_json
 from core.errors import CspineError
 from core.study import Study
 
@@ -73,14 +73,8 @@ def cmd_single_images(args: argparse.Namespace) -> int:
                              image_base_url=args.image_base_url, size=args.size, shuffle_pages=args.shuffle_pages,
                              condition_attribute=_condition_attribute(study, args.condition_question),
                              free_text=args.free_text, log=_err)
-    if not args.image_base_url:
-        _err(f"note: image URLs are placeholders; host upload/images/ and run `cspine-tui survey-urls --pack {out} "
-             "--image-base-url https://...` (see the pack's README.md)")
     limits = txt_limits(spec)
-    _err("note: upload/survey.qsf carries every setting; if you import upload/survey.txt instead, set by hand "
-         "in Qualtrics (also in the pack's README.md):")
-    for line in limits:
-        _err(f"  - {line}")
+    note_survey_setup(out, args.image_base_url, limits)
     n_real, per_group = plan_trials(spec.count, len(spec.groups))
     result = {"pack_id": spec.pack_id, "design": "single", "out": str(Path(out).resolve()), "count": spec.count,
               "seed": spec.seed, "real": n_real, "groups": dict(zip(spec.groups, per_group)),

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from cspine_tui.cli import single
-from cspine_tui.cli.common import add_json, add_study, open_study, print_json
+from cspine_tui.cli.common import add_json, add_study, note_survey_setup, open_study, print_json
 from core.errors import CspineError
 from core.reader_study.formats import txt_limits
 from core.reader_study.groups import label
@@ -96,14 +96,8 @@ def cmd_quartets(args: argparse.Namespace) -> int:
     spec = build_pack(study, out, checkpoints=args.checkpoints, groups=args.groups, count=args.count,
                       seed=args.seed, image_base_url=args.image_base_url, size=args.size,
                       shuffle_pages=args.shuffle_pages, free_text=args.free_text, log=_err)
-    if not args.image_base_url:
-        _err(f"note: image URLs are placeholders; host upload/images/ and run `cspine-tui survey-urls --pack {out} "
-             "--image-base-url https://...` (see the pack's README.md)")
     limits = txt_limits(spec)
-    _err("note: upload/survey.qsf carries every setting; if you import upload/survey.txt instead, set by hand "
-         "in Qualtrics (also in the pack's README.md):")
-    for line in limits:
-        _err(f"  - {line}")
+    note_survey_setup(out, args.image_base_url, limits)
     result = {"pack_id": spec.pack_id, "out": str(Path(out).resolve()), "count": spec.count, "seed": spec.seed,
               "checkpoints": spec.checkpoints, "groups": spec.checkpoints, "images": len(spec.items),
               "free_text": spec.free_text, "txt_limits": limits}

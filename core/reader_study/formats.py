@@ -255,7 +255,7 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_pack_files(folder: Path, spec: PackSpec, *, images_written: bool = True) -> None:
+def write_pack_files(folder: Path, spec: PackSpec) -> None:
     """Write (or rewrite, after the image URLs changed) every text file of a pack."""
     upload = folder / "upload"
     upload.mkdir(parents=True, exist_ok=True)

@@ -376,7 +376,7 @@ def set_image_urls(study: Study | None, folder: Path | str, *, base_url: str | N
     if registered:
         verify_pack(study, spec.pack_id, folder)  # never re-bless a pack edited by hand
     apply_image_urls(spec, base_url, url_csv)
-    formats.write_pack_files(folder, spec, images_written=True)
+    formats.write_pack_files(folder, spec)
     if study is not None:
         study.store.execute("UPDATE quartet_packs SET image_base_url = ? WHERE id = ?",
                             [spec.image_base_url, spec.pack_id])

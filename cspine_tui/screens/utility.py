@@ -168,7 +168,9 @@ class UtilityScreen(PolledScreen):
     def _show(self, jobs: list[dict[str, Any]]) -> None:
         self.jobs = jobs
         if self.selected not in {j["id"] for j in jobs}:
-            self.selected = jobs[0]["id"] if jobs else None
+            # The newest benchmark first: it has the curves (a condition check, often run after it, has none).
+            first = next((j for j in jobs if j["kind"] == "utility"), jobs[0] if jobs else None)
+            self.selected = first["id"] if first else None
         rows = []
         for j in jobs:
             p, st = j["params"], j["status"]

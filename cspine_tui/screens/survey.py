@@ -253,7 +253,8 @@ class SurveyScreen(Screen):
             count = self.query_one("#in-count", Input).value.strip()
             if count.isdigit():
                 plan.query_one("#pp-trials", Input).value = count
-            self.query_one("#side", VerticalScroll).scroll_to_widget(plan)
+            # After the refresh that lays the plan out: before it, the plan has no place to scroll to.
+            self.call_after_refresh(self.query_one("#side", VerticalScroll).scroll_to_widget, plan, top=True)
 
     @work(thread=True, exclusive=True, group="survey-images")
     def _load_images(self, pack_id: str, quartet: int, folder: Path | None, members: list[tuple]) -> None:

@@ -1,6 +1,6 @@
 """single-images: the single-image reader-study design (build a pack); its import and analysis run through
-`import-ratings` and `analyze`, which dispatch on the pack's design (cli/survey.py calls import_single and
-analyze_single here).
+`import-ratings` and `analyze`, which dispatch on the pack's design (cli/survey.py calls
+analyze_single_cmd here for the analysis' printout).
 
 Like `quartets`, these run in seconds, directly rather than as jobs; with --json stdout is one JSON document.
 """
@@ -85,24 +85,6 @@ def cmd_single_images(args: argparse.Namespace) -> int:
         print_json(result, study)
     else:
         print(result["out"])
-    return 0
-
-
-def import_single(args: argparse.Namespace, study: Study) -> int:
-    """`import-ratings` for a single-image pack."""
-    from core.reader_study.single_responses import import_single_ratings  # loads numpy (start-up cost)
-
-    summary = import_single_ratings(study, args.file, args.pack, simulated=args.simulated)
-    if args.json:
-        print_json(summary, study)
-        return 0
-    excluded = ", ".join(f"{k} {v}" for k, v in summary["excluded"].items() if v) or "none"
-    again = f" (already imported as {summary['already_imported_as']})" if summary.get("already_imported_as") else ""
-    print(f"{summary['responses']} responses in {args.file} ({summary['format']}, {summary['values']} values)"
-          f"{again}: {summary['used']} used; excluded: {excluded}; seen but not answered (-99): "
-          f"{summary['seen_unanswered']}")
-    for flag in summary["flags"]:
-        print(f"  flag: {flag}")
     return 0
 
 

@@ -15,7 +15,7 @@ from cspine_tui.cli.common import add_json, add_study, note_survey_setup, open_s
 from core.errors import CspineError
 from core.reader_study.formats import txt_limits
 from core.reader_study.groups import label
-from core.reader_study.responses import import_ratings
+from core.reader_study.designs import import_any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -130,9 +130,7 @@ def _design(study, pack: str | Path | None) -> str:
 
 def cmd_import(args: argparse.Namespace) -> int:
     study = open_study(args)
-    if _design(study, args.pack) == "single":
-        return single.import_single(args, study)
-    summary = import_ratings(study, args.file, args.pack, simulated=args.simulated)
+    summary = import_any(study, args.file, args.pack, simulated=args.simulated)  # either design
     if args.json:
         print_json(summary, study)
         return 0
